@@ -1,0 +1,86 @@
+"""The durable background-job engine (Trigger.dev semantics, in Python).
+
+Example::
+
+    from polaris_jupyter.jobs import Engine, RetryPolicy, task
+
+    @task(id="hello", retry=RetryPolicy(max_attempts=5))
+    async def hello(payload, ctx):
+        ctx.logger.info("hi", data=payload)
+        return {"greeting": f"hello {payload['name']}"}
+
+    async with Engine("runs.db") as engine:
+        result = await engine.trigger_and_wait("hello", {"name": "Ada"})
+"""
+
+from __future__ import annotations
+
+from polaris_jupyter.jobs._clock import Clock, FakeClock, SystemClock
+from polaris_jupyter.jobs._context import RunContext
+from polaris_jupyter.jobs._engine import MAX_BATCH_ITEMS, BatchHandle, Engine, RunHandle, RunResult
+from polaris_jupyter.jobs._events import EventBus, EventFilter, SubscriberLagging
+from polaris_jupyter.jobs._models import (
+    FINAL_STATUSES,
+    AbortTaskError,
+    Attempt,
+    Conflict,
+    EngineError,
+    Event,
+    InvalidInput,
+    RetryPolicy,
+    Run,
+    RunNotFound,
+    RunStatus,
+    TaskNotFound,
+    TriggerOptions,
+    iso,
+    new_id,
+)
+from polaris_jupyter.jobs._options import options_from_json, parse_duration_s
+from polaris_jupyter.jobs._queries import RunFilter, RunPage, delete_finished_before, list_runs, task_metrics
+from polaris_jupyter.jobs._registry import QueueDef, TaskDef, TaskRegistry, default_registry, queue, task
+from polaris_jupyter.jobs._store import SqliteStore
+
+__all__ = [
+    "FINAL_STATUSES",
+    "MAX_BATCH_ITEMS",
+    "AbortTaskError",
+    "Attempt",
+    "BatchHandle",
+    "Clock",
+    "Conflict",
+    "Engine",
+    "EngineError",
+    "Event",
+    "EventBus",
+    "EventFilter",
+    "FakeClock",
+    "InvalidInput",
+    "QueueDef",
+    "RetryPolicy",
+    "Run",
+    "RunContext",
+    "RunFilter",
+    "RunHandle",
+    "RunNotFound",
+    "RunPage",
+    "RunResult",
+    "RunStatus",
+    "SqliteStore",
+    "SubscriberLagging",
+    "SystemClock",
+    "TaskDef",
+    "TaskNotFound",
+    "TaskRegistry",
+    "TriggerOptions",
+    "default_registry",
+    "delete_finished_before",
+    "iso",
+    "list_runs",
+    "new_id",
+    "options_from_json",
+    "parse_duration_s",
+    "queue",
+    "task",
+    "task_metrics",
+]

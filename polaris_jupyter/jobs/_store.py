@@ -1,0 +1,462 @@
+"""Durable SQLite store (WAL) with group commit, so the event loop never waits on the disk.
+
+Writes are queued in memory and committed by one dedicated writer thread: while a commit is in
+flight, new writes pile up and go into the next one (group commit). Several updates of the same
+run inside one batch collapse into one row write. Callers that need durability (``trigger``)
+await :meth:`SqliteStore.commit`, which resolves once their writes are on disk. Reads go
+through a second connection on a reader thread, after a flush, so they see every earlier write.
+
+The interface is small on purpose (runs, attempts, logs, events, schedules, key/value) so that
+a PostgreSQL-backed store can replace it without touching the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from polaris_jupyter.jobs._models import Attempt, Event, Run, RunStatus
+
+__all__ = ["SCHEMA_VERSION", "SqliteStore"]
+
+SCHEMA_VERSION = 1
+T = TypeVar("T")
+log = logging.getLogger("polaris_jupyter.jobs.store")
+
+_RUN_COLUMNS = (
+    "id",
+    "task_id",
+    "status",
+    "payload",
+    "output",
+    "error",
+    "attempt_count",
+    "max_attempts",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+    "delay_until",
+    "ttl_s",
+    "next_attempt_at",
+    "idempotency_key",
+    "idempotency_expires_at",
+    "tags",
+    "metadata",
+    "concurrency_key",
+    "queue",
+    "replayed_from",
+    "batch_id",
+    "schedule_id",
+    "parent_run_id",
+    "conversation_id",
+    "checkpoints",
+    "max_duration_s",
+    "waiting_reason",
+)
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS runs (
+  num INTEGER PRIMARY KEY AUTOINCREMENT,
+  {", ".join(c + (" TEXT UNIQUE NOT NULL" if c == "id" else "") for c in _RUN_COLUMNS)}
+);
+CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
+CREATE INDEX IF NOT EXISTS runs_task ON runs(task_id, num);
+CREATE INDEX IF NOT EXISTS runs_idem ON runs(task_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS runs_conv ON runs(conversation_id) WHERE conversation_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS runs_finished ON runs(finished_at);
+CREATE TABLE IF NOT EXISTS attempts (
+  run_id TEXT NOT NULL, number INTEGER NOT NULL, status TEXT, started_at REAL, finished_at REAL,
+  error TEXT, PRIMARY KEY (run_id, number)
+);
+CREATE TABLE IF NOT EXISTS logs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, attempt INTEGER, ts REAL,
+  level TEXT, message TEXT, data TEXT
+);
+CREATE INDEX IF NOT EXISTS logs_run ON logs(run_id, id);
+CREATE TABLE IF NOT EXISTS events (
+  seq INTEGER PRIMARY KEY, run_id TEXT, run_seq INTEGER, conversation_id TEXT, type TEXT,
+  data TEXT, ts REAL
+);
+CREATE INDEX IF NOT EXISTS events_run ON events(run_id, run_seq);
+CREATE INDEX IF NOT EXISTS events_conv ON events(conversation_id, seq) WHERE conversation_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS schedules (
+  id TEXT PRIMARY KEY, task_id TEXT NOT NULL, cron TEXT NOT NULL, timezone TEXT NOT NULL,
+  payload TEXT, last_slot REAL, created_at REAL, active INTEGER NOT NULL DEFAULT 1,
+  declarative INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS kv (
+  ns TEXT NOT NULL, key TEXT NOT NULL, value TEXT, updated_at REAL, PRIMARY KEY (ns, key)
+);
+"""
+
+_UPSERT_RUN = (
+    f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' for _ in _RUN_COLUMNS)}) "
+    f"ON CONFLICT(id) DO UPDATE SET {', '.join(f'{c}=excluded.{c}' for c in _RUN_COLUMNS[1:])}"
+)
+_INSERT_EVENT = "INSERT INTO events (seq, run_id, run_seq, conversation_id, type, data, ts) VALUES (?,?,?,?,?,?,?)"
+_UPSERT_ATTEMPT = (
+    "INSERT INTO attempts (run_id, number, status, started_at, finished_at, error) VALUES (?,?,?,?,?,?) "
+    "ON CONFLICT(run_id, number) DO UPDATE SET status=excluded.status, finished_at=excluded.finished_at, "
+    "error=excluded.error"
+)
+_INSERT_LOG = "INSERT INTO logs (run_id, attempt, ts, level, message, data) VALUES (?,?,?,?,?,?)"
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"), default=str)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def run_to_row(run: Run) -> tuple[Any, ...]:
+    return (
+        run.id,
+        run.task_id,
+        run.status.value,
+        _dumps(run.payload),
+        _dumps(run.output),
+        _dumps(run.error),
+        run.attempt_count,
+        run.max_attempts,
+        run.created_at,
+        run.updated_at,
+        run.started_at,
+        run.finished_at,
+        run.delay_until,
+        run.ttl_s,
+        run.next_attempt_at,
+        run.idempotency_key,
+        run.idempotency_expires_at,
+        _dumps(run.tags),
+        _dumps(run.metadata),
+        run.concurrency_key,
+        run.queue,
+        run.replayed_from,
+        run.batch_id,
+        run.schedule_id,
+        run.parent_run_id,
+        run.conversation_id,
+        _dumps(run.checkpoints),
+        run.max_duration_s,
+        run.waiting_reason,
+    )
+
+
+def row_to_run(row: sqlite3.Row) -> Run:
+    return Run(
+        id=row["id"],
+        task_id=row["task_id"],
+        status=RunStatus(row["status"]),
+        payload=_loads(row["payload"]),
+        output=_loads(row["output"]),
+        error=_loads(row["error"]),
+        attempt_count=row["attempt_count"],
+        max_attempts=row["max_attempts"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        delay_until=row["delay_until"],
+        ttl_s=row["ttl_s"],
+        next_attempt_at=row["next_attempt_at"],
+        idempotency_key=row["idempotency_key"],
+        idempotency_expires_at=row["idempotency_expires_at"],
+        tags=_loads(row["tags"]) or [],
+        metadata=_loads(row["metadata"]) or {},
+        concurrency_key=row["concurrency_key"],
+        queue=row["queue"] or "default",
+        replayed_from=row["replayed_from"],
+        batch_id=row["batch_id"],
+        schedule_id=row["schedule_id"],
+        parent_run_id=row["parent_run_id"],
+        conversation_id=row["conversation_id"],
+        checkpoints=_loads(row["checkpoints"]) or {},
+        max_duration_s=row["max_duration_s"],
+        waiting_reason=row["waiting_reason"],
+        num=row["num"],
+    )
+
+
+def row_to_event(row: sqlite3.Row) -> Event:
+    return Event(
+        seq=row["seq"],
+        type=row["type"],
+        data=_loads(row["data"]) or {},
+        ts=row["ts"],
+        run_id=row["run_id"],
+        run_seq=row["run_seq"],
+        conversation_id=row["conversation_id"],
+    )
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode survives a process kill (kill -9); only an OS crash can lose the tail.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+class SqliteStore:
+    """One SQLite file: runs, attempts, logs, events, schedules and a key/value table."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._writer: ThreadPoolExecutor | None = None
+        self._reader: ThreadPoolExecutor | None = None
+        self._wconn: sqlite3.Connection | None = None
+        self._rconn: sqlite3.Connection | None = None
+        self._runs: dict[str, tuple[Any, ...]] = {}
+        self._ops: list[tuple[str, tuple[Any, ...]]] = []
+        self._events: list[Event] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._inflight: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: Called on the event loop with each committed batch of events (the live bus).
+        self.on_events_committed: Callable[[list[Event]], None] | None = None
+        self.bytes_written = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._loop = asyncio.get_running_loop()
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="polaris-store-w")
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="polaris-store-r")
+        self._wconn = await self._loop.run_in_executor(self._writer, self._open_writer)
+        self._rconn = await self._loop.run_in_executor(self._reader, _connect, self.path)
+
+    def _open_writer(self) -> sqlite3.Connection:
+        conn = _connect(self.path)
+        conn.executescript(_SCHEMA)
+        conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        return conn
+
+    async def close(self) -> None:
+        if self._loop is None:
+            return
+        await self.flush()
+        for executor, conn in ((self._writer, self._wconn), (self._reader, self._rconn)):
+            if executor is not None and conn is not None:
+                await self._loop.run_in_executor(executor, conn.close)
+                executor.shutdown(wait=True)
+        self._writer = self._reader = None
+        self._wconn = self._rconn = None
+        self._loop = None
+
+    # -- writes (never block; committed by the writer thread) --------------------------------
+    def put_run(self, run: Run) -> None:
+        self._runs[run.id] = run_to_row(run)
+        self._kick()
+
+    def put_attempt(self, attempt: Attempt) -> None:
+        self.execute(
+            _UPSERT_ATTEMPT,
+            (
+                attempt.run_id,
+                attempt.number,
+                attempt.status,
+                attempt.started_at,
+                attempt.finished_at,
+                _dumps(attempt.error),
+            ),
+        )
+
+    def put_log(self, run_id: str, attempt: int, ts: float, level: str, message: str, data: Any) -> None:
+        self.execute(_INSERT_LOG, (run_id, attempt, ts, level, message, _dumps(data)))
+
+    def put_event(self, event: Event) -> None:
+        self._events.append(event)
+        self._kick()
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        """Queue any write statement; it is committed with the next batch, in order."""
+        self._ops.append((sql, params))
+        self._kick()
+
+    async def commit(self) -> None:
+        """Wait until every write queued so far is on disk."""
+        if not (self._runs or self._ops or self._events or self._inflight):
+            return
+        assert self._loop is not None, "store is not open"
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._waiters.append(fut)
+        self._kick()
+        await fut
+
+    flush = commit
+
+    def _kick(self) -> None:
+        if self._inflight is None and self._loop is not None and self._writer is not None:
+            self._inflight = self._loop.create_future()
+            self._loop.call_soon(self._start_batch)
+
+    def _start_batch(self) -> None:
+        assert self._loop is not None and self._writer is not None
+        runs, ops, events, waiters = self._runs, self._ops, self._events, self._waiters
+        self._runs, self._ops, self._events, self._waiters = {}, [], [], []
+        future = self._loop.run_in_executor(self._writer, self._write_batch, list(runs.values()), ops, events)
+        future.add_done_callback(lambda f: self._batch_done(f, events, waiters))
+
+    def _write_batch(
+        self, runs: list[tuple[Any, ...]], ops: list[tuple[str, tuple[Any, ...]]], events: list[Event]
+    ) -> None:
+        conn = self._wconn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if runs:
+                conn.executemany(_UPSERT_RUN, runs)
+            _execute_grouped(conn, ops)
+            if events:
+                rows = [
+                    (e.seq, e.run_id, e.run_seq, e.conversation_id, e.type, _dumps(e.data), e.ts)
+                    for e in events
+                ]
+                self.bytes_written += sum(len(r[5] or "") for r in rows)
+                conn.executemany(_INSERT_EVENT, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _batch_done(
+        self, future: asyncio.Future[None], events: list[Event], waiters: list[asyncio.Future[None]]
+    ) -> None:
+        error = future.exception()
+        if error is not None:
+            log.error("store commit failed: %s", error, exc_info=error)
+        for waiter in waiters:
+            if waiter.done():
+                continue
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(error)
+        if error is None and events and self.on_events_committed is not None:
+            try:
+                self.on_events_committed(events)
+            except Exception:  # a subscriber bug must not stop the store
+                log.exception("event delivery failed")
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None and not inflight.done():
+            inflight.set_result(None)
+        if self._runs or self._ops or self._events or self._waiters:
+            self._kick()
+
+    # -- reads (reader thread, after a flush so earlier writes are visible) ----------------
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        await self.flush()
+        assert self._loop is not None and self._reader is not None and self._rconn is not None
+        conn = self._rconn
+        return await self._loop.run_in_executor(self._reader, fn, conn)
+
+    async def query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        args = tuple(params)
+        return await self.read(lambda c: c.execute(sql, args).fetchall())
+
+    async def get_run(self, run_id: str) -> Run | None:
+        rows = await self.query("SELECT * FROM runs WHERE id = ?", (run_id,))
+        return row_to_run(rows[0]) if rows else None
+
+    async def max_event_seq(self) -> int:
+        rows = await self.query("SELECT COALESCE(MAX(seq), 0) AS m FROM events")
+        return int(rows[0]["m"])
+
+    async def events_since(
+        self,
+        since: int,
+        *,
+        run_id: str | None = None,
+        conversation_id: str | None = None,
+        limit: int = 10_000,
+    ) -> list[Event]:
+        sql = "SELECT * FROM events WHERE seq > ?"
+        params: list[Any] = [since]
+        if run_id is not None:
+            sql += " AND run_id = ?"
+            params.append(run_id)
+        if conversation_id is not None:
+            sql += " AND conversation_id = ?"
+            params.append(conversation_id)
+        sql += " ORDER BY seq LIMIT ?"
+        params.append(limit)
+        return [row_to_event(r) for r in await self.query(sql, params)]
+
+    async def run_events(self, run_id: str, since_run_seq: int, limit: int = 10_000) -> list[Event]:
+        rows = await self.query(
+            "SELECT * FROM events WHERE run_id = ? AND run_seq > ? ORDER BY run_seq LIMIT ?",
+            (run_id, since_run_seq, limit),
+        )
+        return [row_to_event(r) for r in rows]
+
+    async def attempts(self, run_id: str) -> list[Attempt]:
+        rows = await self.query("SELECT * FROM attempts WHERE run_id = ? ORDER BY number", (run_id,))
+        return [
+            Attempt(
+                run_id=r["run_id"],
+                number=r["number"],
+                status=r["status"],
+                started_at=r["started_at"],
+                finished_at=r["finished_at"],
+                error=_loads(r["error"]),
+            )
+            for r in rows
+        ]
+
+    async def logs(self, run_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+        rows = await self.query(
+            "SELECT * FROM logs WHERE run_id = ? ORDER BY id LIMIT ?", (run_id, limit)
+        )
+        return [
+            {
+                "attempt": r["attempt"],
+                "ts": r["ts"],
+                "level": r["level"],
+                "message": r["message"],
+                "data": _loads(r["data"]),
+            }
+            for r in rows
+        ]
+
+    # -- key/value, for small durable state of other parts (chat, kernels) ------------------
+    def kv_put(self, ns: str, key: str, value: Any, ts: float) -> None:
+        self.execute(
+            "INSERT INTO kv (ns, key, value, updated_at) VALUES (?,?,?,?) "
+            "ON CONFLICT(ns, key) DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at",
+            (ns, key, _dumps(value), ts),
+        )
+
+    def kv_delete(self, ns: str, key: str) -> None:
+        self.execute("DELETE FROM kv WHERE ns = ? AND key = ?", (ns, key))
+
+    async def kv_get(self, ns: str, key: str) -> Any:
+        rows = await self.query("SELECT value FROM kv WHERE ns = ? AND key = ?", (ns, key))
+        return _loads(rows[0]["value"]) if rows else None
+
+
+def _execute_grouped(conn: sqlite3.Connection, ops: list[tuple[str, tuple[Any, ...]]]) -> None:
+    """Run statements in order, batching runs of the same statement into one executemany."""
+    i = 0
+    while i < len(ops):
+        sql = ops[i][0]
+        j = i
+        while j < len(ops) and ops[j][0] == sql:
+            j += 1
+        if j - i == 1:
+            conn.execute(sql, ops[i][1])
+        else:
+            conn.executemany(sql, [p for _, p in ops[i:j]])
+        i = j
