@@ -16,7 +16,7 @@ import json
 import logging
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -248,11 +248,11 @@ class Engine:
         return RunHandle(self, run.id)
 
     async def batch_trigger(
-        self, task_id: str, items: list[tuple[Any, TriggerOptions | None]]
+        self, task_id: str, items: Sequence[tuple[Any, TriggerOptions | None]]
     ) -> BatchHandle:
         """Trigger up to 1,000 runs of one task in one round trip and one commit."""
         self._check_started()
-        if not isinstance(items, list) or not items:
+        if not items:
             raise InvalidInput("a batch needs at least one item")
         if len(items) > MAX_BATCH_ITEMS:
             raise InvalidInput(f"a batch holds at most {MAX_BATCH_ITEMS} items, got {len(items)}")

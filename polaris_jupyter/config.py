@@ -1,0 +1,207 @@
+"""Settings shared by the server extension and the in-kernel engine.
+
+Every setting is a traitlet with ``help=``, so it works from ``jupyter_server_config.py``
+(``c.PolarisConfig.pool_size = 64``), the command line (``--PolarisConfig.pool_size=64``) and,
+as its default, from an environment variable ``POLARIS_<NAME>`` (``POLARIS_POOL_SIZE=64``),
+which is how JupyterHub admins configure single-user servers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from jupyter_core.paths import jupyter_data_dir
+from traitlets import Bool, Dict, Float, Int, List, Unicode, default, validate
+from traitlets.config import Configurable
+
+from polaris_jupyter.jobs import RetryPolicy
+
+__all__ = ["PolarisConfig", "env_value"]
+
+
+def env_value(name: str) -> str | None:
+    """The value of ``POLARIS_<NAME>`` if set and non-empty."""
+    value = os.environ.get(f"POLARIS_{name.upper()}")
+    return value if value not in (None, "") else None
+
+
+def _env_list(name: str) -> list[str] | None:
+    value = env_value(name)
+    if value is None:
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+class PolarisConfig(Configurable):
+    """Configuration of polaris-jupyter (engine, chat, models, tools)."""
+
+    db_path = Unicode(
+        config=True,
+        help="SQLite file holding runs, events, schedules and conversations "
+        "(env POLARIS_DB_PATH; default <jupyter data dir>/polaris/polaris.db).",
+    )
+    pool_size = Int(
+        config=True,
+        help="How many runs may execute at once in this server (env POLARIS_POOL_SIZE).",
+    )
+    default_retry = Dict(
+        config=True,
+        help="Default retry policy for tasks without their own, in Trigger.dev's JSON shape: "
+        "maxAttempts, factor, minTimeoutInMs, maxTimeoutInMs, randomize "
+        '(env POLARIS_DEFAULT_RETRY as JSON, e.g. \'{"maxAttempts": 5}\').',
+    )
+    retention_days = Float(
+        config=True,
+        help="Finished runs and their events older than this are deleted by the daily cleanup "
+        "task (env POLARIS_RETENTION_DAYS; 0 keeps everything).",
+    )
+    conversation_retention_days = Float(
+        config=True,
+        help="Conversations untouched for longer than this are deleted by the cleanup task "
+        "(env POLARIS_CONVERSATION_RETENTION_DAYS; 0, the default, keeps them).",
+    )
+    cleanup_cron = Unicode(
+        config=True,
+        help="When the built-in cleanup task runs, as a 5-field cron (env POLARIS_CLEANUP_CRON).",
+    )
+    cleanup_timezone = Unicode(
+        config=True,
+        help="Time zone of cleanup_cron (env POLARIS_CLEANUP_TIMEZONE; default: the server's local zone).",
+    )
+    task_modules = List(
+        Unicode(),
+        config=True,
+        help="Python modules imported at start so their @task definitions are registered "
+        "(env POLARIS_TASK_MODULES=a,b).",
+    )
+    stream_window_ms = Int(
+        config=True,
+        help="Streamed model text is coalesced into at most one update per window (env POLARIS_STREAM_WINDOW_MS).",
+    )
+    max_steps = Int(
+        config=True,
+        help="Maximum model calls per chat turn (env POLARIS_MAX_STEPS).",
+    )
+    provider = Unicode(
+        config=True,
+        help="Pin one provider (cerebras, openai, openrouter, local, bundled); empty = first configured "
+        "(env POLARIS_PROVIDER).",
+    )
+    model = Unicode(
+        config=True,
+        help="Model name for the chosen provider; empty = the provider's default (env POLARIS_MODEL).",
+    )
+    allowed_commands = List(
+        Unicode(),
+        config=True,
+        help="Programs executeCommand may run (env POLARIS_ALLOWED_COMMANDS=a,b); empty = built-in allowlist.",
+    )
+    command_timeout_s = Float(
+        config=True,
+        help="Time limit of one executeCommand call in seconds (env POLARIS_COMMAND_TIMEOUT_S).",
+    )
+    history_token_budget = Int(
+        config=True,
+        help="Conversation history sent to the model is trimmed to about this many tokens "
+        "(env POLARIS_HISTORY_TOKEN_BUDGET).",
+    )
+    start_engine = Bool(
+        True,
+        config=True,
+        help="Start the job engine in this server (disable to serve only the UI).",
+    )
+
+    @default("db_path")
+    def _db_path_default(self) -> str:
+        return env_value("db_path") or str(Path(jupyter_data_dir()) / "polaris" / "polaris.db")
+
+    @default("pool_size")
+    def _pool_size_default(self) -> int:
+        return int(env_value("pool_size") or 32)
+
+    @validate("pool_size")
+    def _check_pool_size(self, proposal: Any) -> int:
+        value = int(proposal["value"])
+        if value < 1:
+            raise ValueError("pool_size must be at least 1")
+        return value
+
+    @default("default_retry")
+    def _default_retry_default(self) -> dict[str, Any]:
+        import json
+
+        text = env_value("default_retry")
+        return json.loads(text) if text else RetryPolicy().to_json()
+
+    @default("retention_days")
+    def _retention_default(self) -> float:
+        return float(env_value("retention_days") or 30)
+
+    @default("conversation_retention_days")
+    def _conv_retention_default(self) -> float:
+        return float(env_value("conversation_retention_days") or 0)
+
+    @default("cleanup_cron")
+    def _cleanup_cron_default(self) -> str:
+        return env_value("cleanup_cron") or "0 2 * * *"
+
+    @default("cleanup_timezone")
+    def _cleanup_tz_default(self) -> str:
+        return env_value("cleanup_timezone") or _local_timezone()
+
+    @default("task_modules")
+    def _task_modules_default(self) -> list[str]:
+        return _env_list("task_modules") or []
+
+    @default("stream_window_ms")
+    def _window_default(self) -> int:
+        return int(env_value("stream_window_ms") or 100)
+
+    @default("max_steps")
+    def _max_steps_default(self) -> int:
+        return int(env_value("max_steps") or 10)
+
+    @default("provider")
+    def _provider_default(self) -> str:
+        return env_value("provider") or ""
+
+    @default("model")
+    def _model_default(self) -> str:
+        return env_value("model") or ""
+
+    @default("allowed_commands")
+    def _allowed_default(self) -> list[str]:
+        return _env_list("allowed_commands") or []
+
+    @default("command_timeout_s")
+    def _command_timeout_default(self) -> float:
+        return float(env_value("command_timeout_s") or 30)
+
+    @default("history_token_budget")
+    def _history_budget_default(self) -> int:
+        return int(env_value("history_token_budget") or 24_000)
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy.from_json(self.default_retry)
+
+
+def _local_timezone() -> str:
+    """The IANA name of the machine's zone (falls back to UTC when it cannot be told)."""
+    tz = os.environ.get("TZ")
+    if tz:
+        return tz
+    try:
+        link = os.readlink("/etc/localtime")
+        if "zoneinfo/" in link:
+            return link.split("zoneinfo/", 1)[1]
+    except OSError:
+        pass
+    try:
+        name = Path("/etc/timezone").read_text().strip()
+        if name:
+            return name
+    except OSError:
+        pass
+    return "UTC"

@@ -1,0 +1,90 @@
+"""The Polaris runtime: one engine plus the built-in tasks, hosted by a server or a kernel.
+
+The server extension and the in-kernel fallback both build a :class:`PolarisRuntime`, so the
+same tasks run with the same semantics and the same store format wherever they are hosted.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from polaris_jupyter.config import PolarisConfig
+from polaris_jupyter.jobs import Clock, Engine, TaskRegistry, default_registry
+from polaris_jupyter.tasks.cleanup import register_cleanup
+
+__all__ = ["PolarisRuntime"]
+
+log = logging.getLogger("polaris_jupyter")
+
+
+class PolarisRuntime:
+    """Owns the engine and the services built on it (chat, generation) for one host process."""
+
+    def __init__(
+        self,
+        config: PolarisConfig | None = None,
+        *,
+        root_dir: str | Path = ".",
+        registry: TaskRegistry | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.config = config or PolarisConfig()
+        self.root_dir = Path(root_dir).resolve()
+        self.engine = Engine(
+            self.config.db_path,
+            registry or default_registry,
+            pool_size=self.config.pool_size,
+            clock=clock,
+            default_retry=self.config.retry_policy(),
+        )
+        self.services: dict[str, Any] = {}
+        self._started = False
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        for name in self.config.task_modules:
+            importlib.import_module(name)
+            log.info("polaris: imported task module %s", name)
+        register_cleanup(
+            self.engine,
+            retention_days=self.config.retention_days,
+            cron=self.config.cleanup_cron,
+            timezone=self.config.cleanup_timezone,
+        )
+        for installer in _service_installers():
+            await installer(self)
+        await self.engine.start()
+        self._started = True
+        log.info("polaris: engine started (db %s, pool %d)", self.config.db_path, self.engine.pool_size)
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        for service in reversed(list(self.services.values())):
+            stop = getattr(service, "stop", None)
+            if stop is not None:
+                await stop()
+        await self.engine.stop()
+        self._started = False
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+
+def _service_installers() -> list[Any]:
+    """Services that hang off the runtime (chat, generation), imported only when present."""
+    installers = []
+    for module_name in ("polaris_jupyter.chat.service", "polaris_jupyter.tasks.generate"):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        installers.append(module.install)
+    return installers
