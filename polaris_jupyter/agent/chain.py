@@ -1,0 +1,301 @@
+"""The provider chain: one ``openai.AsyncOpenAI`` client per provider, streaming with fallback.
+
+:meth:`ProviderChain.open_stream` tries providers in order and only moves on when a call fails
+before its first token (connection error, 401/403/404/408/429/5xx, a stream that breaks before
+any output). The first chunk carrying output commits the chain to that provider: later errors
+propagate as :class:`ModelStreamError`. Servers that cannot stream tool calls (a 4xx/5xx that
+mentions tools or streaming) are asked again without streaming; the stream says it ``degraded``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+
+from polaris_jupyter.agent.errors import AllProvidersFailed, ModelStreamError, NoProviderError
+from polaris_jupyter.agent.events import Usage
+from polaris_jupyter.agent.providers import ProviderConfig, discover_providers
+
+__all__ = ["ChatStream", "ProviderChain", "StreamDelta", "ToolCallDelta"]
+
+logger = logging.getLogger("polaris_jupyter.agent")
+
+_FALLBACK_STATUSES = frozenset({401, 403, 404, 408, 409, 429})
+
+
+@dataclass
+class ToolCallDelta:
+    index: int | None
+    id: str | None = None
+    name: str | None = None
+    arguments: str | None = None
+
+
+@dataclass
+class StreamDelta:
+    """One chunk, normalised (the same shape whether the provider streamed or not)."""
+
+    content: str | None = None
+    tool_calls: list[ToolCallDelta] = field(default_factory=list)
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+    @property
+    def has_output(self) -> bool:
+        return bool(self.content or self.tool_calls or self.finish_reason)
+
+
+def _usage(raw: Any) -> Usage | None:
+    if raw is None:
+        return None
+    prompt = int(getattr(raw, "prompt_tokens", 0) or 0)
+    completion = int(getattr(raw, "completion_tokens", 0) or 0)
+    return Usage(prompt, completion, int(getattr(raw, "total_tokens", 0) or prompt + completion))
+
+
+def _from_chunk(chunk: Any) -> StreamDelta:
+    delta = StreamDelta(usage=_usage(getattr(chunk, "usage", None)))
+    for choice in getattr(chunk, "choices", None) or []:
+        if getattr(choice, "index", 0) not in (0, None):
+            continue
+        d = choice.delta
+        if d is not None:
+            delta.content = d.content or None
+            for tc in d.tool_calls or []:
+                fn = tc.function
+                delta.tool_calls.append(ToolCallDelta(tc.index, tc.id, fn.name if fn else None,
+                                                      fn.arguments if fn else None))
+        delta.finish_reason = choice.finish_reason
+    return delta
+
+
+def _from_completion(completion: Any) -> list[StreamDelta]:
+    """A non-streamed completion as the deltas a stream would have carried."""
+    choice = completion.choices[0] if completion.choices else None
+    out = StreamDelta(usage=_usage(getattr(completion, "usage", None)))
+    if choice is not None:
+        msg = choice.message
+        out.content = msg.content or None
+        for i, tc in enumerate(msg.tool_calls or []):
+            fn = getattr(tc, "function", None)
+            out.tool_calls.append(ToolCallDelta(i, tc.id, fn.name if fn else None, fn.arguments if fn else ""))
+        out.finish_reason = choice.finish_reason or ("tool_calls" if out.tool_calls else "stop")
+    else:
+        out.finish_reason = "stop"
+    return [out]
+
+
+def _can_fall_back(exc: BaseException) -> bool:
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in _FALLBACK_STATUSES or exc.status_code >= 500
+    return isinstance(exc, (openai.APIConnectionError, openai.APIError, ModelStreamError))
+
+
+def _needs_degrade(exc: BaseException, tools_sent: bool) -> bool:
+    """A server that cannot stream tool calls says so with a 4xx/5xx mentioning tools or stream."""
+    if not tools_sent or not isinstance(exc, openai.APIStatusError):
+        return False
+    if exc.status_code in (401, 403, 404, 429) or not 400 <= exc.status_code < 600:
+        return False
+    text = f"{exc} {json.dumps(exc.body, default=str)}".lower()
+    return any(word in text for word in ("tool", "stream", "function"))
+
+
+class ChatStream:
+    """An open model answer: iterate it for :class:`StreamDelta`; ``aclose()`` drops the HTTP stream."""
+
+    def __init__(self, provider: ProviderConfig, model: str, source: Any | None,
+                 buffered: list[StreamDelta], *, degraded: bool = False) -> None:
+        self.provider = provider
+        self.model = model
+        self.degraded = degraded
+        self._source = source
+        self._buffered = buffered
+        self._closed = False
+
+    async def __aiter__(self) -> AsyncIterator[StreamDelta]:
+        for delta in self._buffered:
+            yield delta
+        self._buffered = []
+        if self._source is None:
+            return
+        finished = False
+        while True:
+            try:
+                chunk = await self._source.__anext__()
+            except StopAsyncIteration:
+                break
+            except openai.APIError as exc:
+                raise ModelStreamError(
+                    f"The stream from {self.provider.name} ({self.model}) broke after output had started: "
+                    f"{exc}", provider=self.provider.name, model=self.model) from exc
+            delta = _from_chunk(chunk)
+            finished = finished or delta.finish_reason is not None
+            yield delta
+        if not finished:
+            raise ModelStreamError(
+                f"The stream from {self.provider.name} ({self.model}) ended before the model finished",
+                provider=self.provider.name, model=self.model)
+
+    async def aclose(self) -> None:
+        """Close the HTTP response at once (the server sees the connection go away)."""
+        if self._closed or self._source is None:
+            self._closed = True
+            return
+        self._closed = True
+        await _close_stream(self._source)
+
+    async def __aenter__(self) -> ChatStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+async def _close_stream(stream: Any) -> None:
+    await stream.close()
+    inner = getattr(stream, "_iterator", None)  # finish the SDK's generator too (its finally is a no-op now)
+    if inner is not None and hasattr(inner, "aclose"):
+        try:
+            await inner.aclose()
+        except Exception:
+            logger.debug("closing the stream iterator failed", exc_info=True)
+
+
+class ProviderChain:
+    """Providers in fallback order, each with its own async client (``max_retries=0``)."""
+
+    def __init__(self, providers: Sequence[ProviderConfig]) -> None:
+        if not providers:
+            raise NoProviderError("The provider chain is empty: configure at least one model provider")
+        self.providers = list(providers)
+        self.last_provider: ProviderConfig | None = None
+        self.last_model: str | None = None
+        self._clients: dict[str, tuple[openai.AsyncOpenAI, str]] = {}
+        self._no_stream_tools: set[str] = set()
+        self._local_server: Any | None = None
+
+    @classmethod
+    async def from_env(cls, **kwargs: Any) -> ProviderChain:
+        """Build from the environment (see :func:`discover_providers` for the keyword arguments)."""
+        return cls(await discover_providers(**kwargs))
+
+    async def _client(self, p: ProviderConfig) -> tuple[openai.AsyncOpenAI, str]:
+        """The client and model for ``p`` (starting the bundled model on first use)."""
+        if p.name in self._clients:
+            return self._clients[p.name]
+        base_url, model = p.base_url, p.model
+        if p.bundled:
+            local_model = importlib.import_module("polaris_jupyter.agent.local_model")  # optional
+
+            if self._local_server is None:
+                self._local_server = local_model.LocalModelServer()
+            base_url = await self._local_server.ensure_started()
+            model = self._local_server.model_name
+        client = openai.AsyncOpenAI(
+            base_url=base_url, api_key=p.api_key or "no-key", max_retries=0,
+            timeout=openai.Timeout(p.read_timeout_s, connect=p.connect_timeout_s),
+            default_headers=p.headers or None,
+        )
+        self._clients[p.name] = (client, model)
+        return client, model
+
+    async def open_stream(
+        self,
+        *,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        temperature: float | None = None,
+        extra_body: dict[str, Any] | None = None,
+    ) -> ChatStream:
+        """Open a streamed answer on the first provider that gets to its first token."""
+        kwargs: dict[str, Any] = {"messages": messages}
+        if tools:
+            kwargs["tools"] = tools
+            if tool_choice is not None:
+                kwargs["tool_choice"] = tool_choice
+        if temperature is not None:
+            kwargs["temperature"] = temperature
+        if extra_body:
+            kwargs["extra_body"] = extra_body
+        errors: list[tuple[str, str, BaseException]] = []
+        for p in self.providers:
+            model = p.model
+            try:
+                client, model = await self._client(p)
+                stream = await self._open_one(p, client, model, kwargs, bool(tools))
+            except Exception as exc:
+                if not _can_fall_back(exc) and not _is_start_failure(exc, p):
+                    raise
+                logger.warning("provider %s (%s) failed before its first token: %s", p.name, model, exc)
+                errors.append((p.name, model, exc))
+                continue
+            self.last_provider, self.last_model = p, model
+            return stream
+        raise AllProvidersFailed(errors) from (errors[-1][2] if errors else None)
+
+    async def _open_one(self, p: ProviderConfig, client: openai.AsyncOpenAI, model: str,
+                        kwargs: dict[str, Any], tools_sent: bool) -> ChatStream:
+        if tools_sent and p.name in self._no_stream_tools:
+            return await self._complete(p, client, model, kwargs)
+        try:
+            return await self._stream_until_output(p, client, model, kwargs)
+        except openai.APIStatusError as exc:
+            if not _needs_degrade(exc, tools_sent):
+                raise
+            logger.warning("provider %s cannot stream tool calls (%s); asking without streaming", p.name, exc)
+            stream = await self._complete(p, client, model, kwargs)
+            self._no_stream_tools.add(p.name)
+            return stream
+
+    async def _complete(self, p: ProviderConfig, client: openai.AsyncOpenAI, model: str,
+                        kwargs: dict[str, Any]) -> ChatStream:
+        completion = await client.chat.completions.create(model=model, stream=False, **kwargs)
+        return ChatStream(p, model, None, _from_completion(completion), degraded=True)
+
+    async def _stream_until_output(self, p: ProviderConfig, client: openai.AsyncOpenAI, model: str,
+                                   kwargs: dict[str, Any]) -> ChatStream:
+        extra: dict[str, Any] = {"stream_options": {"include_usage": True}} if p.stream_usage else {}
+        stream = await client.chat.completions.create(model=model, stream=True, **extra, **kwargs)
+        buffered: list[StreamDelta] = []
+        try:
+            while True:
+                try:
+                    chunk = await stream.__anext__()
+                except StopAsyncIteration:
+                    raise ModelStreamError(f"{p.name} ({model}) ended the stream without any output",
+                                           provider=p.name, model=model) from None
+                delta = _from_chunk(chunk)
+                buffered.append(delta)
+                if delta.has_output:
+                    return ChatStream(p, model, stream, buffered)
+        except BaseException:
+            await _close_stream(stream)
+            raise
+
+    async def aclose(self) -> None:
+        """Close every client and stop the bundled model if this chain started it."""
+        clients, self._clients = self._clients, {}
+        for client, _model in clients.values():
+            await client.close()
+        if self._local_server is not None:
+            server, self._local_server = self._local_server, None
+            await server.stop()
+
+    async def __aenter__(self) -> ProviderChain:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _is_start_failure(exc: BaseException, p: ProviderConfig) -> bool:
+    """The bundled model failing to start (missing extra, no weights) is a fallback case too."""
+    return p.bundled and isinstance(exc, (ImportError, OSError, RuntimeError, TimeoutError))
