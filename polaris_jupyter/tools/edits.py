@@ -1,0 +1,364 @@
+"""The edit journal: every write or delete a run makes, with the pre-image, so it can be undone.
+
+Tools call ``ctx.edits.record(run_id, path, before, after, diff)`` just before they change a
+file (``before`` is None when the file did not exist, ``after`` None when it is deleted).
+Folders are journalled too, as paths ending in ``/``: ``before=None`` means the run created
+the folder, ``before=b""`` that it existed (and is being deleted). ``revert_run`` puts every
+path the run touched back to its state before the run's FIRST edit of it: files are rewritten
+atomically, files the run created are deleted, folders it created are removed when empty.
+Reverting twice gives the same result. Paths are re-checked against the workspace root, so a
+journal row can never make a revert write outside it.
+
+Two implementations: :class:`MemoryEditJournal` (tests, in-process kernels) and
+:class:`SqliteEditJournal` (table ``file_edits`` in the store's SQLite file; every SQLite call
+runs on one dedicated thread, so the event loop never blocks on it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+from polaris_jupyter.tools.base import ToolContext, ToolError
+from polaris_jupyter.tools.sandbox import atomic_write_bytes, check_path_text, resolve_path
+
+__all__ = [
+    "MAX_DIFF_CHARS",
+    "EditEntry",
+    "MemoryEditJournal",
+    "SqliteEditJournal",
+    "journal_edit",
+    "journal_folder",
+    "make_diff",
+]
+
+#: Diffs longer than this are cut (the pre-image itself is always kept whole).
+MAX_DIFF_CHARS = 60_000
+_T = TypeVar("_T")
+
+
+def _looks_binary(data: bytes) -> bool:
+    if b"\x00" in data[:8192]:
+        return True
+    try:
+        data[:65536].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start < len(data[:65536]) - 4  # a cut multi-byte char at the end is fine
+    return False
+
+
+def make_diff(rel_path: str, before: bytes | None, after: bytes | None, max_chars: int = MAX_DIFF_CHARS) -> str:
+    """A unified diff of one edit (``/dev/null`` for a missing side), cut at ``max_chars``."""
+    old_name = f"a/{rel_path}" if before is not None else "/dev/null"
+    new_name = f"b/{rel_path}" if after is not None else "/dev/null"
+    if (before and _looks_binary(before)) or (after and _looks_binary(after)):
+        return f"--- {old_name}\n+++ {new_name}\nBinary file {rel_path} changed\n"
+    old_lines = (before or b"").decode("utf-8", errors="replace").splitlines(keepends=True)
+    new_lines = (after or b"").decode("utf-8", errors="replace").splitlines(keepends=True)
+    parts: list[str] = []
+    size = 0
+    for line in difflib.unified_diff(old_lines, new_lines, old_name, new_name):
+        if not line.endswith("\n"):
+            line += "\n\\ No newline at end of file\n"
+        parts.append(line)
+        size += len(line)
+        if size > max_chars:
+            parts.append("… [diff truncated]\n")
+            break
+    if not parts:
+        return ""
+    return "".join(parts)
+
+
+async def journal_edit(
+    ctx: ToolContext, rel_path: str, before: bytes | None, after: bytes | None, *, max_diff_chars: int = MAX_DIFF_CHARS
+) -> str:
+    """Diff one edit and hand it to ``ctx.edits`` (if any) BEFORE the tool changes the file.
+
+    Returns the diff for the tool-call card. Edits made outside a run are journalled under run
+    id ``""`` (they still count as recent edits for context ranking).
+    """
+    if max(len(before or b""), len(after or b"")) > 256_000:
+        diff = await asyncio.to_thread(make_diff, rel_path, before, after, max_diff_chars)
+    else:
+        diff = make_diff(rel_path, before, after, max_diff_chars)
+    if ctx.edits is not None:
+        await ctx.edits.record(ctx.run_id or "", rel_path, before, after, diff)
+    return diff
+
+
+async def journal_folder(ctx: ToolContext, rel_path: str, *, existed: bool) -> None:
+    """Journal a folder the tool is about to create (``existed=False``) or delete (True)."""
+    if ctx.edits is not None:
+        folder = rel_path.rstrip("/") + "/"
+        await ctx.edits.record(ctx.run_id or "", folder, b"" if existed else None, None if existed else b"", "")
+
+
+@dataclass
+class EditEntry:
+    """One journalled edit."""
+
+    id: int
+    run_id: str
+    path: str
+    before: bytes | None
+    after_exists: bool
+    after_size: int
+    diff: str
+    created_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "runId": self.run_id,
+            "path": self.path.rstrip("/"),
+            "kind": "folder" if self.path.endswith("/") else "file",
+            "existedBefore": self.before is not None,
+            "existsAfter": self.after_exists,
+            "beforeSize": len(self.before) if self.before is not None else None,
+            "afterSize": self.after_size if self.after_exists else None,
+            "diff": self.diff,
+            "createdAt": self.created_at,
+        }
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _first_edits(entries: Iterable[EditEntry]) -> list[EditEntry]:
+    """The earliest entry per path, in the order the run first touched them."""
+    first: dict[str, EditEntry] = {}
+    for entry in sorted(entries, key=lambda e: e.id):
+        first.setdefault(entry.path, entry)
+    return list(first.values())
+
+
+def _restore(root: Path, entries: list[EditEntry]) -> list[str]:
+    """Blocking part of ``revert_run``: validate every path first, then restore."""
+    targets: list[tuple[EditEntry, Path]] = []
+    for entry in entries:
+        rel = entry.path.rstrip("/")
+        try:
+            check_path_text(rel)
+            if rel in ("", ".") or rel.split("/", 1)[0] == ".git":
+                raise ToolError(f"journal path {rel!r} is not revertible")
+            targets.append((entry, resolve_path(root, rel)))
+        except ToolError as exc:
+            raise ToolError(f"revert refused, nothing was changed: {exc}") from None
+    files = [(e, t) for e, t in targets if not e.path.endswith("/")]
+    folders = [(e, t) for e, t in targets if e.path.endswith("/")]
+    # 1. files the run created go first, so a folder can take their place again.
+    for entry, target in files:
+        if entry.before is None and (os.path.isfile(target) or os.path.islink(target)):
+            os.unlink(target)
+    # 2. folders that existed, 3. files that existed (parent folders are recreated as needed).
+    for entry, target in folders:
+        if entry.before is not None and not os.path.lexists(target):
+            os.makedirs(target, exist_ok=True)
+    for entry, target in files:
+        if entry.before is not None:
+            if os.path.isdir(target) and not os.path.islink(target):
+                raise ToolError(f"cannot restore {entry.path!r}: a folder now stands in its place")
+            atomic_write_bytes(root, target, entry.before)
+    # 4. folders the run created, deepest first and only when empty: never drop others' files.
+    created = [t for e, t in folders if e.before is None]
+    for folder in sorted(created, key=lambda p: len(p.parts), reverse=True):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            continue
+    return [entry.path for entry, _ in files]
+
+
+class _JournalBase:
+    async def _entries_for_run(self, run_id: str) -> list[EditEntry]:
+        raise NotImplementedError
+
+    async def edits_for_run(self, run_id: str) -> list[dict[str, Any]]:
+        """Every edit of a run, oldest first, as camelCase dicts (no file bytes)."""
+        return [entry.to_json() for entry in await self._entries_for_run(run_id)]
+
+    async def revert_run(self, root: Path, run_id: str) -> list[str]:
+        """Undo every edit of ``run_id`` under ``root``; returns the file paths restored or
+        removed, in the order the run first touched them. Raises ToolError (changing nothing)
+        if any journalled path would resolve outside ``root``."""
+        entries = _first_edits(await self._entries_for_run(run_id))
+        if not entries:
+            return []
+        return await asyncio.to_thread(_restore, Path(root), entries)
+
+
+class MemoryEditJournal(_JournalBase):
+    """Keeps the journal in memory (tests, in-process kernels without a store)."""
+
+    def __init__(self) -> None:
+        self._entries: list[EditEntry] = []
+
+    async def record(
+        self, run_id: str, rel_path: str, before: bytes | None, after: bytes | None, diff: str
+    ) -> None:
+        self._entries.append(
+            EditEntry(
+                id=len(self._entries) + 1,
+                run_id=run_id,
+                path=rel_path,
+                before=None if before is None else bytes(before),
+                after_exists=after is not None,
+                after_size=len(after) if after is not None else 0,
+                diff=diff,
+                created_at=_now_iso(),
+            )
+        )
+
+    async def recent_paths(self, limit: int = 50) -> list[str]:
+        seen: dict[str, None] = {}
+        for entry in reversed(self._entries):
+            if not entry.path.endswith("/") and entry.after_exists:
+                seen.setdefault(entry.path, None)
+            if len(seen) >= limit:
+                break
+        return list(seen)
+
+    async def _entries_for_run(self, run_id: str) -> list[EditEntry]:
+        return [entry for entry in self._entries if entry.run_id == run_id]
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS file_edits (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    path TEXT NOT NULL,
+    before BLOB,
+    after_exists INTEGER NOT NULL,
+    after_size INTEGER NOT NULL,
+    diff TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_ts REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS file_edits_run ON file_edits (run_id, id);
+CREATE INDEX IF NOT EXISTS file_edits_ts ON file_edits (created_ts);
+"""
+
+
+class SqliteEditJournal(_JournalBase):
+    """The journal in table ``file_edits`` of an SQLite file (WAL), shared with the run store.
+
+    All SQLite work runs on one dedicated thread that owns the connection. Call
+    :meth:`close` when the server stops.
+    """
+
+    def __init__(self, db_path: Path | str) -> None:
+        self.db_path = Path(db_path)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="polaris-edits")
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.db_path, timeout=30.0)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(_SCHEMA)
+            conn.commit()
+            self._conn = conn
+        return self._conn
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        if self._closed:
+            raise RuntimeError("edit journal is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(self._connection()))
+
+    async def record(
+        self, run_id: str, rel_path: str, before: bytes | None, after: bytes | None, diff: str
+    ) -> None:
+        row = (
+            run_id,
+            rel_path,
+            None if before is None else sqlite3.Binary(before),
+            int(after is not None),
+            len(after) if after is not None else 0,
+            diff,
+            _now_iso(),
+            time.time(),
+        )
+
+        def insert(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute(
+                    "INSERT INTO file_edits (run_id, path, before, after_exists, after_size, diff,"
+                    " created_at, created_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+
+        await self._call(insert)
+
+    async def recent_paths(self, limit: int = 50) -> list[str]:
+        def query(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT path FROM file_edits WHERE path NOT LIKE '%/' AND after_exists = 1"
+                " GROUP BY path ORDER BY MAX(id) DESC LIMIT ?",
+                (int(limit),),
+            ).fetchall()
+            return [str(row[0]) for row in rows]
+
+        return await self._call(query)
+
+    async def _entries_for_run(self, run_id: str) -> list[EditEntry]:
+        def query(conn: sqlite3.Connection) -> list[EditEntry]:
+            rows = conn.execute(
+                "SELECT id, run_id, path, before, after_exists, after_size, diff, created_at"
+                " FROM file_edits WHERE run_id = ? ORDER BY id",
+                (run_id,),
+            ).fetchall()
+            return [
+                EditEntry(
+                    id=int(r[0]),
+                    run_id=str(r[1]),
+                    path=str(r[2]),
+                    before=None if r[3] is None else bytes(r[3]),
+                    after_exists=bool(r[4]),
+                    after_size=int(r[5]),
+                    diff=str(r[6]),
+                    created_at=str(r[7]),
+                )
+                for r in rows
+            ]
+
+        return await self._call(query)
+
+    async def prune(self, older_than_s: float) -> int:
+        """Drop journal rows older than ``older_than_s`` seconds (for the cleanup task)."""
+        cutoff = time.time() - older_than_s
+
+        def delete(conn: sqlite3.Connection) -> int:
+            with conn:
+                return conn.execute("DELETE FROM file_edits WHERE created_ts < ?", (cutoff,)).rowcount
+
+        return await self._call(delete)
+
+    async def close(self) -> None:
+        """Close the connection and stop the thread (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+
+        def shutdown() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, shutdown)
+        self._executor.shutdown(wait=True)

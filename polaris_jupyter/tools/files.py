@@ -1,0 +1,405 @@
+"""File tools: readFile, writeFile, deleteFile, listFiles, getProjectStructure.
+
+Every path goes through the sandbox; every write is atomic and journalled (pre-image + diff)
+before it happens, so a run's edits can be reverted. All disk work runs in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from polaris_jupyter.tools._args import check_args, get_int, get_str, os_errors_as_tool_errors
+from polaris_jupyter.tools.base import MAX_TOOL_OUTPUT_CHARS, Tool, ToolContext, ToolError, ToolResult
+from polaris_jupyter.tools.edits import journal_edit, journal_folder
+from polaris_jupyter.tools.ignore import IgnoreRules, walk_entries
+from polaris_jupyter.tools.sandbox import (
+    atomic_write_bytes,
+    relative_to_root,
+    remove_path,
+    resolve_entry_path,
+    resolve_path,
+    resolve_writable_path,
+)
+
+__all__ = ["FILE_TOOL_NAMES", "TOOLS", "describe_binary", "read_existing", "sniff_binary"]
+
+FILE_TOOL_NAMES = ("readFile", "writeFile", "deleteFile", "listFiles", "getProjectStructure")
+#: Bytes readFile looks at; bigger files are read in part and the result says so.
+MAX_READ_BYTES = 2_000_000
+MAX_WRITE_BYTES = 5_000_000
+#: Total pre-image bytes deleteFile may journal; bigger deletes are refused (they could not be undone).
+MAX_DELETE_BYTES = 100_000_000
+MAX_LIST_ENTRIES = 1000
+MAX_TREE_ENTRIES = 3000
+
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "PNG image"), (b"\xff\xd8\xff", "JPEG image"), (b"GIF8", "GIF image"),
+    (b"%PDF", "PDF document"), (b"PK\x03\x04", "ZIP archive (or .docx/.xlsx/.whl/.jar)"),
+    (b"\x1f\x8b", "gzip archive"), (b"\x7fELF", "ELF executable"), (b"SQLite format 3\x00", "SQLite database"),
+    (b"\x00asm", "WebAssembly module"), (b"BZh", "bzip2 archive"), (b"\xfd7zXZ\x00", "xz archive"),
+    (b"RIFF", "RIFF media (WAV/AVI/WebP)"), (b"\x93NUMPY", "NumPy array"), (b"PAR1", "Parquet file"),
+)
+
+
+def sniff_binary(head: bytes) -> bool:
+    """True when the first bytes of a file look binary (NUL byte or not UTF-8)."""
+    if b"\x00" in head:
+        return True
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start < len(head) - 4
+    return False
+
+
+def describe_binary(rel: str, head: bytes, size_bytes: int) -> str:
+    kind = next((label for magic, label in _MAGIC if head.startswith(magic)), "binary data")
+    return f"{rel} is a binary file ({kind}, {size_bytes:,} bytes); its content is not shown."
+
+
+def _stat_regular(target: Path, rel: str) -> os.stat_result:
+    try:
+        info = os.stat(target)
+    except FileNotFoundError:
+        raise ToolError(f"{rel!r} does not exist in the workspace") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ToolError(f"{rel!r} is a folder; use listFiles to see what it holds")
+    if not stat.S_ISREG(info.st_mode):
+        raise ToolError(f"{rel!r} is not a regular file (device, socket or pipe) and cannot be read")
+    return info
+
+
+def read_existing(target: Path) -> bytes | None:
+    """The current bytes of a regular file, or None when nothing is there (for pre-images)."""
+    try:
+        info = os.stat(target)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        raise ToolError(f"{target.name!r} exists and is not a regular file")
+    fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
+
+
+@dataclass
+class _Read:
+    text: str
+    summary: str
+    truncated: bool
+    data: dict[str, Any]
+
+
+def _read_file(root: Path, rel_arg: str, start_line: int | None, end_line: int | None) -> _Read:
+    target = resolve_path(root, rel_arg, must_exist=True)
+    rel = relative_to_root(root, target)
+    info = _stat_regular(target, rel)
+    fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        raw = handle.read(MAX_READ_BYTES)
+    if sniff_binary(raw[:8192]):
+        text = describe_binary(rel, raw[:64], info.st_size)
+        return _Read(text, f"{rel}: binary, {info.st_size:,} bytes", False, {"path": rel, "binary": True})
+    partial_bytes = info.st_size > len(raw)
+    lines = raw.decode("utf-8", errors="replace").splitlines(keepends=True)
+    if partial_bytes and lines and not lines[-1].endswith("\n"):
+        lines.pop()  # the last line was cut by the byte cap
+    total = len(lines)
+    first = start_line or 1
+    last = min(end_line or total, total)
+    if total and first > total:
+        raise ToolError(f"startLine {first} is past the end of {rel!r}, which has {total} lines")
+    chosen: list[str] = []
+    size = 0
+    for line in lines[first - 1 : last]:
+        if size + len(line) > MAX_TOOL_OUTPUT_CHARS - 300 and chosen:
+            break
+        chosen.append(line)
+        size += len(line)
+    shown_last = first + len(chosen) - 1
+    truncated = shown_last < last or (partial_bytes and end_line is None)
+    body = "".join(chosen)
+    total_label = f"{total}+" if partial_bytes else str(total)
+    ranged = start_line is not None or end_line is not None
+    header = f"[{rel}: lines {first}-{shown_last} of {total_label}]\n" if ranged else ""
+    notice = ""
+    if truncated:
+        notice = (
+            f"\n… [truncated: showed lines {first}-{shown_last} of {total_label} "
+            f"({info.st_size:,} bytes); call readFile with startLine={shown_last + 1} to read on]"
+        )
+    summary = f"Read {rel} (lines {first}-{shown_last})" if ranged or truncated else f"Read {rel} ({total} lines)"
+    data = {"path": rel, "startLine": first, "endLine": shown_last, "totalLines": total, "sizeBytes": info.st_size}
+    return _Read(header + body + notice, summary, truncated, data)
+
+
+async def read_file(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+    args = check_args("readFile", args, ("path", "startLine", "endLine"), ("path",))
+    path = get_str(args, "path")
+    start_line = get_int(args, "startLine", min_value=1)
+    end_line = get_int(args, "endLine", min_value=1)
+    if start_line is not None and end_line is not None and end_line < start_line:
+        raise ToolError(f"endLine ({end_line}) must not be before startLine ({start_line})")
+    result = await asyncio.to_thread(_read_file, ctx.root, path or "", start_line, end_line)
+    return ToolResult(result.text, summary=result.summary, truncated=result.truncated, data=result.data)
+
+
+def _missing_folders(root: Path, folder: Path) -> list[str]:
+    root_real = Path(os.path.realpath(root))
+    missing: list[str] = []
+    while not os.path.lexists(folder) and folder != root_real:
+        missing.append(relative_to_root(root_real, folder))
+        folder = folder.parent
+    return list(reversed(missing))
+
+
+def _prepare_write(root: Path, path: str | None) -> tuple[Path, str, bytes | None, list[str]]:
+    """Resolve a write target; return it with its pre-image and the folders a write would create."""
+    target = resolve_writable_path(root, path)
+    rel = relative_to_root(root, target)
+    if os.path.isdir(target):
+        raise ToolError(f"{rel!r} is a folder; give a file path")
+    return target, rel, read_existing(target), _missing_folders(root, target.parent)
+
+
+async def write_file(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+    args = check_args("writeFile", args, ("path", "content"), ("path", "content"))
+    content = get_str(args, "content") or ""
+    max_bytes = int(ctx.settings.get("max_write_bytes", MAX_WRITE_BYTES))
+    try:
+        after = content.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ToolError(f"content is not valid text (unpaired surrogate at character {exc.start})") from None
+    if len(after) > max_bytes:
+        raise ToolError(f"content is {len(after):,} bytes; writeFile accepts at most {max_bytes:,}")
+    target, rel, before, missing = await asyncio.to_thread(_prepare_write, ctx.root, get_str(args, "path"))
+    if before == after:
+        return ToolResult(f"{rel} already has this content; nothing changed.", summary=f"{rel} unchanged",
+                          data={"path": rel, "changed": False})
+    for folder in missing:
+        await journal_folder(ctx, folder, existed=False)
+    diff = await journal_edit(ctx, rel, before, after)
+    await asyncio.to_thread(atomic_write_bytes, ctx.root, target, after)
+    added = sum(1 for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++"))
+    removed = sum(1 for line in diff.splitlines() if line.startswith("-") and not line.startswith("---"))
+    n_lines = content.count("\n") + (0 if content.endswith("\n") or not content else 1)
+    if before is None:
+        text = f"Created {rel} ({n_lines} lines, {len(after):,} bytes)."
+        summary = f"Created {rel} (+{added})"
+    else:
+        text = f"Updated {rel}: +{added} −{removed} lines ({len(after):,} bytes)."
+        summary = f"Edited {rel} (+{added} −{removed})"
+    data = {"path": rel, "changed": True, "created": before is None, "added": added, "removed": removed}
+    return ToolResult(text, summary=summary, diff=diff, data=data)
+
+
+def _collect_delete(root: Path, target: Path, max_bytes: int) -> tuple[list[tuple[str, bytes]], list[str], int]:
+    """Pre-images of every file under ``target`` (folders listed too); symlinks are counted."""
+    files: list[tuple[str, bytes]] = []
+    folders: list[str] = []
+    links = 0
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(target, followlinks=False):
+        base = Path(dirpath)
+        folders.append(relative_to_root(root, base))
+        for name in list(dirnames):
+            if os.path.islink(base / name):
+                links += 1
+        for name in filenames:
+            path = base / name
+            if os.path.islink(path) or not os.path.isfile(path):
+                links += 1
+                continue
+            total += os.path.getsize(path)
+            if total > max_bytes:
+                raise ToolError(
+                    f"deleting {relative_to_root(root, target)!r} would drop more than {max_bytes:,} bytes, "
+                    "too much to keep for undo; delete smaller folders or files"
+                )
+            files.append((relative_to_root(root, path), path.read_bytes()))
+    return files, folders, links
+
+
+def _prepare_delete(root: Path, path: str | None) -> tuple[Path, str, str]:
+    target = resolve_entry_path(root, path)
+    rel = relative_to_root(root, target)
+    if not os.path.lexists(target):
+        raise ToolError(f"{rel!r} does not exist in the workspace")
+    kind = "link" if os.path.islink(target) else "folder" if os.path.isdir(target) else "file"
+    return target, rel, kind
+
+
+async def delete_file(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+    args = check_args("deleteFile", args, ("path",), ("path",))
+    max_bytes = int(ctx.settings.get("max_delete_bytes", MAX_DELETE_BYTES))
+    target, rel, kind = await asyncio.to_thread(_prepare_delete, ctx.root, get_str(args, "path"))
+    if kind == "link":
+        await asyncio.to_thread(remove_path, ctx.root, target)
+        return ToolResult(f"Deleted symlink {rel} (links are not journalled and cannot be reverted).",
+                          summary=f"Deleted link {rel}", data={"path": rel, "files": 0})
+    if kind == "file":
+        before = await asyncio.to_thread(read_existing, target)
+        diff = await journal_edit(ctx, rel, before, None)
+        await asyncio.to_thread(remove_path, ctx.root, target)
+        return ToolResult(f"Deleted {rel}.", summary=f"Deleted {rel}", diff=diff, data={"path": rel, "files": 1})
+    files, folders, links = await asyncio.to_thread(_collect_delete, ctx.root, target, max_bytes)
+    for folder in folders:
+        await journal_folder(ctx, folder, existed=True)
+    diffs: list[str] = []
+    diff_budget = 60_000
+    for file_rel, before in files:
+        diff = await journal_edit(ctx, file_rel, before, None, max_diff_chars=4000)
+        if diff_budget > 0:
+            diffs.append(diff[:diff_budget])
+            diff_budget -= len(diff)
+    await asyncio.to_thread(remove_path, ctx.root, target)
+    note = f" {links} symlink(s) inside were removed too (not revertible)." if links else ""
+    text = f"Deleted folder {rel} ({len(files)} files, {len(folders)} folders).{note}"
+    return ToolResult(text, summary=f"Deleted {rel}/ ({len(files)} files)", diff="".join(diffs),
+                      data={"path": rel, "files": len(files), "folders": len(folders)})
+
+
+def _human_size(size_bytes: int) -> str:
+    size = float(size_bytes)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size_bytes} B"
+
+
+def _list_files(root: Path, rel_arg: str) -> tuple[str, list[dict[str, Any]], bool]:
+    folder = resolve_path(root, rel_arg, must_exist=True)
+    rel = relative_to_root(root, folder)
+    if not folder.is_dir():
+        raise ToolError(f"{rel!r} is a file, not a folder; use readFile to read it")
+    rules = IgnoreRules.for_root(root)
+    entries: list[dict[str, Any]] = []
+    with os.scandir(folder) as iterator:
+        raw = sorted(iterator, key=lambda e: (not e.is_dir(follow_symlinks=False), e.name))
+    for entry in raw[:MAX_LIST_ENTRIES]:
+        entry_rel = entry.name if rel == "." else f"{rel}/{entry.name}"
+        is_link = entry.is_symlink()
+        is_dir = entry.is_dir(follow_symlinks=False)
+        kind = "symlink" if is_link else "dir" if is_dir else "file"
+        size = entry.stat(follow_symlinks=False).st_size if kind == "file" else None
+        entries.append({"name": entry.name, "path": entry_rel, "type": kind, "size": size,
+                        "ignored": rules.is_ignored(entry_rel, is_dir)})
+    return rel, entries, len(raw) > MAX_LIST_ENTRIES
+
+
+async def list_files(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+    args = check_args("listFiles", args, ("path",))
+    rel, entries, truncated = await asyncio.to_thread(_list_files, ctx.root, get_str(args, "path") or ".")
+    lines = []
+    for e in entries:
+        label = e["name"] + ("/" if e["type"] == "dir" else "")
+        info = _human_size(e["size"]) if e["type"] == "file" else e["type"]
+        lines.append(f"{label}  ({info}{', ignored' if e['ignored'] else ''})")
+    head = f"{rel}/ holds {len(entries)} entries" + (" (first shown only)" if truncated else "") + ":\n"
+    text = head + ("\n".join(lines) if lines else "(empty)")
+    return ToolResult(text, summary=f"Listed {rel} ({len(entries)} entries)", truncated=truncated,
+                      data={"path": rel, "entries": entries})
+
+
+def _project_tree(root: Path, max_entries: int) -> tuple[str, int, int, bool]:
+    lines: list[str] = [f"{Path(os.path.realpath(root)).name}/"]
+    n_files = n_dirs = 0
+    truncated = False
+    for rel, is_dir in walk_entries(root):
+        if n_files + n_dirs >= max_entries:
+            truncated = True
+            break
+        depth = rel.count("/") + 1
+        lines.append("  " * depth + rel.rsplit("/", 1)[-1] + ("/" if is_dir else ""))
+        n_dirs += is_dir
+        n_files += not is_dir
+    return "\n".join(lines), n_files, n_dirs, truncated
+
+
+async def get_project_structure(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+    check_args("getProjectStructure", args, ())
+    max_entries = int(ctx.settings.get("max_tree_entries", MAX_TREE_ENTRIES))
+    tree, n_files, n_dirs, truncated = await asyncio.to_thread(_project_tree, ctx.root, max_entries)
+    footer = f"\n({n_files} files, {n_dirs} folders; .git, node_modules, virtualenvs, caches and .gitignore'd paths hidden)"
+    if truncated:
+        footer += f"\n… [truncated after {max_entries} entries; use listFiles on a folder to see more]"
+    text = tree + footer
+    if len(text) > MAX_TOOL_OUTPUT_CHARS:
+        text = text[: MAX_TOOL_OUTPUT_CHARS - 200] + "\n… [truncated: tree too large; use listFiles on a folder]"
+        truncated = True
+    return ToolResult(text, summary=f"Project: {n_files} files, {n_dirs} folders", truncated=truncated,
+                      data={"files": n_files, "folders": n_dirs})
+
+
+def _schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+
+
+_PATH = {"type": "string", "description": "Path relative to the workspace root, e.g. 'src/app.py'."}
+
+TOOLS: list[Tool] = [
+    Tool(
+        name="readFile",
+        description=(
+            "Read a text file of the workspace. Optionally give startLine/endLine (1-based, inclusive) to "
+            "read part of a long file. Long output is cut and says where to continue; binary files are "
+            "described, not dumped."
+        ),
+        parameters=_schema(
+            {
+                "path": _PATH,
+                "startLine": {"type": "integer", "minimum": 1, "description": "First line to return (1-based)."},
+                "endLine": {"type": "integer", "minimum": 1, "description": "Last line to return (inclusive)."},
+            },
+            ["path"],
+        ),
+        fn=os_errors_as_tool_errors(read_file),
+        group="files",
+    ),
+    Tool(
+        name="writeFile",
+        description=(
+            "Create or overwrite a file with the given full content (missing folders are created). The "
+            "write is atomic and can be reverted; the result shows a diff. Give the COMPLETE file content."
+        ),
+        parameters=_schema(
+            {"path": _PATH, "content": {"type": "string", "description": "The complete new file content."}},
+            ["path", "content"],
+        ),
+        fn=os_errors_as_tool_errors(write_file),
+        group="files",
+    ),
+    Tool(
+        name="deleteFile",
+        description="Delete a file, or a folder with everything in it. The deletion can be reverted.",
+        parameters=_schema({"path": _PATH}, ["path"]),
+        fn=os_errors_as_tool_errors(delete_file),
+        group="files",
+    ),
+    Tool(
+        name="listFiles",
+        description="List the entries of one folder (default: the workspace root) with type and size.",
+        parameters=_schema(
+            {"path": {"type": "string", "description": "Folder relative to the workspace root; default '.'."}}, []
+        ),
+        fn=os_errors_as_tool_errors(list_files),
+        group="files",
+    ),
+    Tool(
+        name="getProjectStructure",
+        description=(
+            "Show the project's file tree, skipping .git, node_modules, virtualenvs, caches, build output "
+            "and .gitignore'd paths. Use it first to get oriented."
+        ),
+        parameters=_schema({}, []),
+        fn=os_errors_as_tool_errors(get_project_structure),
+        group="files",
+        path_params=(),
+    ),
+]
