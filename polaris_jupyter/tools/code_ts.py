@@ -1,0 +1,389 @@
+"""TypeScript/JavaScript code intelligence through tree-sitter, plus ``tsc`` diagnostics.
+
+There is no type checker in-process, so navigation is syntax-aware rather than type-aware:
+definitions are found through lexical scopes and one hop through relative imports, references
+are same-name identifiers. Diagnostics are tree-sitter syntax errors, and ``tsc --noEmit``
+findings when the workspace has TypeScript installed (``node_modules/.bin/tsc``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import posixpath
+import re
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from polaris_jupyter.tools.outline import (
+    CodeRef,
+    Language,
+    Outline,
+    SymbolDef,
+    SymbolKind,
+    SyntaxIssue,
+    char_column,
+)
+
+__all__ = [
+    "IDENTIFIER_TYPES",
+    "TSC_TIMEOUT_S",
+    "best_binding",
+    "binding_kind",
+    "find_tsc",
+    "identifier_at",
+    "import_source_of",
+    "local_bindings",
+    "parse",
+    "resolve_ts_import",
+    "run_tsc",
+    "same_name_identifiers",
+    "ts_outline",
+]
+
+TSC_TIMEOUT_S = 120.0
+IDENTIFIER_TYPES = frozenset(
+    {"identifier", "type_identifier", "property_identifier", "shorthand_property_identifier",
+     "shorthand_property_identifier_pattern", "private_property_identifier"}
+)
+_DECL_KIND = {
+    "function_declaration": SymbolKind.FUNCTION,
+    "generator_function_declaration": SymbolKind.FUNCTION,
+    "function_signature": SymbolKind.FUNCTION,
+    "method_definition": SymbolKind.FUNCTION,
+    "method_signature": SymbolKind.FUNCTION,
+    "abstract_method_signature": SymbolKind.FUNCTION,
+    "class_declaration": SymbolKind.CLASS,
+    "abstract_class_declaration": SymbolKind.CLASS,
+    "interface_declaration": SymbolKind.INTERFACE,
+    "type_alias_declaration": SymbolKind.TYPE,
+    "enum_declaration": SymbolKind.TYPE,
+}
+_SCOPE_TYPES = frozenset(
+    {"program", "statement_block", "function_declaration", "generator_function_declaration",
+     "function_expression", "function", "arrow_function", "method_definition", "class_body",
+     "for_statement", "for_in_statement", "catch_clause"}
+)
+_FUNCTION_VALUES = frozenset({"arrow_function", "function_expression", "function", "generator_function"})
+_RESOLVE_SUFFIXES = (".ts", ".tsx", ".d.ts", ".mts", ".cts", ".js", ".jsx", ".mjs", ".cjs")
+
+_local = threading.local()
+
+
+def _parser(language: Language) -> Any:
+    """One tree-sitter parser per thread and language (parsers are not thread-safe)."""
+    parsers: dict[Language, Any] = getattr(_local, "parsers", None) or {}
+    _local.parsers = parsers
+    if language not in parsers:
+        import tree_sitter
+
+        if language is Language.JAVASCRIPT:
+            import tree_sitter_javascript
+
+            capsule = tree_sitter_javascript.language()
+        else:
+            import tree_sitter_typescript
+
+            capsule = (
+                tree_sitter_typescript.language_tsx()
+                if language is Language.TSX
+                else tree_sitter_typescript.language_typescript()
+            )
+        parsers[language] = tree_sitter.Parser(tree_sitter.Language(capsule))
+    return parsers[language]
+
+
+def parse(source: bytes, language: Language) -> Any:
+    return _parser(language).parse(source)
+
+
+def _text(node: Any) -> str:
+    return node.text.decode("utf-8", "replace") if node is not None and node.text is not None else ""
+
+
+def _walk(node: Any) -> Iterator[Any]:
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(reversed(current.children))
+
+
+class _Positions:
+    """Byte points → 1-based (line, character column)."""
+
+    def __init__(self, source: bytes) -> None:
+        self.lines = source.decode("utf-8", "replace").split("\n")
+
+    def of(self, node: Any) -> tuple[int, int]:
+        row, byte_col = node.start_point
+        text = self.lines[row] if row < len(self.lines) else ""
+        return row + 1, char_column(text, byte_col)
+
+
+def _string_value(node: Any) -> str:
+    return _text(node).strip("\"'`")
+
+
+def _enclosing_class(node: Any) -> str | None:
+    parent = node.parent
+    while parent is not None:
+        if parent.type in {"class_declaration", "abstract_class_declaration", "class", "interface_declaration"}:
+            return _text(parent.child_by_field_name("name")) or None
+        parent = parent.parent
+    return None
+
+
+def _is_top_level(node: Any) -> bool:
+    parent = node.parent
+    while parent is not None and parent.type in {"export_statement", "lexical_declaration", "variable_declaration"}:
+        parent = parent.parent
+    return parent is None or parent.type == "program"
+
+
+def ts_outline(text: str, language: Language) -> Outline:
+    """Symbols, imports (incl. ``require``), exports, calls and syntax errors of one TS/JS file."""
+    source = text.encode("utf-8")
+    tree = parse(source, language)
+    pos = _Positions(source)
+    out = Outline(language=language)
+    for node in _walk(tree.root_node):
+        kind = node.type
+        if kind in _DECL_KIND:
+            name = node.child_by_field_name("name")
+            if name is not None:
+                line, col = pos.of(name)
+                out.symbols.append(
+                    SymbolDef(_text(name), _DECL_KIND[kind], line, col, _enclosing_class(node), _is_top_level(node))
+                )
+        elif kind == "variable_declarator":
+            name = node.child_by_field_name("name")
+            if name is not None and name.type == "identifier" and _is_top_level(node.parent):
+                value = node.child_by_field_name("value")
+                sym_kind = SymbolKind.FUNCTION if value is not None and value.type in _FUNCTION_VALUES else SymbolKind.VARIABLE
+                line, col = pos.of(name)
+                out.symbols.append(SymbolDef(_text(name), sym_kind, line, col, None, True))
+        elif kind == "import_statement" or (kind == "export_statement" and node.child_by_field_name("source")):
+            source_node = node.child_by_field_name("source")
+            if source_node is not None:
+                line, col = pos.of(node)
+                out.imports.append(CodeRef(_string_value(source_node), line, col, _text(node).split("\n")[0][:200]))
+        if kind == "export_statement":
+            _collect_exports(node, pos, out)
+        elif kind in {"call_expression", "new_expression"}:
+            callee = node.child_by_field_name("function") or node.child_by_field_name("constructor")
+            if callee is None:
+                continue
+            callee_text = _text(callee)
+            line, col = pos.of(node)
+            if callee_text == "require" or callee.type == "import":
+                args = node.child_by_field_name("arguments")
+                first = args.named_children[0] if args is not None and args.named_children else None
+                if first is not None and first.type == "string":
+                    out.imports.append(CodeRef(_string_value(first), line, col, _text(node)[:200]))
+            label = ("new " if kind == "new_expression" else "") + " ".join(callee_text.split())
+            out.calls.append(CodeRef(label[:120], line, col))
+        if node.type == "ERROR" or node.is_missing:
+            line, col = pos.of(node)
+            message = f"missing {node.type}" if node.is_missing else f"unexpected {_text(node)[:40]!r}"
+            out.errors.append(SyntaxIssue(line, col, f"syntax error: {message}"))
+    return out
+
+
+def _collect_exports(node: Any, pos: _Positions, out: Outline) -> None:
+    line, col = pos.of(node)
+    is_default = any(child.type == "default" for child in node.children)
+    declaration = node.child_by_field_name("declaration")
+    if declaration is not None:
+        names = [declaration.child_by_field_name("name")]
+        if declaration.type in {"lexical_declaration", "variable_declaration"}:
+            names = [d.child_by_field_name("name") for d in declaration.named_children if d.type == "variable_declarator"]
+        for name in names:
+            if name is not None:
+                out.exports.append(CodeRef(_text(name), line, col, "default" if is_default else ""))
+        return
+    clause = next((c for c in node.named_children if c.type == "export_clause"), None)
+    if clause is not None:
+        for spec in clause.named_children:
+            alias = spec.child_by_field_name("alias") or spec.child_by_field_name("name")
+            out.exports.append(CodeRef(_text(alias), line, col, _text(spec)))
+    elif is_default:
+        value = node.child_by_field_name("value")
+        out.exports.append(CodeRef("default", line, col, _text(value)[:80] if value is not None else ""))
+    elif node.child_by_field_name("source") is not None:
+        out.exports.append(CodeRef("*", line, col, _text(node)[:200]))
+
+
+# ---------------------------------------------------------------- navigation
+
+
+def identifier_at(tree: Any, source: bytes, line: int, column: int) -> Any | None:
+    """The identifier node at 1-based ``line``/``column`` (character based), or None."""
+    lines = source.split(b"\n")
+    if line > len(lines):
+        return None
+    text = lines[line - 1].decode("utf-8", "replace")
+    byte_col = len(text[: column - 1].encode("utf-8"))
+    point = (line - 1, byte_col)
+    node = tree.root_node.named_descendant_for_point_range(point, point)
+    if node is not None and node.type not in IDENTIFIER_TYPES and byte_col > 0:
+        # the cursor may sit just after the name (``foo|(``): look one character to the left
+        prev = (line - 1, byte_col - 1)
+        node = tree.root_node.named_descendant_for_point_range(prev, prev)
+    return node if node is not None and node.type in IDENTIFIER_TYPES else None
+
+
+def _scope_of(node: Any) -> Any:
+    parent = node.parent
+    while parent is not None and parent.type not in _SCOPE_TYPES:
+        parent = parent.parent
+    return parent
+
+
+def _binding_names(node: Any) -> list[tuple[Any, str]]:
+    """(name node, what) pairs that ``node`` binds, if it is a declaration/parameter/import."""
+    kind = node.type
+    if kind in _DECL_KIND or kind == "variable_declarator":
+        name = node.child_by_field_name("name")
+        if name is None:
+            return []
+        if name.type in IDENTIFIER_TYPES:
+            return [(name, kind)]
+        return [(n, kind) for n in _walk(name) if n.type in {"identifier", "shorthand_property_identifier_pattern"}]
+    if kind in {"required_parameter", "optional_parameter"}:
+        pattern = node.child_by_field_name("pattern")
+        return [(pattern, "parameter")] if pattern is not None and pattern.type == "identifier" else []
+    if kind == "formal_parameters":
+        return [(c, "parameter") for c in node.named_children if c.type == "identifier"]
+    if kind == "import_specifier":
+        bound = node.child_by_field_name("alias") or node.child_by_field_name("name")
+        return [(bound, "import")] if bound is not None else []
+    if kind in {"import_clause", "namespace_import"}:
+        return [(c, "import") for c in node.named_children if c.type == "identifier"]
+    return []
+
+
+def binding_kind(what: str) -> str:
+    """A readable kind for a binding node type from :func:`local_bindings`."""
+    if what in _DECL_KIND:
+        return _DECL_KIND[what].value
+    return "variable" if what == "variable_declarator" else what
+
+
+def local_bindings(tree: Any, name: str) -> list[tuple[Any, str]]:
+    """Every node in the file that binds ``name`` (declarations, parameters, imports)."""
+    return [(n, what) for node in _walk(tree.root_node) for n, what in _binding_names(node) if _text(n) == name]
+
+
+def _contains(outer: Any, inner: Any) -> bool:
+    return outer.start_byte <= inner.start_byte and inner.end_byte <= outer.end_byte
+
+
+def _depth(node: Any) -> int:
+    depth = 0
+    while node.parent is not None:
+        node, depth = node.parent, depth + 1
+    return depth
+
+
+def best_binding(tree: Any, usage: Any) -> tuple[Any, str] | None:
+    """The binding of ``usage`` whose scope encloses it most closely (lexical lookup)."""
+    candidates = []
+    for bound, what in local_bindings(tree, _text(usage)):
+        if bound.start_byte == usage.start_byte:
+            return bound, what
+        scope = _scope_of(bound.parent if what in {"function_declaration", "class_declaration"} else bound)
+        if what == "parameter":
+            scope = _scope_of(bound.parent) or scope
+        if scope is None or _contains(scope, usage):
+            candidates.append((_depth(scope) if scope is not None else 0, -bound.start_byte, bound, what))
+    if not candidates:
+        return None
+    candidates.sort(key=lambda c: (c[0], c[1]), reverse=True)
+    return candidates[0][2], candidates[0][3]
+
+
+def import_source_of(bound: Any) -> tuple[str, str] | None:
+    """For an import binding: (module specifier, name exported by that module)."""
+    node = bound.parent
+    imported = _text(bound)
+    if node.type == "import_specifier":
+        imported = _text(node.child_by_field_name("name"))
+    elif node.type == "import_clause":
+        imported = "default"
+    elif node.type == "namespace_import":
+        imported = "*"
+    while node is not None and node.type != "import_statement":
+        node = node.parent
+    if node is None:
+        return None
+    source = node.child_by_field_name("source")
+    return (_string_value(source), imported) if source is not None else None
+
+
+def resolve_ts_import(from_rel: str, spec: str, exists: Callable[[str], bool]) -> str | None:
+    """Workspace-relative file a relative import ``spec`` in ``from_rel`` points to, if any."""
+    if not spec.startswith("."):
+        return None
+    base = posixpath.normpath(posixpath.join(posixpath.dirname(from_rel), spec))
+    if base.startswith(".."):
+        return None
+    stem = re.sub(r"\.(m|c)?js$", "", base)
+    candidates = [base] + [stem + suffix for suffix in _RESOLVE_SUFFIXES]
+    candidates += [f"{base}/index{suffix}" for suffix in _RESOLVE_SUFFIXES]
+    return next((c for c in candidates if exists(c)), None)
+
+
+def same_name_identifiers(tree: Any, source: bytes, name: str) -> list[tuple[int, int]]:
+    """1-based (line, column) of every identifier spelled ``name`` in one parsed file."""
+    pos = _Positions(source)
+    return sorted(pos.of(n) for n in _walk(tree.root_node) if n.type in IDENTIFIER_TYPES and _text(n) == name)
+
+
+# ---------------------------------------------------------------- tsc
+
+
+def find_tsc(root: str, start_dir: str) -> str | None:
+    """``node_modules/.bin/tsc`` in ``start_dir`` or a parent, up to the workspace root."""
+    current = start_dir
+    while True:
+        candidate = os.path.join(current, "node_modules", ".bin", "tsc")
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+        if os.path.realpath(current) == os.path.realpath(root):
+            return None
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
+
+
+_TSC_LINE = re.compile(r"^(?P<file>.+?)\((?P<line>\d+),(?P<col>\d+)\): (?P<sev>error|warning) (?P<code>TS\d+): (?P<msg>.*)$")
+
+
+async def run_tsc(tsc: str, cwd: str, files: list[str] | None) -> list[tuple[str, int, int, str, str, str]]:
+    """Run ``tsc --noEmit`` (project mode when ``files`` is None) → (file, line, col, sev, code, msg)."""
+    args = [tsc, "--noEmit", "--pretty", "false"]
+    if files is None:
+        args += ["-p", "."]
+    else:
+        args += ["--allowJs", "--skipLibCheck", "--", *files]
+    proc = await asyncio.create_subprocess_exec(
+        *args, cwd=cwd, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        stdout, _ = await asyncio.wait_for(proc.communicate(), TSC_TIMEOUT_S)
+    except (asyncio.TimeoutError, asyncio.CancelledError):
+        proc.kill()
+        await proc.wait()
+        raise
+    found = []
+    for raw in stdout.decode("utf-8", "replace").splitlines():
+        match = _TSC_LINE.match(raw.strip())
+        if match:
+            found.append(
+                (match["file"], int(match["line"]), int(match["col"]), match["sev"], match["code"], match["msg"])
+            )
+    return found

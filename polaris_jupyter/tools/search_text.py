@@ -1,0 +1,379 @@
+"""The text-search engine behind searchFiles: ripgrep when on PATH, pure Python otherwise.
+
+Both engines give the same answer because they share every decision that shapes it:
+
+- files: the workspace's ignore rules (``ignore.py``), symlinks skipped, files over
+  ``MAX_FILE_BYTES`` skipped, files holding a NUL byte treated as binary and skipped;
+- order: paths compared folder by folder (the order of a sorted depth-first walk, which is
+  also ``rg --sort path``), then line;
+- matching: Python ``re`` semantics, line by line, over UTF-8 text (BOM dropped).
+
+ripgrep only *finds candidate files* (``--files-with-matches --sort path``, streamed): each
+candidate is then read and matched by the same Python code the fallback uses, and rg is
+stopped as soon as one result more than the cap is known. So rg decides speed, never content.
+A pattern rg cannot parse (look-around, back-references) silently uses the Python engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import threading
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from polaris_jupyter.tools.base import ToolError
+from polaris_jupyter.tools.ignore import BUILTIN_IGNORED_DIRS, IgnoreRules, walk_files
+
+__all__ = [
+    "MAX_FILE_BYTES",
+    "MAX_RESULTS",
+    "LineMatch",
+    "SearchOutcome",
+    "TextQuery",
+    "compile_glob",
+    "find_rg",
+    "path_key",
+    "rg_base_args",
+    "search_with_python",
+    "search_with_rg",
+]
+
+MAX_RESULTS = 50
+MAX_FILE_BYTES = 10 * 1024 * 1024
+SNIPPET_CHARS = 200
+_HEAD_BYTES = 65_536
+_RG_BATCH = 64
+_LOOKAROUND = re.compile(r"\(\?<?[=!]|\\[AZ]")
+
+
+@dataclass(frozen=True)
+class LineMatch:
+    path: str
+    line: int
+    column: int
+    snippet: str
+
+
+@dataclass
+class SearchOutcome:
+    matches: list[LineMatch] = field(default_factory=list)
+    truncated: bool = False
+    engine: str = "python"
+    files_searched: int = 0
+
+
+def path_key(rel_path: str) -> list[str]:
+    """Sort key shared by both engines: folder by folder, like a sorted depth-first walk."""
+    return rel_path.split("/")
+
+
+def find_rg() -> str | None:
+    return shutil.which("rg")
+
+
+# ---------------------------------------------------------------- globs
+
+
+def _glob_body(pattern: str) -> str:
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        char = pattern[i]
+        if pattern.startswith("**/", i) and (i == 0 or pattern[i - 1] == "/"):
+            out.append("(?:[^/]*/)*")
+            i += 3
+            continue
+        if pattern.startswith("**", i) and (i == 0 or pattern[i - 1] == "/") and i + 2 == n:
+            out.append(".*")
+            i += 2
+            continue
+        if char == "*":
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "[":
+            end = pattern.find("]", i + 2 if pattern[i + 1 : i + 2] in ("!", "^") else i + 1)
+            if end < 0:
+                out.append(re.escape(char))
+            else:
+                body = pattern[i + 1 : end]
+                if body[:1] in ("!", "^"):
+                    body = "^" + body[1:]
+                out.append("(?!/)[" + body.replace("\\", "\\\\") + "]")
+                i = end
+        elif char == "{":
+            end = pattern.find("}", i)
+            if end < 0:
+                out.append(re.escape(char))
+            else:
+                options = pattern[i + 1 : end].split(",")
+                out.append("(?:" + "|".join(_glob_body(opt) for opt in options) + ")")
+                i = end
+        elif char == "\\" and i + 1 < n:
+            i += 1
+            out.append(re.escape(pattern[i]))
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return "".join(out)
+
+
+def compile_glob(pattern: str) -> tuple[Callable[[str], bool], str | None]:
+    """A matcher for workspace-relative POSIX paths, and the basename glob rg may pre-filter on.
+
+    A glob without ``/`` matches the file name at any depth (``*.py``, ``test_*.ts``); one with
+    ``/`` matches the whole relative path; ``**`` spans folders, ``{a,b}`` is alternation.
+    """
+    glob = pattern.strip()
+    while glob.startswith("./"):
+        glob = glob[2:]
+    if not glob:
+        raise ToolError("empty glob pattern; try '**/*.py' or 'src/**/*.ts'")
+    if glob.startswith("/") or ".." in glob.split("/"):
+        raise ToolError(f"glob {pattern!r} must be relative to the workspace root and must not contain '..'")
+    basename = glob
+    while basename.startswith("**/"):
+        basename = basename[3:]
+    try:
+        if "/" not in basename:
+            regex = re.compile(_glob_body(basename) + r"\Z")
+            return (lambda rel: regex.match(rel.rsplit("/", 1)[-1]) is not None), basename
+        regex = re.compile(_glob_body(glob) + r"\Z")
+    except re.error as exc:
+        raise ToolError(f"invalid glob {pattern!r}: {exc}") from exc
+    return (lambda rel: regex.match(rel) is not None), None
+
+
+# ---------------------------------------------------------------- one query
+
+
+def _required_literals(parsed: object) -> list[str]:
+    """Literal runs at the top level of a parsed pattern: every match must contain each of them."""
+    from re import _constants as c  # type: ignore[attr-defined]
+
+    runs: list[str] = []
+    current: list[str] = []
+    for op, arg in parsed:  # type: ignore[attr-defined]
+        if op is c.LITERAL:
+            current.append(chr(arg))
+            continue
+        if current:
+            runs.append("".join(current))
+            current = []
+        if op is c.SUBPATTERN and arg[1] == 0 and arg[2] == 0:  # plain group, no flags
+            runs.extend(_required_literals(arg[3]))
+    if current:
+        runs.append("".join(current))
+    return [run for run in runs if len(run) >= 2]
+
+
+class TextQuery:
+    """A compiled searchFiles query (pattern, case, file glob) and the per-file scan."""
+
+    def __init__(self, pattern: str, case_sensitive: bool, file_glob: str | None) -> None:
+        if not pattern:
+            raise ToolError("pattern must not be empty")
+        self.pattern = pattern
+        self.case_sensitive = case_sensitive
+        flags = 0 if case_sensitive else re.IGNORECASE
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                self.regex = re.compile(pattern, flags)
+            except re.error as exc:
+                raise ToolError(
+                    f"invalid regular expression {pattern!r}: {exc}. The pattern uses Python regex syntax; "
+                    "escape special characters such as ( [ { . * + ? with a backslash to search for them literally"
+                ) from exc
+            except (OverflowError, RecursionError) as exc:
+                raise ToolError(f"regular expression {pattern!r} is too complex: {exc}") from exc
+        #: rg may disagree with Python on patterns Python warns about (``[[:alpha:]]``).
+        self.rg_ok = not caught and "\n" not in pattern
+        self.whole_text = re.compile(pattern, flags | re.MULTILINE) if not _LOOKAROUND.search(pattern) else None
+        try:
+            from re import _parser  # type: ignore[attr-defined]
+
+            literals = _required_literals(_parser.parse(pattern, flags))
+        except Exception:  # a private module: no pre-filter rather than a failure
+            literals = []
+        if case_sensitive:
+            self.literals = [lit.encode() for lit in literals if lit.isascii()]
+        else:
+            self.literals = [lit.lower().encode() for lit in literals if lit.isascii()]
+        self.glob_match: Callable[[str], bool] | None = None
+        self.rg_glob: str | None = None
+        if file_glob:
+            self.glob_match, self.rg_glob = compile_glob(file_glob)
+
+    def wants(self, rel_path: str) -> bool:
+        return self.glob_match is None or self.glob_match(rel_path)
+
+    def _could_match(self, data: bytes) -> bool:
+        if not self.literals:
+            return True
+        if self.case_sensitive:
+            return all(lit in data for lit in self.literals)
+        if not data.isascii():
+            return True  # Unicode case folding (K/\u212a, s/\u017f): let the regex decide
+        lowered = data.lower()
+        return all(lit in lowered for lit in self.literals)
+
+    def scan(self, root: str, rel_path: str, limit: int) -> list[LineMatch]:
+        """Matching lines of one file (at most ``limit``); [] for binary, big or unreadable files."""
+        try:
+            fd = os.open(os.path.join(root, rel_path), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            return []
+        with os.fdopen(fd, "rb") as fh:
+            try:
+                if os.fstat(fd).st_size > MAX_FILE_BYTES:
+                    return []
+                data = fh.read(_HEAD_BYTES)
+                if b"\x00" in data:
+                    return []
+                data += fh.read(MAX_FILE_BYTES)
+            except OSError:
+                return []
+        if b"\x00" in data or not self._could_match(data):
+            return []
+        text = data.decode("utf-8-sig", "replace")
+        if self.whole_text is not None and self.whole_text.search(text) is None:
+            return []
+        found: list[LineMatch] = []
+        search = self.regex.search
+        for number, line in enumerate(text.split("\n"), start=1):
+            match = search(line)
+            if match is None:
+                continue
+            found.append(LineMatch(rel_path, number, match.start() + 1, _snippet(line, match.start())))
+            if len(found) >= limit:
+                break
+        return found
+
+
+def _snippet(line: str, start: int) -> str:
+    stripped = line.strip()
+    if len(stripped) <= SNIPPET_CHARS:
+        return stripped
+    offset = len(line) - len(line.lstrip())
+    begin = max(0, start - offset - SNIPPET_CHARS // 4)
+    piece = stripped[begin : begin + SNIPPET_CHARS]
+    return ("…" if begin else "") + piece + ("…" if begin + SNIPPET_CHARS < len(stripped) else "")
+
+
+class _Collector:
+    """Keeps results in order and knows when one more than the cap has been seen."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.matches: list[LineMatch] = []
+        self.files = 0
+
+    @property
+    def full(self) -> bool:
+        return len(self.matches) > self.cap
+
+    def add_file(self, query: TextQuery, root: str, rel: str) -> None:
+        self.files += 1
+        self.matches.extend(query.scan(root, rel, self.cap + 1 - len(self.matches)))
+
+    def outcome(self, engine: str) -> SearchOutcome:
+        return SearchOutcome(self.matches[: self.cap], len(self.matches) > self.cap, engine, self.files)
+
+
+# ---------------------------------------------------------------- engines
+
+
+def search_with_python(
+    root: Path, query: TextQuery, cap: int = MAX_RESULTS, cancelled: threading.Event | None = None
+) -> SearchOutcome:
+    """The fallback: walk the workspace in order and scan each file. Blocking: run in a thread."""
+    root_s = os.path.realpath(root)
+    collector = _Collector(cap)
+    for rel in walk_files(root_s):
+        if cancelled is not None and cancelled.is_set():
+            break
+        if query.wants(rel):
+            collector.add_file(query, root_s, rel)
+            if collector.full:
+                break
+    return collector.outcome("python")
+
+
+def rg_base_args(rg: str, query: TextQuery) -> list[str]:
+    """rg flags that make its file set the workspace's (our ignore rules decide the rest)."""
+    args = [
+        rg, "--no-config", "--no-messages", "--hidden", "--no-require-git", "--no-ignore-parent",
+        "--no-ignore-global", "--no-ignore-dot", "--max-filesize", "10M", "--sort", "path",
+        "-i" if not query.case_sensitive else "-s",
+    ]
+    for name in sorted(BUILTIN_IGNORED_DIRS):
+        args += ["-g", f"!{name}/"]
+    args += ["-g", "!*.egg-info/", "-g", "!*.pyc", "-g", "!*.pyo"]
+    if query.rg_glob:
+        # a file *type*, not -g: an include glob would override .gitignore in rg
+        args += ["--type-add", f"polarisglob:{query.rg_glob}", "-t", "polarisglob"]
+    return args
+
+
+async def search_with_rg(
+    rg: str, root: Path, query: TextQuery, cap: int = MAX_RESULTS
+) -> SearchOutcome | None:
+    """Stream candidate files from rg, scan them in order, stop rg once the cap is exceeded.
+
+    Returns None when rg refuses the pattern, so the caller can use the Python engine.
+    """
+    if not query.rg_ok:
+        return None
+    root_s = await asyncio.to_thread(os.path.realpath, root)
+    args = [*rg_base_args(rg, query), "--files-with-matches", "-e", query.pattern, "--", "."]
+    proc = await asyncio.create_subprocess_exec(
+        *args, cwd=root_s, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=1 << 20,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    stderr_task = asyncio.ensure_future(proc.stderr.read())
+    collector = _Collector(cap)
+    rules = IgnoreRules.for_root(root_s)
+    got_any = False
+    pending = b""
+    try:
+        while not collector.full:
+            chunk = await proc.stdout.read(1 << 16)
+            got_any = got_any or bool(chunk)
+            lines = (pending + chunk).split(b"\n")
+            pending = lines.pop() if chunk else b""
+            batch = [_rg_path(raw) for raw in lines if raw]
+            if batch:
+                await asyncio.to_thread(_scan_batch, collector, query, rules, root_s, batch)
+            if not chunk:
+                break
+    finally:
+        if proc.returncode is None:
+            try:
+                proc.kill()
+            except ProcessLookupError:
+                pass
+        await proc.wait()
+        stderr = await stderr_task
+    if not got_any and proc.returncode == 2 and stderr.strip():
+        return None  # rg could not parse the pattern (or failed): let Python search
+    return collector.outcome("rg")
+
+
+def _rg_path(raw: bytes) -> str:
+    rel = os.fsdecode(raw)
+    return rel[2:] if rel.startswith("./") else rel
+
+
+def _scan_batch(collector: _Collector, query: TextQuery, rules: IgnoreRules, root: str, batch: Iterable[str]) -> None:
+    for rel in batch:
+        if collector.full:
+            return
+        if query.wants(rel) and not rules.is_ignored(rel, False):
+            collector.add_file(query, root, rel)
