@@ -1,0 +1,233 @@
+/**
+ * REST client for /polaris/api/v1 over JupyterLab's ServerConnection (so the
+ * token, cookies and XSRF header are handled the way every lab request is).
+ */
+
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+import { Conversation, Message } from './renderer/types';
+
+export const API_PREFIX = 'polaris/api/v1';
+
+export interface RunError {
+  message: string;
+  name?: string;
+  stack?: string;
+}
+
+export interface Run {
+  id: string;
+  taskId: string;
+  status: string;
+  payload: unknown;
+  output: unknown;
+  error: RunError | null;
+  attemptCount: number;
+  createdAt: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+  delayUntil?: string | null;
+  ttlS?: number | null;
+  idempotencyKey?: string | null;
+  tags: string[];
+  metadata: Record<string, unknown>;
+  concurrencyKey?: string | null;
+  queue?: string | null;
+  durationMs: number | null;
+  replayedFrom?: string | null;
+  waitingReason?: string | null;
+}
+
+export interface RunDetail extends Run {
+  attempts: Record<string, any>[];
+  logs: Record<string, any>[];
+}
+
+export interface TaskInfo {
+  id: string;
+  queue?: string;
+}
+
+export interface TaskMetrics {
+  taskId: string;
+  counts: Record<string, number>;
+  successRate: number | null;
+  durationP50Ms: number | null;
+  durationP95Ms: number | null;
+  attempts: number;
+  retries: number;
+}
+
+export interface MetricsBucket {
+  bucket: string;
+  runs: number;
+  completed: number;
+  failed: number;
+}
+
+export interface Metrics {
+  tasks: TaskMetrics[];
+  series: MetricsBucket[];
+}
+
+export interface ProjectKind {
+  id: string;
+  title: string;
+  steps: { id: string; dependsOn?: string[] }[];
+}
+
+export interface ModelConfig {
+  providers: { name: string; baseUrl?: string; model?: string; configured: boolean }[];
+  active: { provider: string | null; model: string | null } | null;
+}
+
+/** An error from the Polaris API, with a message meant for the user. */
+export class PolarisApiError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly reason = ''
+  ) {
+    super(message);
+    this.name = 'PolarisApiError';
+  }
+}
+
+export class PolarisClient {
+  readonly settings: ServerConnection.ISettings;
+
+  constructor(settings?: ServerConnection.ISettings) {
+    this.settings = settings ?? ServerConnection.makeSettings();
+  }
+
+  url(path: string, query: Record<string, string | number | null | undefined> = {}): string {
+    const base = URLExt.join(this.settings.baseUrl, API_PREFIX, path);
+    const params = Object.entries(query)
+      .filter(([, v]) => v !== undefined && v !== null && v !== '')
+      .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`);
+    return params.length ? `${base}?${params.join('&')}` : base;
+  }
+
+  /** WebSocket URL for the event stream, with the token appended when lab does so. */
+  eventsUrl(query: Record<string, string | number | null | undefined>): string {
+    const base = URLExt.join(this.settings.wsUrl, API_PREFIX, 'events');
+    const params = Object.entries(query)
+      .filter(([, v]) => v !== undefined && v !== null && v !== '')
+      .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`);
+    if (this.settings.token && this.settings.appendToken) {
+      params.push(`token=${encodeURIComponent(this.settings.token)}`);
+    }
+    return params.length ? `${base}?${params.join('&')}` : base;
+  }
+
+  async request<T>(method: string, path: string, body?: unknown, query: Record<string, any> = {}): Promise<T> {
+    const init: RequestInit = { method };
+    if (body !== undefined) {
+      init.body = JSON.stringify(body);
+      init.headers = { 'Content-Type': 'application/json' };
+    }
+    let response: Response;
+    try {
+      response = await ServerConnection.makeRequest(this.url(path, query), init, this.settings);
+    } catch (error) {
+      throw new PolarisApiError(
+        `Cannot reach the Jupyter server (${error instanceof Error ? error.message : String(error)}).`,
+        0,
+        'network'
+      );
+    }
+    const text = await response.text();
+    let data: any = null;
+    if (text) {
+      try {
+        data = JSON.parse(text);
+      } catch {
+        data = null;
+      }
+    }
+    if (!response.ok) {
+      let message = data?.message || data?.reason || response.statusText || 'request failed';
+      if (response.status === 404 && !data?.message) {
+        message = 'The Polaris server extension is not available on this Jupyter server (404). Is polaris-jupyter installed and enabled?';
+      } else if (response.status === 403) {
+        message = data?.message || 'Not authorized (403): reload JupyterLab to refresh your session.';
+      }
+      throw new PolarisApiError(message, response.status, data?.reason ?? '');
+    }
+    return data as T;
+  }
+
+  // ---- chat -----------------------------------------------------------------
+
+  listConversations(): Promise<{ data: Conversation[] }> {
+    return this.request('GET', 'conversations');
+  }
+  createConversation(title?: string): Promise<Conversation> {
+    return this.request('POST', 'conversations', title ? { title } : {});
+  }
+  renameConversation(id: string, title: string): Promise<Conversation> {
+    return this.request('PATCH', `conversations/${encodeURIComponent(id)}`, { title });
+  }
+  deleteConversation(id: string): Promise<unknown> {
+    return this.request('DELETE', `conversations/${encodeURIComponent(id)}`);
+  }
+  listMessages(conversationId: string): Promise<{ data: Message[] }> {
+    return this.request('GET', `conversations/${encodeURIComponent(conversationId)}/messages`);
+  }
+  sendMessage(conversationId: string, content: string, context?: { currentFile?: string }): Promise<{ messageId: string; runId: string }> {
+    const body: Record<string, unknown> = { content };
+    if (context?.currentFile) {
+      body.context = context;
+    }
+    return this.request('POST', `conversations/${encodeURIComponent(conversationId)}/messages`, body);
+  }
+  cancelMessage(messageId: string): Promise<Message> {
+    return this.request('POST', `messages/${encodeURIComponent(messageId)}/cancel`, {});
+  }
+  retryMessage(messageId: string): Promise<{ messageId: string; runId: string }> {
+    return this.request('POST', `messages/${encodeURIComponent(messageId)}/retry`, {});
+  }
+
+  // ---- runs -----------------------------------------------------------------
+
+  listTasks(): Promise<{ tasks: TaskInfo[] }> {
+    return this.request('GET', 'tasks');
+  }
+  listRuns(query: { status?: string; task?: string; tag?: string; cursor?: string; limit?: number } = {}): Promise<{ data: Run[]; nextCursor: string | null }> {
+    return this.request('GET', 'runs', undefined, query);
+  }
+  getRun(runId: string): Promise<RunDetail> {
+    return this.request('GET', `runs/${encodeURIComponent(runId)}`);
+  }
+  cancelRun(runId: string): Promise<Run> {
+    return this.request('POST', `runs/${encodeURIComponent(runId)}/cancel`, {});
+  }
+  replayRun(runId: string): Promise<{ id: string }> {
+    return this.request('POST', `runs/${encodeURIComponent(runId)}/replay`, {});
+  }
+  revertRun(runId: string): Promise<{ reverted: string[] }> {
+    return this.request('POST', `runs/${encodeURIComponent(runId)}/revert`, {});
+  }
+  runEvents(runId: string, since = 0): Promise<{ events: any[]; lastSeq: number }> {
+    return this.request('GET', `runs/${encodeURIComponent(runId)}/events`, undefined, { since });
+  }
+  metrics(task?: string): Promise<Metrics> {
+    return this.request('GET', 'metrics', undefined, { task });
+  }
+
+  // ---- generation and config --------------------------------------------------
+
+  projectKinds(): Promise<{ kinds: ProjectKind[] }> {
+    return this.request('GET', 'project-kinds');
+  }
+  generate(body: { description: string; kind: string; path: string; overwrite?: boolean }): Promise<{ runId: string }> {
+    return this.request('POST', 'generate', body);
+  }
+  getConfig(): Promise<ModelConfig> {
+    return this.request('GET', 'config');
+  }
+  putConfig(body: { model?: string; provider?: string }): Promise<ModelConfig> {
+    return this.request('PUT', 'config', body);
+  }
+}

@@ -1,0 +1,242 @@
+/**
+ * The sidebar's Chat view: a conversation bar (pick, new, rename, delete)
+ * over the shared ChatView, fed by REST snapshots and the conversation's
+ * event stream.
+ */
+
+import { Dialog, InputDialog, showDialog } from '@jupyterlab/apputils';
+
+import { PolarisClient } from '../api';
+import { EventStream } from '../eventStream';
+import { ChatView, errorText } from '../renderer/chatView';
+import { clear, h } from '../renderer/dom';
+import { ChatContext, Conversation } from '../renderer/types';
+
+const STORAGE_KEY = 'polaris-jupyter:conversation';
+
+export class ChatPanel {
+  readonly node: HTMLElement;
+  readonly view: ChatView;
+  private conversations: Conversation[] = [];
+  private current: Conversation | null = null;
+  private stream: EventStream | null = null;
+  private picker: HTMLSelectElement;
+  private renameButton: HTMLButtonElement;
+  private deleteButton: HTMLButtonElement;
+  private loading: Promise<void> | null = null;
+  private loadAgain = false;
+  private disposed = false;
+
+  constructor(private client: PolarisClient, streamWindowMs = 100) {
+    this.picker = h('select', { className: 'pj-select pj-conversation-picker', 'aria-label': 'Conversation', title: 'Conversation' }) as HTMLSelectElement;
+    const newButton = h('button', { className: 'pj-icon-button pj-new-conversation', type: 'button', title: 'New conversation', 'aria-label': 'New conversation' }, '+');
+    this.renameButton = h('button', { className: 'pj-icon-button pj-rename-conversation', type: 'button', title: 'Rename conversation', 'aria-label': 'Rename conversation' }, '✎') as HTMLButtonElement;
+    this.deleteButton = h('button', { className: 'pj-icon-button pj-delete-conversation', type: 'button', title: 'Delete conversation', 'aria-label': 'Delete conversation' }, '🗑') as HTMLButtonElement;
+    const bar = h('div', { className: 'pj-toolbar pj-conversation-bar' }, this.picker, newButton, this.renameButton, this.deleteButton);
+    const host = h('div', { className: 'pj-chat-host' });
+    this.node = h('div', { className: 'pj-chat-panel' }, bar, host);
+
+    this.view = new ChatView(
+      host,
+      {
+        send: (text, context) => this.send(text, context),
+        stop: messageId => this.client.cancelMessage(messageId).then(() => this.loadMessages()),
+        retry: messageId => this.client.retryMessage(messageId).then(() => this.loadMessages()),
+        revert: runId => this.client.revertRun(runId),
+        resync: () => {
+          void this.loadMessages();
+        }
+      },
+      { streamWindowMs }
+    );
+
+    this.picker.addEventListener('change', () => {
+      const next = this.conversations.find(c => c.id === this.picker.value) ?? null;
+      this.open(next);
+    });
+    newButton.addEventListener('click', () => void this.newConversation());
+    this.renameButton.addEventListener('click', () => void this.rename());
+    this.deleteButton.addEventListener('click', () => void this.remove());
+    this.renderPicker();
+  }
+
+  /** Load conversations and the model status; open the last used conversation. */
+  async init(): Promise<void> {
+    await Promise.all([this.refreshStatus(), this.refreshConversations()]);
+    if (this.disposed) {
+      return;
+    }
+    const saved = localStorage.getItem(STORAGE_KEY);
+    const initial = this.conversations.find(c => c.id === saved) ?? this.conversations[0] ?? null;
+    this.open(initial);
+  }
+
+  setContext(context: ChatContext | null): void {
+    this.view.setContext(context);
+  }
+
+  setStreamWindow(windowMs: number): void {
+    this.view.setStreamWindow(windowMs);
+  }
+
+  async refreshStatus(): Promise<void> {
+    try {
+      const config = await this.client.getConfig();
+      this.view.setStatus({ provider: config.active?.provider, model: config.active?.model });
+    } catch (error) {
+      this.view.setStatus({ text: 'model: unknown' });
+      this.view.showError(errorText(error));
+    }
+  }
+
+  async refreshConversations(): Promise<void> {
+    try {
+      const result = await this.client.listConversations();
+      this.conversations = result.data ?? [];
+      this.renderPicker();
+    } catch (error) {
+      this.view.showError(`Cannot load conversations: ${errorText(error)}`);
+      this.view.setConnection('error', errorText(error));
+    }
+  }
+
+  async newConversation(title?: string): Promise<Conversation | null> {
+    try {
+      const conversation = await this.client.createConversation(title);
+      this.conversations = [conversation, ...this.conversations.filter(c => c.id !== conversation.id)];
+      this.open(conversation);
+      this.view.focus();
+      return conversation;
+    } catch (error) {
+      this.view.showError(`Cannot create a conversation: ${errorText(error)}`);
+      return null;
+    }
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    this.stream?.dispose();
+    this.stream = null;
+    this.view.dispose();
+  }
+
+  // ---- internals ------------------------------------------------------------
+
+  private open(conversation: Conversation | null): void {
+    this.stream?.dispose();
+    this.stream = null;
+    this.current = conversation;
+    this.view.setConversation(conversation);
+    this.renderPicker();
+    if (!conversation) {
+      localStorage.removeItem(STORAGE_KEY);
+      return;
+    }
+    localStorage.setItem(STORAGE_KEY, conversation.id);
+    this.stream = new EventStream({
+      client: this.client,
+      filter: { conversation: conversation.id },
+      onEvent: event => this.view.applyEvent(event),
+      onState: (state, detail) => this.view.setConnection(state, detail),
+      onResync: () => void this.loadMessages()
+    });
+    void this.loadMessages();
+  }
+
+  /** Load the current conversation's messages; coalesces concurrent calls. */
+  private loadMessages(): Promise<void> {
+    if (this.loading) {
+      this.loadAgain = true;
+      return this.loading;
+    }
+    const conversation = this.current;
+    if (!conversation) {
+      return Promise.resolve();
+    }
+    this.loading = (async () => {
+      try {
+        do {
+          this.loadAgain = false;
+          const result = await this.client.listMessages(conversation.id);
+          if (this.current?.id === conversation.id) {
+            this.view.setMessages(result.data ?? []);
+          }
+        } while (this.loadAgain && this.current?.id === conversation.id);
+      } catch (error) {
+        this.view.showError(`Cannot load messages: ${errorText(error)}`);
+      } finally {
+        this.loading = null;
+      }
+    })();
+    return this.loading;
+  }
+
+  private async send(text: string, context?: ChatContext): Promise<void> {
+    let conversation = this.current;
+    if (!conversation) {
+      conversation = await this.client.createConversation(text.slice(0, 60));
+      this.conversations = [conversation, ...this.conversations];
+      this.open(conversation);
+    }
+    await this.client.sendMessage(conversation.id, text, context);
+    await this.loadMessages();
+  }
+
+  private async rename(): Promise<void> {
+    const conversation = this.current;
+    if (!conversation) {
+      return;
+    }
+    const result = await InputDialog.getText({ title: 'Rename conversation', text: conversation.title, okLabel: 'Rename' });
+    const title = result.value?.trim();
+    if (!result.button.accept || !title) {
+      return;
+    }
+    try {
+      const updated = await this.client.renameConversation(conversation.id, title);
+      this.conversations = this.conversations.map(c => (c.id === updated.id ? updated : c));
+      if (this.current?.id === updated.id) {
+        this.current = updated;
+        this.view.setConversation(updated);
+      }
+      this.renderPicker();
+    } catch (error) {
+      this.view.showError(`Cannot rename: ${errorText(error)}`);
+    }
+  }
+
+  private async remove(): Promise<void> {
+    const conversation = this.current;
+    if (!conversation) {
+      return;
+    }
+    const result = await showDialog({
+      title: 'Delete conversation',
+      body: `Delete "${conversation.title || conversation.id}" and all its messages?`,
+      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })]
+    });
+    if (!result.button.accept) {
+      return;
+    }
+    try {
+      await this.client.deleteConversation(conversation.id);
+      this.conversations = this.conversations.filter(c => c.id !== conversation.id);
+      this.open(this.conversations[0] ?? null);
+    } catch (error) {
+      this.view.showError(`Cannot delete: ${errorText(error)}`);
+    }
+  }
+
+  private renderPicker(): void {
+    clear(this.picker);
+    if (!this.current) {
+      this.picker.appendChild(h('option', { value: '' }, 'New conversation'));
+    }
+    for (const conversation of this.conversations) {
+      this.picker.appendChild(h('option', { value: conversation.id }, conversation.title || 'Untitled'));
+    }
+    this.picker.value = this.current?.id ?? '';
+    this.renameButton.disabled = !this.current;
+    this.deleteButton.disabled = !this.current;
+  }
+}

@@ -1,0 +1,125 @@
+/**
+ * Tool-call cards: what the assistant did, with arguments, outcome, duration,
+ * and for file edits a colored diff plus "Revert this run".
+ */
+
+import { diffStats, renderDiff } from './diff';
+import { formatDuration, h, prettyJson, shortJson } from './dom';
+import { ToolCall } from './types';
+
+const STATE_LABEL: Record<string, string> = {
+  running: 'running',
+  succeeded: 'done',
+  failed: 'failed'
+};
+
+/** One-line hint of the arguments: the path if there is one, else compact JSON. */
+function argsHint(args: Record<string, unknown> | undefined): string {
+  if (!args || typeof args !== 'object') {
+    return '';
+  }
+  for (const key of ['path', 'command', 'query', 'pattern', 'searchTerm']) {
+    const value = args[key];
+    if (typeof value === 'string' && value) {
+      return value.length > 60 ? `${value.slice(0, 59)}…` : value;
+    }
+  }
+  const text = shortJson(args, 60);
+  return text === '{}' ? '' : text;
+}
+
+export interface ToolCardOptions {
+  runId?: string | null;
+  onRevert?: (runId: string) => void;
+  /** Set while a revert of this run is in flight or done: 'reverting' | 'reverted' | an error text. */
+  revertState?: string;
+}
+
+/**
+ * Render a card. `previous` (the card this one replaces) keeps its open or
+ * closed sections so a re-render during streaming does not fold what the
+ * user unfolded.
+ */
+export function renderToolCard(call: ToolCall, options: ToolCardOptions, previous?: HTMLElement): HTMLElement {
+  const status = call.status in STATE_LABEL ? call.status : 'running';
+  const wasOpen = new Set<string>();
+  if (previous) {
+    previous.querySelectorAll('details[data-section]').forEach(d => {
+      if ((d as HTMLDetailsElement).open) {
+        wasOpen.add((d as HTMLElement).dataset.section ?? '');
+      }
+    });
+  }
+  const section = (name: string, summary: Node | string, body: Node, openByDefault = false): HTMLElement => {
+    const details = h('details', { className: `pj-tool-section pj-tool-${name}`, 'data-section': name });
+    details.open = previous ? wasOpen.has(name) : openByDefault;
+    details.appendChild(h('summary', null, summary));
+    details.appendChild(body);
+    return details;
+  };
+
+  const head = section(
+    'card',
+    h(
+      'span',
+      { className: 'pj-tool-head' },
+      h('span', { className: `pj-tool-icon pj-tool-icon-${status}`, 'aria-hidden': 'true' }),
+      h('span', { className: 'pj-tool-name' }, call.name || 'tool'),
+      h('span', { className: 'pj-tool-args', title: shortJson(call.arguments, 400) }, argsHint(call.arguments)),
+      h('span', { className: 'pj-tool-duration' }, status === 'running' ? '' : formatDuration(call.durationMs)),
+      h('span', { className: `pj-badge pj-badge-${status}` }, STATE_LABEL[status])
+    ),
+    h('div', { className: 'pj-tool-body' })
+  );
+  const card = head as HTMLDetailsElement;
+  card.className = `pj-tool pj-tool-${status}`;
+  head.dataset.toolId = call.id;
+  const body = head.querySelector('.pj-tool-body') as HTMLElement;
+
+  if (call.summary) {
+    body.appendChild(h('div', { className: 'pj-tool-summary' }, call.summary));
+  }
+  if (call.error) {
+    body.appendChild(h('div', { className: 'pj-tool-error' }, call.error));
+  }
+  body.appendChild(
+    section('arguments', 'Arguments', h('pre', { className: 'pj-tool-json' }, prettyJson(call.arguments ?? {})))
+  );
+  if (call.diff) {
+    const stats = diffStats(call.diff);
+    const label = h(
+      'span',
+      null,
+      'Diff ',
+      h('span', { className: 'pj-diff-stat-add' }, `+${stats.added}`),
+      ' ',
+      h('span', { className: 'pj-diff-stat-del' }, `−${stats.removed}`),
+      stats.files.length ? ` ${stats.files.join(', ')}` : ''
+    );
+    body.appendChild(section('diff', label, renderDiff(call.diff), true));
+    const runId = options.runId;
+    if (runId && options.onRevert) {
+      const state = options.revertState;
+      const busy = state === 'reverting' || state === 'reverted';
+      const button = h(
+        'button',
+        {
+          className: 'pj-button pj-button-secondary pj-revert',
+          type: 'button',
+          title: `Undo every file edit of run ${runId}`,
+          disabled: busy
+        },
+        state === 'reverting' ? 'Reverting…' : state === 'reverted' ? 'Reverted' : 'Revert this run'
+      ) as HTMLButtonElement;
+      button.addEventListener('click', () => options.onRevert?.(runId));
+      const actions = h('div', { className: 'pj-tool-actions' }, button);
+      if (state && !busy) {
+        actions.appendChild(h('span', { className: 'pj-tool-error' }, state));
+      }
+      body.appendChild(actions);
+    }
+  }
+  // The card itself starts folded unless it carries a diff or an error.
+  card.open = previous ? (previous as HTMLDetailsElement).open : Boolean(call.diff || call.error);
+  return head;
+}

@@ -1,0 +1,91 @@
+/**
+ * Wire types shared by the lab sidebar and the notebook widget.
+ *
+ * They mirror the server contract (notes/API.md): names are camelCase,
+ * times are ISO-8601 UTC strings.
+ */
+
+export type MessageStatus =
+  | 'pending'
+  | 'processing'
+  | 'completed'
+  | 'failed'
+  | 'cancelled';
+
+export type ToolCallStatus = 'running' | 'succeeded' | 'failed';
+
+export interface ToolCall {
+  id: string;
+  name: string;
+  arguments: Record<string, unknown>;
+  status: ToolCallStatus;
+  summary?: string | null;
+  durationMs?: number | null;
+  error?: string | null;
+  /** Unified diff of a file edit, when the tool changed a file. */
+  diff?: string | null;
+}
+
+export interface Message {
+  id: string;
+  conversationId: string;
+  role: 'user' | 'assistant' | 'tool';
+  content: string;
+  status: MessageStatus;
+  runId?: string | null;
+  toolCalls?: ToolCall[];
+  error?: string | null;
+  provider?: string | null;
+  model?: string | null;
+  usage?: Record<string, unknown> | null;
+  createdAt?: string;
+  updatedAt?: string;
+}
+
+export interface Conversation {
+  id: string;
+  title: string;
+  createdAt?: string;
+  updatedAt?: string;
+  workspace?: string;
+}
+
+/** One entry of the global event log, as sent over the WebSocket. */
+export interface PolarisEvent {
+  seq: number;
+  runId: string | null;
+  runSeq: number | null;
+  conversationId: string | null;
+  type: string;
+  data: Record<string, any>;
+  ts: string;
+}
+
+/** What the user can do from a chat view; the host wires these to REST or comm. */
+export interface ChatActions {
+  send(text: string, context?: ChatContext): void | Promise<unknown>;
+  stop(messageId: string): void | Promise<unknown>;
+  retry(messageId: string): void | Promise<unknown>;
+  revert(runId: string): void | Promise<unknown>;
+  /** Called when the view saw a gap it cannot repair (missed delta, unknown message). */
+  resync?(reason: string): void;
+}
+
+export interface ChatContext {
+  currentFile?: string;
+}
+
+export interface ChatStatus {
+  provider?: string | null;
+  model?: string | null;
+}
+
+export const FINAL_MESSAGE_STATUSES: ReadonlySet<MessageStatus> = new Set([
+  'completed',
+  'failed',
+  'cancelled'
+]);
+
+export function isActive(message: Message): boolean {
+  return message.status === 'pending' || message.status === 'processing';
+}

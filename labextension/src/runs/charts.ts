@@ -1,0 +1,124 @@
+/**
+ * Minimal SVG charts for the metrics view (no charting library: a few rects,
+ * lines and labels that follow the theme through CSS classes).
+ */
+
+import { svg } from '../renderer/dom';
+
+export interface SeriesPoint {
+  label: string;
+  completed: number;
+  failed: number;
+  other: number;
+  /** 0..1, or null when no run finished in the bucket. */
+  successRate: number | null;
+}
+
+const WIDTH = 320;
+
+function niceMax(value: number): number {
+  if (value <= 0) {
+    return 1;
+  }
+  const magnitude = 10 ** Math.floor(Math.log10(value));
+  for (const step of [1, 2, 5, 10]) {
+    if (value <= step * magnitude) {
+      return step * magnitude;
+    }
+  }
+  return 10 * magnitude;
+}
+
+/** Stacked bars of runs per bucket (completed / failed / other) with a success-rate line. */
+export function runsOverTimeChart(points: SeriesPoint[]): SVGElement {
+  const height = 150;
+  const pad = { left: 28, right: 30, top: 10, bottom: 22 };
+  const root = svg('svg', { viewBox: `0 0 ${WIDTH} ${height}`, class: 'pj-chart', role: 'img', 'aria-label': 'Runs and success rate over time' });
+  const plotW = WIDTH - pad.left - pad.right;
+  const plotH = height - pad.top - pad.bottom;
+  const maxRuns = niceMax(Math.max(0, ...points.map(p => p.completed + p.failed + p.other)));
+  const y = (v: number): number => pad.top + plotH - (v / maxRuns) * plotH;
+  root.appendChild(svg('line', { x1: pad.left, y1: pad.top + plotH, x2: pad.left + plotW, y2: pad.top + plotH, class: 'pj-chart-axis' }));
+  root.appendChild(svg('text', { x: pad.left - 4, y: pad.top + 8, class: 'pj-chart-label', 'text-anchor': 'end' }, String(maxRuns)));
+  root.appendChild(svg('text', { x: pad.left - 4, y: pad.top + plotH, class: 'pj-chart-label', 'text-anchor': 'end' }, '0'));
+  root.appendChild(svg('text', { x: pad.left + plotW + 4, y: pad.top + 8, class: 'pj-chart-label pj-chart-rate-label' }, '100%'));
+  root.appendChild(svg('text', { x: pad.left + plotW + 4, y: pad.top + plotH, class: 'pj-chart-label pj-chart-rate-label' }, '0%'));
+  if (!points.length) {
+    root.appendChild(svg('text', { x: WIDTH / 2, y: height / 2, class: 'pj-chart-empty', 'text-anchor': 'middle' }, 'No runs yet'));
+    return root;
+  }
+  const slot = plotW / points.length;
+  const barW = Math.max(2, Math.min(24, slot * 0.7));
+  const ratePoints: string[] = [];
+  points.forEach((p, i) => {
+    const x = pad.left + i * slot + (slot - barW) / 2;
+    let base = 0;
+    for (const [value, cls] of [
+      [p.completed, 'pj-chart-completed'],
+      [p.failed, 'pj-chart-failed'],
+      [p.other, 'pj-chart-other']
+    ] as [number, string][]) {
+      if (value > 0) {
+        const rect = svg('rect', { x, y: y(base + value), width: barW, height: y(base) - y(base + value), class: cls });
+        rect.appendChild(svg('title', {}, `${p.label}: ${value} ${cls.replace('pj-chart-', '')}`));
+        root.appendChild(rect);
+      }
+      base += value;
+    }
+    if (p.successRate !== null) {
+      ratePoints.push(`${pad.left + i * slot + slot / 2},${pad.top + plotH - p.successRate * plotH}`);
+    }
+  });
+  if (ratePoints.length) {
+    root.appendChild(svg('polyline', { points: ratePoints.join(' '), class: 'pj-chart-rate' }));
+    for (const point of ratePoints) {
+      const [cx, cy] = point.split(',');
+      root.appendChild(svg('circle', { cx, cy, r: 2, class: 'pj-chart-rate-dot' }));
+    }
+  }
+  const first = points[0].label;
+  const last = points[points.length - 1].label;
+  root.appendChild(svg('text', { x: pad.left, y: height - 6, class: 'pj-chart-label' }, first));
+  if (points.length > 1) {
+    root.appendChild(svg('text', { x: pad.left + plotW, y: height - 6, class: 'pj-chart-label', 'text-anchor': 'end' }, last));
+  }
+  return root;
+}
+
+export interface BarRow {
+  label: string;
+  values: { value: number; cls: string; title: string }[];
+}
+
+/** Horizontal grouped bars, one row per task (e.g. p50/p95 duration, retries). */
+export function horizontalBars(rows: BarRow[], format: (v: number) => string, ariaLabel: string): SVGElement {
+  const rowH = 12;
+  const gap = 8;
+  const labelW = 110;
+  const valueW = 60;
+  const bars = Math.max(1, ...rows.map(r => r.values.length));
+  const groupH = bars * rowH + gap;
+  const height = Math.max(30, rows.length * groupH + 6);
+  const root = svg('svg', { viewBox: `0 0 ${WIDTH} ${height}`, class: 'pj-chart', role: 'img', 'aria-label': ariaLabel });
+  if (!rows.length) {
+    root.appendChild(svg('text', { x: WIDTH / 2, y: 20, class: 'pj-chart-empty', 'text-anchor': 'middle' }, 'No data yet'));
+    return root;
+  }
+  const max = Math.max(1e-9, ...rows.flatMap(r => r.values.map(v => v.value)));
+  const plotW = WIDTH - labelW - valueW;
+  rows.forEach((row, i) => {
+    const top = 3 + i * groupH;
+    const label = row.label.length > 18 ? `${row.label.slice(0, 17)}…` : row.label;
+    const text = svg('text', { x: labelW - 6, y: top + (bars * rowH) / 2 + 4, class: 'pj-chart-label', 'text-anchor': 'end' }, label);
+    text.appendChild(svg('title', {}, row.label));
+    root.appendChild(text);
+    row.values.forEach((v, k) => {
+      const w = Math.max(v.value > 0 ? 1 : 0, (v.value / max) * plotW);
+      const rect = svg('rect', { x: labelW, y: top + k * rowH, width: w, height: rowH - 2, class: v.cls });
+      rect.appendChild(svg('title', {}, `${row.label} ${v.title}: ${format(v.value)}`));
+      root.appendChild(rect);
+      root.appendChild(svg('text', { x: labelW + w + 4, y: top + k * rowH + rowH - 3, class: 'pj-chart-label' }, format(v.value)));
+    });
+  });
+  return root;
+}

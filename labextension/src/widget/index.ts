@@ -1,0 +1,108 @@
+/**
+ * The notebook chat panel: an anywidget ESM module over the shared ChatView.
+ *
+ * Synced traitlets read here: conversation_id, conversations [{id, title}],
+ * status_text, busy. Streaming arrives as custom messages (see comm.ts).
+ */
+
+import { ChatView, errorText } from '../renderer/chatView';
+import { clear, h } from '../renderer/dom';
+import { Conversation, Message, PolarisEvent } from '../renderer/types';
+import { AnyModel, CommClient, KernelMessage } from './comm';
+
+interface RenderProps {
+  model: AnyModel;
+  el: HTMLElement;
+}
+
+function render({ model, el }: RenderProps): () => void {
+  el.classList.add('pj-widget', 'pj-chat-widget');
+  const picker = h('select', { className: 'pj-select pj-conversation-picker', 'aria-label': 'Conversation' }) as HTMLSelectElement;
+  const newButton = h('button', { className: 'pj-button pj-button-secondary pj-new-conversation', type: 'button', title: 'Start a new conversation' }, 'New');
+  const statusText = h('span', { className: 'pj-widget-status' });
+  const toolbar = h('div', { className: 'pj-widget-toolbar' }, picker, newButton, statusText);
+  const host = h('div', { className: 'pj-widget-body' });
+  el.append(toolbar, host);
+
+  let comm: CommClient;
+  const view = new ChatView(host, {
+    send: (text, context) => comm.request('send', { text, context: context ?? null }),
+    stop: messageId => comm.request('stop', { messageId }),
+    retry: messageId => comm.request('retry', { messageId }),
+    revert: runId => comm.request('revert', { runId }),
+    resync: () => {
+      void refresh();
+    }
+  });
+
+  const onMessage = (message: KernelMessage): void => {
+    if (message.kind === 'snapshot') {
+      view.setConversation((message.conversation as Conversation | null) ?? null);
+      view.setMessages((message.messages as Message[]) ?? []);
+      if (message.status) {
+        view.setStatus(message.status);
+      }
+    } else if (message.kind === 'events') {
+      view.applyEvents((message.events as PolarisEvent[]) ?? []);
+    }
+  };
+  comm = new CommClient(model, onMessage);
+
+  const refresh = (): Promise<void> =>
+    comm.request('refresh').then(
+      () => view.showError(null),
+      error => view.showError(errorText(error))
+    );
+
+  const renderConversations = (): void => {
+    const conversations: { id: string; title: string }[] = model.get('conversations') ?? [];
+    const current: string = model.get('conversation_id') ?? '';
+    clear(picker);
+    if (!conversations.some(c => c.id === current)) {
+      picker.appendChild(h('option', { value: current }, current ? 'Current conversation' : 'New conversation'));
+    }
+    for (const conversation of conversations) {
+      picker.appendChild(h('option', { value: conversation.id }, conversation.title || conversation.id));
+    }
+    picker.value = current;
+  };
+  const renderStatus = (): void => {
+    statusText.textContent = model.get('status_text') ?? '';
+  };
+  const renderBusy = (): void => {
+    view.setBusy(Boolean(model.get('busy')));
+  };
+
+  picker.addEventListener('change', () => {
+    comm.request('select_conversation', { conversationId: picker.value }).catch(error => view.showError(errorText(error)));
+  });
+  newButton.addEventListener('click', () => {
+    comm.request('new_conversation', {}).catch(error => view.showError(errorText(error)));
+  });
+
+  const traits: [string, () => void][] = [
+    ['change:conversations', renderConversations],
+    ['change:conversation_id', renderConversations],
+    ['change:status_text', renderStatus],
+    ['change:busy', renderBusy]
+  ];
+  for (const [event, handler] of traits) {
+    model.on(event, handler);
+  }
+  renderConversations();
+  renderStatus();
+  renderBusy();
+  void refresh();
+
+  return () => {
+    for (const [event, handler] of traits) {
+      model.off(event, handler);
+    }
+    comm.dispose();
+    view.dispose();
+    el.classList.remove('pj-widget', 'pj-chat-widget');
+    clear(el);
+  };
+}
+
+export default { render };
