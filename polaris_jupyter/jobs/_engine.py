@@ -634,7 +634,12 @@ class Engine:
             self._ready.append(run.id)
         elif kind == "retry" and run.status is RunStatus.REATTEMPTING:
             self._ready.append(run.id)
-        elif kind == "ttl" and run.status in (RunStatus.QUEUED, RunStatus.DELAYED) and run.attempt_count == 0:
+        elif (
+            kind == "ttl"
+            and run.status in (RunStatus.QUEUED, RunStatus.DELAYED)
+            and run.attempt_count == 0
+            and run.id not in self._tasks
+        ):
             self._finish(run, RunStatus.EXPIRED, error={"name": "Expired", "message": "ttl passed before the run started"})
         self._pump()
 

@@ -29,13 +29,13 @@ class EventsWebSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type
     _pump: asyncio.Task[None] | None = None
     _polaris_bearer = False
 
-    async def prepare(self, *, _redirect_to_login: bool = False) -> None:  # type: ignore[override]
+    async def prepare(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         if bearer_matches(self, self.settings.get("polaris_internal_key")):
             CallContext.set(CallContext.JUPYTER_HANDLER, self)
             self._polaris_bearer = True
             self.current_user = self._jupyter_current_user = INTERNAL_USER
             return
-        await super().prepare(_redirect_to_login=False)
+        await super().prepare(*args, **kwargs)
 
     def check_origin(self, origin: str | None = None) -> bool:
         if self._polaris_bearer:
