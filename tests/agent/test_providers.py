@@ -19,9 +19,9 @@ from polaris_jupyter.agent import (
     ProviderConfig,
     discover_providers,
     known_providers,
+    providers,
     providers_from_env,
 )
-from polaris_jupyter.agent import providers
 from polaris_jupyter.testing import Response, ScriptedModelServer
 
 USER = [{"role": "user", "content": "hi"}]
