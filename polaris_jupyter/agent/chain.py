@@ -9,6 +9,7 @@ mentions tools or streaming) are asked again without streaming; the stream says 
 
 from __future__ import annotations
 
+import enum
 import importlib
 import json
 import logging
@@ -178,8 +179,9 @@ class ProviderChain:
         self.last_provider: ProviderConfig | None = None
         self.last_model: str | None = None
         self._clients: dict[str, tuple[openai.AsyncOpenAI, str]] = {}
-        self._no_stream_tools: set[str] = set()
+        self._tool_mode: dict[str, ToolMode] = {}  # per provider: how tool requests are known to work
         self._local_server: Any | None = None
+        self._owns_local_server = False
 
     @classmethod
     async def from_env(cls, **kwargs: Any) -> ProviderChain:
@@ -195,9 +197,12 @@ class ProviderChain:
             local_model = importlib.import_module("polaris_jupyter.agent.local_model")  # optional
 
             if self._local_server is None:
-                self._local_server = local_model.LocalModelServer()
+                shared = getattr(local_model, "get_local_model_server", None)
+                self._owns_local_server = shared is None
+                self._local_server = shared() if shared is not None else local_model.LocalModelServer()
             base_url = await self._local_server.ensure_started()
             model = self._local_server.model_name
+            self._tool_mode[p.name] = _mode_from_capabilities(self._local_server)
         client = openai.AsyncOpenAI(
             base_url=base_url, api_key=p.api_key or "no-key", max_retries=0,
             timeout=openai.Timeout(p.read_timeout_s, connect=p.connect_timeout_s),
@@ -243,16 +248,31 @@ class ProviderChain:
 
     async def _open_one(self, p: ProviderConfig, client: openai.AsyncOpenAI, model: str,
                         kwargs: dict[str, Any], tools_sent: bool) -> ChatStream:
-        if tools_sent and p.name in self._no_stream_tools:
-            return await self._complete(p, client, model, kwargs)
-        try:
+        """Stream; with tools, walk down the degrade ladder when the server refuses (and remember)."""
+        if not tools_sent:
             return await self._stream_until_output(p, client, model, kwargs)
-        except openai.APIStatusError as exc:
-            if not _needs_degrade(exc, tools_sent):
-                raise
-            logger.warning("provider %s cannot stream tool calls (%s); asking without streaming", p.name, exc)
-            stream = await self._complete(p, client, model, kwargs)
-            self._no_stream_tools.add(p.name)
+        forced = _is_forced(kwargs.get("tool_choice"))
+        known = self._tool_mode.get(p.name, ToolMode.STREAM)
+        mode = min(known, ToolMode.COMPLETE) if forced else known
+        while True:
+            try:
+                if mode is ToolMode.STREAM:
+                    stream = await self._stream_until_output(p, client, model, kwargs)
+                elif mode is ToolMode.COMPLETE:
+                    stream = await self._complete(p, client, model, kwargs)
+                else:  # the server cannot choose tools itself: answer in text this step
+                    plain = {k: v for k, v in kwargs.items() if k not in ("tools", "tool_choice")}
+                    stream = await self._stream_until_output(p, client, model, plain)
+                    stream.degraded = True
+            except openai.APIStatusError as exc:
+                lowest = ToolMode.COMPLETE if forced else ToolMode.NO_TOOLS
+                if mode >= lowest or not _needs_degrade(exc, True):
+                    raise
+                logger.warning("provider %s refused tool mode %s (%s); degrading", p.name, mode.name, exc)
+                mode = ToolMode(mode + 1)
+                continue
+            if not forced or mode > known:
+                self._tool_mode[p.name] = max(known, mode)
             return stream
 
     async def _complete(self, p: ProviderConfig, client: openai.AsyncOpenAI, model: str,
@@ -287,13 +307,37 @@ class ProviderChain:
             await client.close()
         if self._local_server is not None:
             server, self._local_server = self._local_server, None
-            await server.stop()
+            if self._owns_local_server:  # the shared server belongs to local_model (stopped at exit)
+                await server.stop()
 
     async def __aenter__(self) -> ProviderChain:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+class ToolMode(enum.IntEnum):
+    """How a provider takes requests with tools, from best to most degraded."""
+
+    STREAM = 0
+    COMPLETE = 1  # no streaming when tools are sent
+    NO_TOOLS = 2  # non-forced steps go without tools (the server cannot pick tools itself)
+
+
+def _is_forced(choice: Any) -> bool:
+    return isinstance(choice, dict) or choice == "required"
+
+
+def _mode_from_capabilities(server: Any) -> ToolMode:
+    """The bundled server says up front what it can do (``LocalModelCapabilities``)."""
+    caps = getattr(server, "capabilities", None)
+    caps = caps() if callable(caps) else caps
+    if caps is None:
+        return ToolMode.STREAM
+    if not getattr(caps, "auto_tool_choice", True):
+        return ToolMode.NO_TOOLS
+    return ToolMode.STREAM if getattr(caps, "stream_with_tools", True) else ToolMode.COMPLETE
 
 
 def _is_start_failure(exc: BaseException, p: ProviderConfig) -> bool:

@@ -231,3 +231,54 @@ async def test_server_that_cannot_stream_tools_is_asked_without_streaming(
     # first step: streamed attempt refused (400), then non-streamed; later steps go straight to non-streamed
     assert [(r.stream, r.status) for r in server.chat_requests] == [(True, 400), (False, 200), (False, 200),
                                                                    (True, 200)]
+
+
+@pytest.mark.asyncio
+async def test_degrade_ladder_ends_without_tools_but_never_drops_a_forced_tool(
+    scripted_model_factory: Callable[..., Any],
+) -> None:
+    refuse = Response.error(400, "tools are not supported by this chat template")
+    server = await scripted_model_factory([refuse, refuse, Response(text="plain answer"),
+                                           refuse])
+    async with ProviderChain([cfg("local", server)]) as chain:
+        stream = await chain.open_stream(messages=USER, tools=TOOLS, tool_choice="auto")
+        assert stream.degraded and await drain(stream) == "plain answer"
+        forced = {"type": "function", "function": {"name": "readFile"}}
+        with pytest.raises(openai.BadRequestError):  # a forced tool is never silently dropped
+            await chain.open_stream(messages=USER, tools=TOOLS, tool_choice=forced)
+    shapes = [(r.stream, bool(r.tools), r.tool_choice) for r in server.chat_requests]
+    assert shapes == [(True, True, "auto"), (False, True, "auto"), (True, False, None), (False, True, forced)]
+
+
+@pytest.mark.asyncio
+async def test_bundled_capabilities_skip_the_failing_streamed_attempt(
+    scripted_model: ScriptedModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Caps:
+        stream_with_tools = False
+        forced_tool_choice = True
+        auto_tool_choice = True
+
+    class Shared:
+        model_name = "smol"
+        capabilities = Caps()
+        stopped = False
+
+        async def ensure_started(self) -> str:
+            return scripted_model.base_url
+
+        async def stop(self) -> None:
+            Shared.stopped = True
+
+    shared = Shared()
+    fake = types.ModuleType("polaris_jupyter.agent.local_model")
+    fake.get_local_model_server = lambda: shared  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "polaris_jupyter.agent.local_model", fake)
+    scripted_model.enqueue(Response.tool("readFile", {"path": "a"}))
+    async with ProviderChain([ProviderConfig("bundled", "", "", bundled=True)]) as chain:
+        stream = await chain.open_stream(messages=USER, tools=TOOLS)
+        assert stream.degraded and stream.model == "smol"
+        async with stream:
+            assert [d.tool_calls[0].name async for d in stream] == ["readFile"]
+    assert [r.stream for r in scripted_model.chat_requests] == [False]
+    assert not Shared.stopped, "the shared local server belongs to local_model, not to the chain"
