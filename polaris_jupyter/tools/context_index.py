@@ -1,0 +1,377 @@
+"""The workspace index behind getRelevantFiles: BM25 postings, imports and defined symbols.
+
+One index per workspace root, built once in a worker thread and kept fresh cheaply: every call
+stats the known folders and files; a folder whose mtime changed is walked again (new and
+deleted files), a file whose (mtime, size) changed is indexed again, and a changed
+``.gitignore`` re-walks everything. Imports and top-level symbols are extracted with line
+regexes (fast enough for tens of thousands of files; ranking does not need a full parse).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from polaris_jupyter.tools.ignore import IgnoreRules, walk_entries
+
+__all__ = ["DocInfo", "WorkspaceIndex", "module_keys", "terms_of", "tested_stem"]
+
+#: Bytes of a file read for its terms, imports and symbols.
+MAX_INDEX_BYTES = 256_000
+MAX_INDEX_FILES = 200_000
+PATH_TERM_WEIGHT = 3
+#: Folders are checked on every call (catches atomic writes, new and deleted files); every
+#: file's (mtime, size) at most this often, so in-place edits by other programs show up late.
+FILE_SWEEP_INTERVAL_S = 5.0
+TEXT_SUFFIXES = frozenset(
+    ".py .pyi .ts .tsx .mts .cts .js .jsx .mjs .cjs .md .rst .txt .json .toml .yaml .yml .cfg .ini .html .css "
+    ".scss .sh .sql .ipynb .go .rs .java .kt .c .h .cpp .hpp .rb .php .vue .svelte .r .jl .scala .swift".split()
+)
+PY_SUFFIXES = (".py", ".pyi")
+TS_SUFFIXES = (".ts", ".tsx", ".mts", ".cts", ".js", ".jsx", ".mjs", ".cjs")
+
+_IDENT = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]{1,63}")
+_SUBWORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_STOP = frozenset(
+    "the and for with this that from import def class return self none true false not are was were have has "
+    "but you your can will use used using into its all any also get set let var const new function export "
+    "default if else elif while try except finally raise pass in is of to or on at as by be it an".split()
+)
+_PY_IMPORT = re.compile(
+    r"^[ \t]*(?:from[ \t]+(\.*[\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^\n#]+)|import[ \t]+([^\n#]+))", re.M
+)
+_PY_SYMBOL = re.compile(r"^(?:async[ \t]+def|def|class)[ \t]+(\w+)|^([A-Za-z_]\w*)[ \t]*(?::[^=\n]*)?=[^=]", re.M)
+_TS_IMPORT = re.compile(
+    r"""(?:^|[;\s])(?:import|export)\b[^'";]*?\bfrom\s*['"]([^'"\n]+)['"]|\bimport\s*\(?\s*['"]([^'"\n]+)['"]"""
+    r"""|\brequire\s*\(\s*['"]([^'"\n]+)['"]\s*\)""",
+    re.M,
+)
+_TS_SYMBOL = re.compile(
+    r"^[ \t]*(?:export[ \t]+)?(?:default[ \t]+)?(?:declare[ \t]+)?(?:abstract[ \t]+)?(?:async[ \t]+)?"
+    r"(?:function\*?|class|interface|type|enum|const|let|var)[ \t]+([A-Za-z_$][\w$]*)",
+    re.M,
+)
+_term_memo: dict[str, tuple[str, ...]] = {}
+
+
+def _ident_terms(ident: str) -> tuple[str, ...]:
+    """The terms one identifier contributes (memoised: identifiers repeat across files)."""
+    cached = _term_memo.get(ident)
+    if cached is None:
+        low = ident.lower()
+        parts = [p.lower() for p in _SUBWORD.findall(ident)]
+        terms = [] if low in _STOP else [low]
+        terms += [p for p in dict.fromkeys(parts) if len(p) > 1 and p not in _STOP and p != low]
+        cached = tuple(terms)
+        if len(_term_memo) < 2_000_000:
+            _term_memo[ident] = cached
+    return cached
+
+
+def terms_of(text: str) -> Counter[str]:
+    """Search terms of a text: whole identifiers (lower-cased) plus their camel/snake parts."""
+    out: dict[str, int] = {}
+    get = out.get
+    memo = _term_memo
+    for ident, n in Counter(_IDENT.findall(text)).items():
+        terms = memo.get(ident)
+        if terms is None:
+            terms = _ident_terms(ident)
+        for term in terms:
+            out[term] = get(term, 0) + n
+    return Counter(out)
+
+
+def module_keys(rel: str) -> list[str]:
+    """Names other files use to import ``rel``: dotted module names (Python) or paths without
+    extension (TS/JS; a folder for ``index.*``)."""
+    stem, suffix = posixpath.splitext(rel)
+    if suffix in PY_SUFFIXES:
+        parts = stem.split("/")
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        return [".".join(parts[i:]) for i in range(len(parts)) if len(parts) - i >= 2 or i == 0] if parts else []
+    if suffix in TS_SUFFIXES:
+        keys = [stem[:-2] if stem.endswith(".d") else stem]
+        if posixpath.basename(stem) == "index":
+            keys.append(posixpath.dirname(stem))
+        return keys
+    return []
+
+
+def tested_stem(stem: str) -> str | None:
+    """``models`` for ``test_models`` / ``models_test`` / ``models.test`` / ``models.spec``."""
+    if stem.startswith("test_"):
+        return stem[5:] or None
+    for suffix in ("_test", ".test", ".spec"):
+        if stem.endswith(suffix):
+            return stem[: -len(suffix)] or None
+    return None
+
+
+def _py_imports(rel: str, text: str) -> list[str]:
+    package = rel.split("/")[:-1]
+    out: list[str] = []
+    for match in _PY_IMPORT.finditer(text):
+        module, names, plain = match.group(1), match.group(2), match.group(3)
+        if plain is not None:
+            out += [part.split(" as ")[0].strip() for part in plain.split(",") if part.strip()]
+            continue
+        level = len(module) - len(module.lstrip("."))
+        base = module.lstrip(".")
+        if level:
+            prefix = package[: len(package) - (level - 1)] if level - 1 <= len(package) else []
+            base = ".".join([*prefix, base] if base else prefix)
+        if base:
+            out.append(base)
+        for name in names.strip("() \t\n").split(","):
+            name = name.split(" as ")[0].strip()
+            if name and name != "*" and name.isidentifier():
+                out.append(f"{base}.{name}" if base else name)
+    return out
+
+
+def _ts_imports(rel: str, text: str) -> list[str]:
+    out: list[str] = []
+    for match in _TS_IMPORT.finditer(text):
+        spec = match.group(1) or match.group(2) or match.group(3)
+        if spec and spec.startswith("."):
+            joined = posixpath.normpath(posixpath.join(posixpath.dirname(rel), spec))
+            out.append(re.sub(r"\.(ts|tsx|js|jsx|mjs|cjs|mts|cts)$", "", joined))
+        elif spec:
+            out.append(spec)
+    return out
+
+
+@dataclass
+class DocInfo:
+    rel: str
+    doc_id: int
+    mtime_ns: int
+    size: int
+    length: int
+    terms: tuple[str, ...]
+    imports: tuple[str, ...]
+    symbols: frozenset[str]
+
+
+class WorkspaceIndex:
+    """See the module docstring. All methods block: call them from a worker thread."""
+
+    _by_root: dict[str, WorkspaceIndex] = {}
+    _class_lock = threading.Lock()
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.lock = threading.Lock()
+        self.built = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.rules = IgnoreRules.for_root(self.root)
+        self.docs: dict[str, DocInfo] = {}
+        self.by_id: dict[int, str] = {}
+        self.postings: dict[str, dict[int, int]] = {}
+        self.total_length = 0
+        self.dirs: dict[str, int] = {}
+        self.ignore_files: dict[str, int] = {}
+        self.importers: dict[str, set[str]] = {}  # import key → files importing it
+        self.key_owner: dict[str, set[str]] = {}  # import key → files it may name
+        self.symbol_defs: dict[str, set[str]] = {}  # lower-case symbol → files defining it
+        self.folder_files: dict[str, set[str]] = {}  # folder → files directly in it
+        self.stem_files: dict[str, set[str]] = {}  # file name without extension → files
+        self.test_files: dict[str, set[str]] = {}  # tested stem (``models`` for test_models.py) → test files
+        self._next_id = 0
+        self._last_sweep_s = 0.0
+
+    @classmethod
+    def for_root(cls, root: Path | str) -> WorkspaceIndex:
+        key = os.path.realpath(root)
+        with cls._class_lock:
+            index = cls._by_root.get(key)
+            if index is None:
+                index = cls._by_root[key] = WorkspaceIndex(key)
+            return index
+
+    # -------------------------------------------------------------- documents
+
+    def _add(self, rel: str, st: os.stat_result) -> None:
+        text = ""
+        suffix = posixpath.splitext(rel)[1].lower()
+        if suffix in TEXT_SUFFIXES:
+            try:
+                with open(os.path.join(self.root, rel), "rb") as fh:
+                    data = fh.read(MAX_INDEX_BYTES)
+                if b"\x00" not in data:
+                    text = data.decode("utf-8", "replace")
+            except OSError:
+                text = ""
+        counts = terms_of(text)
+        for part in rel.split("/"):
+            for term in terms_of(part.replace(".", " ")):
+                counts[term] += PATH_TERM_WEIGHT
+        if suffix in PY_SUFFIXES:
+            imports = _py_imports(rel, text)
+            symbols = {a or b for a, b in _PY_SYMBOL.findall(text)}
+        elif suffix in TS_SUFFIXES:
+            imports = _ts_imports(rel, text)
+            symbols = set(_TS_SYMBOL.findall(text))
+        else:
+            imports, symbols = [], set()
+        doc = DocInfo(rel, self._next_id, st.st_mtime_ns, st.st_size, sum(counts.values()),
+                      tuple(counts), tuple(dict.fromkeys(imports)), frozenset(s for s in symbols if len(s) > 1))
+        self._next_id += 1
+        self.docs[rel] = doc
+        self.by_id[doc.doc_id] = rel
+        self.total_length += doc.length
+        for term, n in counts.items():
+            self.postings.setdefault(term, {})[doc.doc_id] = n
+        for key in doc.imports:
+            self.importers.setdefault(key, set()).add(rel)
+        for key in module_keys(rel):
+            self.key_owner.setdefault(key, set()).add(rel)
+        for sym in doc.symbols:
+            self.symbol_defs.setdefault(sym.lower(), set()).add(rel)
+        for table, key in self._name_keys(rel):
+            table.setdefault(key, set()).add(rel)
+        if posixpath.basename(rel) == ".gitignore":
+            self.ignore_files[rel] = st.st_mtime_ns
+
+    def _remove(self, rel: str) -> None:
+        doc = self.docs.pop(rel, None)
+        if doc is None:
+            return
+        self.by_id.pop(doc.doc_id, None)
+        self.total_length -= doc.length
+        for term in doc.terms:
+            posting = self.postings.get(term)
+            if posting is not None:
+                posting.pop(doc.doc_id, None)
+                if not posting:
+                    del self.postings[term]
+        pairs = [(self.importers, k) for k in doc.imports] + [(self.key_owner, k) for k in module_keys(rel)]
+        pairs += [(self.symbol_defs, s.lower()) for s in doc.symbols] + self._name_keys(rel)
+        for table, key in pairs:
+            owners = table.get(key)
+            if owners is not None:
+                owners.discard(rel)
+                if not owners:
+                    del table[key]
+        self.ignore_files.pop(rel, None)
+
+    def _name_keys(self, rel: str) -> list[tuple[dict[str, set[str]], str]]:
+        folder, base = posixpath.split(rel)
+        stem = posixpath.splitext(base)[0]
+        keys = [(self.folder_files, folder), (self.stem_files, stem)]
+        subject = tested_stem(stem)
+        if subject:
+            keys.append((self.test_files, subject))
+        return keys
+
+    # -------------------------------------------------------------- freshness
+
+    def _walk(self, start: str) -> set[str]:
+        """Walk ``start`` (a folder, '' = root): record folders, add new/changed files; return files seen."""
+        seen: set[str] = set()
+        root_st = os.stat(os.path.join(self.root, start or "."))
+        self.dirs[start] = root_st.st_mtime_ns
+        for rel, is_dir in walk_entries(self.root, start or ".", self.rules):
+            try:
+                st = os.stat(os.path.join(self.root, rel))
+            except OSError:
+                continue
+            if is_dir:
+                self.dirs[rel] = st.st_mtime_ns
+                continue
+            if len(self.docs) >= MAX_INDEX_FILES and rel not in self.docs:
+                continue
+            seen.add(rel)
+            doc = self.docs.get(rel)
+            if doc is None or (doc.mtime_ns, doc.size) != (st.st_mtime_ns, st.st_size):
+                self._remove(rel)
+                self._add(rel, st)
+        return seen
+
+    def _under(self, folder: str, rel: str) -> bool:
+        return not folder or rel.startswith(folder + "/")
+
+    def refresh(self, also_check: Iterable[str] = ()) -> None:
+        """Bring the index up to date with the disk (see the module docstring); ``also_check``
+        names files to re-stat even between sweeps (e.g. recently edited ones)."""
+        with self.lock:
+            if not self.built:
+                self._walk("")
+                self.built = True
+                self._last_sweep_s = time.monotonic()
+                return
+            changed = self._changed_dirs()
+            if self._ignore_rules_changed() or any(
+                os.path.isfile(os.path.join(self.root, f, ".gitignore"))
+                and posixpath.join(f, ".gitignore") not in self.ignore_files
+                for f in changed
+            ):
+                old = dict(self.docs)
+                self.rules = IgnoreRules.for_root(self.root)
+                self.dirs = {}
+                seen = self._walk("")
+                for rel in set(old) - seen:
+                    self._remove(rel)
+                return
+            outermost = [f for f in sorted(changed) if not any(f != o and self._under(o, f) for o in changed)]
+            walked: list[str] = []
+            for folder in outermost:
+                for old_dir in [d for d in self.dirs if d != folder and self._under(folder, d)]:
+                    del self.dirs[old_dir]
+                self.dirs.pop(folder, None)
+                if not os.path.isdir(os.path.join(self.root, folder or ".")):
+                    for rel in [r for r in self.docs if self._under(folder, r)]:
+                        self._remove(rel)
+                    continue
+                seen = self._walk(folder)
+                for rel in [r for r in self.docs if self._under(folder, r) and r not in seen]:
+                    self._remove(rel)
+                walked.append(folder)
+            sweep = time.monotonic() - self._last_sweep_s >= FILE_SWEEP_INTERVAL_S
+            if sweep:
+                self._last_sweep_s = time.monotonic()
+            to_check = list(self.docs) if sweep else [r for r in also_check if r in self.docs]
+            prefix = self.root + os.sep
+            for rel in to_check:
+                doc = self.docs[rel]
+                if walked and any(self._under(folder, rel) for folder in walked):
+                    continue
+                try:
+                    st = os.stat(prefix + rel)
+                except OSError:
+                    self._remove(rel)
+                    continue
+                if (doc.mtime_ns, doc.size) != (st.st_mtime_ns, st.st_size):
+                    self._remove(rel)
+                    self._add(rel, st)
+
+    def _changed_dirs(self) -> list[str]:
+        changed = []
+        prefix = self.root + os.sep
+        for folder, mtime_ns in self.dirs.items():
+            try:
+                if os.stat(prefix + folder if folder else self.root).st_mtime_ns != mtime_ns:
+                    changed.append(folder)
+            except OSError:
+                changed.append(folder)
+        return changed
+
+    def _ignore_rules_changed(self) -> bool:
+        for rel, mtime_ns in self.ignore_files.items():
+            try:
+                if os.stat(os.path.join(self.root, rel)).st_mtime_ns != mtime_ns:
+                    return True
+            except OSError:
+                return True
+        return False
