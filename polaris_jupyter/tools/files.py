@@ -78,7 +78,7 @@ def read_existing(target: Path) -> bytes | None:
     """The current bytes of a regular file, or None when nothing is there (for pre-images)."""
     try:
         info = os.stat(target)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     if not stat.S_ISREG(info.st_mode):
         raise ToolError(f"{target.name!r} exists and is not a regular file")

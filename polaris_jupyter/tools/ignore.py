@@ -233,22 +233,29 @@ def walk_entries(
     if start_rel:
         parts = start_rel.split("/")
         folders += ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
-    yield from _walk(rules, root_prefix, start, start_rel, folders)
+    entries = _scan(start, rules, start_rel)
+    if entries is not None:
+        yield from _walk(rules, root_prefix, entries, start_rel, folders)
 
 
-def _walk(
-    rules: IgnoreRules, root_prefix: str, folder: Path, folder_rel: str, folders: list[str]
-) -> Iterator[tuple[str, bool]]:
+def _scan(folder: Path | str, rules: IgnoreRules, folder_rel: str) -> list[os.DirEntry[str]] | None:
+    """Sorted entries of a folder; None for an unreadable folder or a virtualenv (pyvenv.cfg)."""
     try:
         with os.scandir(folder) as iterator:
             entries = sorted(iterator, key=lambda e: e.name)
     except OSError:
-        return
+        return None
     names = {entry.name for entry in entries}
     if folder_rel and "pyvenv.cfg" in names:
-        return
+        return None
     if folder_rel not in rules._sets and ".gitignore" not in names:
         rules._sets[folder_rel] = None  # spare the open() of a file we know is absent
+    return entries
+
+
+def _walk(
+    rules: IgnoreRules, root_prefix: str, entries: list[os.DirEntry[str]], folder_rel: str, folders: list[str]
+) -> Iterator[tuple[str, bool]]:
     rule_sets = [(f, s) for f in folders if (s := rules._rule_set(f)) is not None]
     for entry in entries:
         name = entry.name
@@ -273,9 +280,14 @@ def _walk(
                 ignored = verdict
         if ignored:
             continue
-        yield rel, is_dir
         if is_dir and not is_link:
-            yield from _walk(rules, root_prefix, Path(entry.path), rel, [*folders, rel])
+            children = _scan(entry.path, rules, rel)
+            if children is None:
+                continue
+            yield rel, True
+            yield from _walk(rules, root_prefix, children, rel, [*folders, rel])
+        else:
+            yield rel, is_dir
 
 
 def walk_files(root: Path | str, rel_start: str = ".", rules: IgnoreRules | None = None) -> Iterator[str]:

@@ -45,7 +45,10 @@ MAX_PATH_CHARS = 4096
 PROTECTED_DIRS = frozenset({".git"})
 
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
-_DIR_FD_OK = os.open in os.supports_dir_fd and os.replace in os.supports_dir_fd
+#: POSIX: the fd-relative write path (os.rename replaces atomically there, like os.replace).
+_DIR_FD_OK = os.name == "posix" and all(
+    fn in os.supports_dir_fd for fn in (os.open, os.rename, os.unlink, os.chmod, os.stat)
+)
 
 
 def _structural_problem(text: str) -> str | None:
@@ -242,7 +245,7 @@ def atomic_write_bytes(root: Path, target: Path, data: bytes) -> list[Path]:
                 os.fsync(handle.fileno())
             if mode is not None:
                 os.chmod(tmp_name, mode, dir_fd=dir_fd)
-            os.replace(tmp_name, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            os.rename(tmp_name, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except BaseException:
             try:
                 os.unlink(tmp_name, dir_fd=dir_fd)
