@@ -9,6 +9,7 @@ mentions tools or streaming) are asked again without streaming; the stream says 
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import importlib
 import json
@@ -104,8 +105,12 @@ def _needs_degrade(exc: BaseException, tools_sent: bool) -> bool:
         return False
     if exc.status_code in (401, 403, 404, 429) or not 400 <= exc.status_code < 600:
         return False
-    text = f"{exc} {json.dumps(exc.body, default=str)}".lower()
+    text = _error_text(exc)
     return any(word in text for word in ("tool", "stream", "function"))
+
+
+def _error_text(exc: openai.APIStatusError) -> str:
+    return f"{exc} {json.dumps(exc.body, default=str)}".lower()
 
 
 class ChatStream:
@@ -180,8 +185,10 @@ class ProviderChain:
         self.last_model: str | None = None
         self._clients: dict[str, tuple[openai.AsyncOpenAI, str]] = {}
         self._tool_mode: dict[str, ToolMode] = {}  # per provider: how tool requests are known to work
+        self._no_stream_options: set[str] = set()
         self._local_server: Any | None = None
         self._owns_local_server = False
+        self._client_lock = asyncio.Lock()
 
     @classmethod
     async def from_env(cls, **kwargs: Any) -> ProviderChain:
@@ -192,6 +199,12 @@ class ProviderChain:
         """The client and model for ``p`` (starting the bundled model on first use)."""
         if p.name in self._clients:
             return self._clients[p.name]
+        async with self._client_lock:  # concurrent first calls share one client
+            if p.name not in self._clients:
+                self._clients[p.name] = await self._new_client(p)
+            return self._clients[p.name]
+
+    async def _new_client(self, p: ProviderConfig) -> tuple[openai.AsyncOpenAI, str]:
         base_url, model = p.base_url, p.model
         if p.bundled:
             local_model = importlib.import_module("polaris_jupyter.agent.local_model")  # optional
@@ -208,7 +221,6 @@ class ProviderChain:
             timeout=openai.Timeout(p.read_timeout_s, connect=p.connect_timeout_s),
             default_headers=p.headers or None,
         )
-        self._clients[p.name] = (client, model)
         return client, model
 
     async def open_stream(
@@ -282,8 +294,15 @@ class ProviderChain:
 
     async def _stream_until_output(self, p: ProviderConfig, client: openai.AsyncOpenAI, model: str,
                                    kwargs: dict[str, Any]) -> ChatStream:
-        extra: dict[str, Any] = {"stream_options": {"include_usage": True}} if p.stream_usage else {}
-        stream = await client.chat.completions.create(model=model, stream=True, **extra, **kwargs)
+        want_usage = p.stream_usage and p.name not in self._no_stream_options
+        extra: dict[str, Any] = {"stream_options": {"include_usage": True}} if want_usage else {}
+        try:
+            stream = await client.chat.completions.create(model=model, stream=True, **extra, **kwargs)
+        except openai.APIStatusError as exc:
+            if not extra or exc.status_code not in (400, 422) or "stream_options" not in _error_text(exc):
+                raise
+            self._no_stream_options.add(p.name)  # older servers refuse it: stream without usage
+            stream = await client.chat.completions.create(model=model, stream=True, **kwargs)
         buffered: list[StreamDelta] = []
         try:
             while True:

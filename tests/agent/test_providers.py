@@ -282,3 +282,17 @@ async def test_bundled_capabilities_skip_the_failing_streamed_attempt(
             assert [d.tool_calls[0].name async for d in stream] == ["readFile"]
     assert [r.stream for r in scripted_model.chat_requests] == [False]
     assert not Shared.stopped, "the shared local server belongs to local_model, not to the chain"
+
+
+@pytest.mark.asyncio
+async def test_server_refusing_stream_options_still_streams(scripted_model: ScriptedModelServer) -> None:
+    def old_server(body: dict) -> Response:
+        if "stream_options" in body:
+            return Response.error(400, "Unrecognized request argument supplied: stream_options")
+        return Response(text="no usage here")
+
+    scripted_model.responder = old_server
+    async with ProviderChain([cfg("local", scripted_model)]) as chain:
+        for _ in range(2):
+            assert await drain(await chain.open_stream(messages=USER)) == "no usage here"
+    assert [("stream_options" in (r.body or {})) for r in scripted_model.chat_requests] == [True, False, False]
