@@ -504,8 +504,9 @@ class Engine:
         data: dict[str, Any] = {"status": run.status.value, "attempt": run.attempt_count, "taskId": run.task_id}
         if run.error is not None and run.status is not RunStatus.COMPLETED:
             data["error"] = {"name": run.error.get("name"), "message": run.error.get("message")}
-        if run.status is RunStatus.COMPLETED:
-            data["output"] = run.output if len(json.dumps(run.output, default=str)) < 4096 else "(large output)"
+        if run.status is RunStatus.COMPLETED and run.output is not None:
+            small = isinstance(run.output, (bool, int, float)) or len(json.dumps(run.output, default=str)) < 4096
+            data["output"] = run.output if small else "(large output: see the run)"
         return data
 
     def _put_status(self, run: Run, extra: dict[str, Any] | None = None) -> None:

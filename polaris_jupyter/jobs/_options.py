@@ -66,7 +66,13 @@ def _parse_delay(value: Any, now: float) -> tuple[float | None, float | None]:
     return parse_duration_s(value, "delay"), None
 
 
+_SMALL_SCALARS = (type(None), bool, int, float)
+
+
 def check_json_size(value: Any, name: str, limit_bytes: int = MAX_PAYLOAD_BYTES) -> None:
+    """Refuse values that are not JSON or larger than ``limit_bytes`` once encoded."""
+    if isinstance(value, _SMALL_SCALARS) or (isinstance(value, str) and len(value) * 4 < limit_bytes):
+        return
     try:
         size = len(json.dumps(value, separators=(",", ":")).encode())
     except (TypeError, ValueError) as exc:

@@ -110,8 +110,15 @@ _UPSERT_ATTEMPT = (
 _INSERT_LOG = "INSERT INTO logs (run_id, attempt, ts, level, message, data) VALUES (?,?,?,?,?,?)"
 
 
+_EMPTY_JSON: dict[type, str] = {list: "[]", dict: "{}"}
+
+
 def _dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"), default=str)
+    if value is None:
+        return None
+    if not value and type(value) in _EMPTY_JSON:
+        return _EMPTY_JSON[type(value)]
+    return json.dumps(value, separators=(",", ":"), default=str)
 
 
 def _loads(text: str | None) -> Any:
@@ -218,7 +225,7 @@ class SqliteStore:
         self._reader: ThreadPoolExecutor | None = None
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
-        self._runs: dict[str, tuple[Any, ...]] = {}
+        self._runs: dict[str, Run] = {}
         self._ops: list[tuple[str, tuple[Any, ...]]] = []
         self._events: list[Event] = []
         self._waiters: list[asyncio.Future[None]] = []
@@ -258,7 +265,8 @@ class SqliteStore:
 
     # -- writes (never block; committed by the writer thread) --------------------------------
     def put_run(self, run: Run) -> None:
-        self._runs[run.id] = run_to_row(run)
+        """Queue the run's current state; several puts before the next commit write one row."""
+        self._runs[run.id] = run
         self._kick()
 
     def put_attempt(self, attempt: Attempt) -> None:
@@ -307,7 +315,8 @@ class SqliteStore:
         assert self._loop is not None and self._writer is not None
         runs, ops, events, waiters = self._runs, self._ops, self._events, self._waiters
         self._runs, self._ops, self._events, self._waiters = {}, [], [], []
-        future = self._loop.run_in_executor(self._writer, self._write_batch, list(runs.values()), ops, events)
+        rows = [run_to_row(run) for run in runs.values()]  # serialized here: runs keep changing
+        future = self._loop.run_in_executor(self._writer, self._write_batch, rows, ops, events)
         future.add_done_callback(lambda f: self._batch_done(f, events, waiters))
 
     def _write_batch(
