@@ -149,7 +149,7 @@ export class PolarisClient {
     if (!response.ok) {
       let message = data?.message || data?.reason || response.statusText || 'request failed';
       if (response.status === 404 && !data?.message) {
-        message = 'The Polaris server extension is not available on this Jupyter server (404). Is polaris-jupyter installed and enabled?';
+        message = `Not found (404): ${API_PREFIX}/${path.split('?')[0]}. The Polaris server extension is missing, disabled, or older than this UI.`;
       } else if (response.status === 403) {
         message = data?.message || 'Not authorized (403): reload JupyterLab to refresh your session.';
       }

@@ -5,6 +5,7 @@
  */
 
 import { Dialog, InputDialog, showDialog } from '@jupyterlab/apputils';
+import { addIcon, deleteIcon, editIcon, LabIcon } from '@jupyterlab/ui-components';
 
 import { PolarisClient } from '../api';
 import { EventStream } from '../eventStream';
@@ -13,6 +14,13 @@ import { clear, h } from '../renderer/dom';
 import { ChatContext, Conversation } from '../renderer/types';
 
 const STORAGE_KEY = 'polaris-jupyter:conversation';
+
+/** A themed icon button (JupyterLab's own icons, so it matches the rest of the UI). */
+export function iconButton(icon: LabIcon, className: string, label: string): HTMLButtonElement {
+  const button = h('button', { className: `pj-icon-button ${className}`, type: 'button', title: label, 'aria-label': label }) as HTMLButtonElement;
+  button.appendChild(icon.element({ tag: 'span', className: 'pj-icon', elementPosition: 'center', height: '16px', width: '16px' }));
+  return button;
+}
 
 export class ChatPanel {
   readonly node: HTMLElement;
@@ -29,9 +37,9 @@ export class ChatPanel {
 
   constructor(private client: PolarisClient, streamWindowMs = 100) {
     this.picker = h('select', { className: 'pj-select pj-conversation-picker', 'aria-label': 'Conversation', title: 'Conversation' }) as HTMLSelectElement;
-    const newButton = h('button', { className: 'pj-icon-button pj-new-conversation', type: 'button', title: 'New conversation', 'aria-label': 'New conversation' }, '+');
-    this.renameButton = h('button', { className: 'pj-icon-button pj-rename-conversation', type: 'button', title: 'Rename conversation', 'aria-label': 'Rename conversation' }, '✎') as HTMLButtonElement;
-    this.deleteButton = h('button', { className: 'pj-icon-button pj-delete-conversation', type: 'button', title: 'Delete conversation', 'aria-label': 'Delete conversation' }, '🗑') as HTMLButtonElement;
+    const newButton = iconButton(addIcon, 'pj-new-conversation', 'New conversation');
+    this.renameButton = iconButton(editIcon, 'pj-rename-conversation', 'Rename conversation');
+    this.deleteButton = iconButton(deleteIcon, 'pj-delete-conversation', 'Delete conversation');
     const bar = h('div', { className: 'pj-toolbar pj-conversation-bar' }, this.picker, newButton, this.renameButton, this.deleteButton);
     const host = h('div', { className: 'pj-chat-host' });
     this.node = h('div', { className: 'pj-chat-panel' }, bar, host);

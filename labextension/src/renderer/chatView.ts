@@ -100,7 +100,7 @@ export class ChatView {
     this.inputEl = h('textarea', {
       className: 'pj-chat-input',
       rows: 2,
-      placeholder: options.placeholder ?? 'Ask Polaris…  (Enter to send, Shift+Enter for a new line)',
+      placeholder: options.placeholder ?? 'Ask Polaris…',
       'aria-label': 'Message'
     }) as HTMLTextAreaElement;
     this.sendButton = h('button', { className: 'pj-button pj-button-primary pj-send', type: 'button' }, 'Send') as HTMLButtonElement;
@@ -117,7 +117,8 @@ export class ChatView {
       'div',
       { className: 'pj-chat-composer' },
       this.contextEl,
-      h('div', { className: 'pj-chat-input-row' }, this.inputEl, h('div', { className: 'pj-chat-buttons' }, this.stopButton, this.sendButton))
+      h('div', { className: 'pj-chat-input-row' }, this.inputEl, h('div', { className: 'pj-chat-buttons' }, this.stopButton, this.sendButton)),
+      h('div', { className: 'pj-chat-hint' }, 'Enter to send · Shift+Enter for a new line')
     );
     this.node = h('div', { className: 'pj-chat' }, header, this.bannerEl, this.listEl, composer);
     el.appendChild(this.node);

@@ -14,7 +14,7 @@ export interface SeriesPoint {
   successRate: number | null;
 }
 
-const WIDTH = 320;
+const WIDTH = 260;
 
 function niceMax(value: number): number {
   if (value <= 0) {
@@ -94,8 +94,8 @@ export interface BarRow {
 export function horizontalBars(rows: BarRow[], format: (v: number) => string, ariaLabel: string): SVGElement {
   const rowH = 12;
   const gap = 8;
-  const labelW = 110;
-  const valueW = 60;
+  const labelW = 90;
+  const valueW = 50;
   const bars = Math.max(1, ...rows.map(r => r.values.length));
   const groupH = bars * rowH + gap;
   const height = Math.max(30, rows.length * groupH + 6);
@@ -108,7 +108,7 @@ export function horizontalBars(rows: BarRow[], format: (v: number) => string, ar
   const plotW = WIDTH - labelW - valueW;
   rows.forEach((row, i) => {
     const top = 3 + i * groupH;
-    const label = row.label.length > 18 ? `${row.label.slice(0, 17)}…` : row.label;
+    const label = row.label.length > 15 ? `${row.label.slice(0, 14)}…` : row.label;
     const text = svg('text', { x: labelW - 6, y: top + (bars * rowH) / 2 + 4, class: 'pj-chart-label', 'text-anchor': 'end' }, label);
     text.appendChild(svg('title', {}, row.label));
     root.appendChild(text);

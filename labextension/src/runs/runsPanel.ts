@@ -3,7 +3,10 @@
  * task, live over the event stream), a run detail, and metrics.
  */
 
+import { refreshIcon } from '@jupyterlab/ui-components';
+
 import { PolarisClient, Run } from '../api';
+import { iconButton } from '../chat/chatPanel';
 import { EventStream, StreamState } from '../eventStream';
 import { errorText } from '../renderer/chatView';
 import { clear, formatDuration, formatTime, h } from '../renderer/dom';
@@ -45,7 +48,7 @@ export class RunsPanel {
     this.taskFilter = h('select', { className: 'pj-select pj-task-filter', 'aria-label': 'Filter by task' }, h('option', { value: '' }, 'All tasks')) as HTMLSelectElement;
     this.statusFilter.addEventListener('change', () => void this.reload());
     this.taskFilter.addEventListener('change', () => void this.reload());
-    const refresh = h('button', { className: 'pj-icon-button pj-refresh-runs', type: 'button', title: 'Refresh', 'aria-label': 'Refresh' }, '⟳');
+    const refresh = iconButton(refreshIcon, 'pj-refresh-runs', 'Refresh');
     refresh.addEventListener('click', () => {
       this.stream?.reconnectNow();
       void this.reload();
