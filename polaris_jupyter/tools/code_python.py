@@ -231,12 +231,13 @@ def _jedi_locations(root: Path, names: list, kind_label: str) -> list[Location]:
     for name in names:
         module_path = name.module_path
         if module_path is None or name.line is None:
-            out.append(Location("<builtin>", 0, 0, name.description, name.type, name.full_name or name.name))
+            out.append(Location("<builtin>", 0, 0, f"{name.type} {name.full_name or name.name}", name.type, name.name))
             continue
         real = os.path.realpath(module_path)
         if real == root_real or not real.startswith(root_real + os.sep):
+            # no source text from outside the workspace: the module, the kind and the name only
             label = f"<outside workspace: {name.module_name}>"
-            out.append(Location(label, name.line, name.column + 1, name.description, name.type, name.name))
+            out.append(Location(label, name.line, name.column + 1, f"{name.type} {name.name}", name.type, name.name))
             continue
         rel = Path(real).relative_to(root_real).as_posix()
         try:

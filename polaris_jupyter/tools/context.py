@@ -268,6 +268,6 @@ TOOLS: list[Tool] = [
         },
         fn=_relevant_files_tool,
         group="context",
-        path_params=(),
+        path_params=("currentFile",),
     ),
 ]
