@@ -79,8 +79,8 @@ def bwrap_prefix(bwrap: str, root: Path, cwd: Path) -> list[str]:
     for path, is_dir in outside:
         argv += ["--tmpfs", str(path)] if is_dir else ["--ro-bind", "/dev/null", str(path)]
     argv += ["--bind", str(root), str(root)]
-    git_dir = root / ".git"
-    if git_dir.is_dir() and not git_dir.is_symlink():
+    git_dir = Path(os.path.realpath(root / ".git"))  # a folder, or a "gitdir:" file of a worktree
+    if root in git_dir.parents and git_dir.exists():
         argv += ["--ro-bind", str(git_dir), str(git_dir)]
     for path, is_dir in inside:
         argv += ["--tmpfs", str(path)] if is_dir else ["--ro-bind", "/dev/null", str(path)]

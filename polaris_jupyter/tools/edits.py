@@ -28,8 +28,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
+from polaris_jupyter.tools._fileio import sniff_binary
 from polaris_jupyter.tools.base import ToolContext, ToolError
-from polaris_jupyter.tools.sandbox import atomic_write_bytes, check_path_text, resolve_path
+from polaris_jupyter.tools.sandbox import atomic_write_bytes, check_path_text, is_protected, resolve_path
 
 __all__ = [
     "MAX_DIFF_CHARS",
@@ -46,21 +47,11 @@ MAX_DIFF_CHARS = 60_000
 _T = TypeVar("_T")
 
 
-def _looks_binary(data: bytes) -> bool:
-    if b"\x00" in data[:8192]:
-        return True
-    try:
-        data[:65536].decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return exc.start < len(data[:65536]) - 4  # a cut multi-byte char at the end is fine
-    return False
-
-
 def make_diff(rel_path: str, before: bytes | None, after: bytes | None, max_chars: int = MAX_DIFF_CHARS) -> str:
     """A unified diff of one edit (``/dev/null`` for a missing side), cut at ``max_chars``."""
     old_name = f"a/{rel_path}" if before is not None else "/dev/null"
     new_name = f"b/{rel_path}" if after is not None else "/dev/null"
-    if (before and _looks_binary(before)) or (after and _looks_binary(after)):
+    if (before and sniff_binary(before[:65536])) or (after and sniff_binary(after[:65536])):
         return f"--- {old_name}\n+++ {new_name}\nBinary file {rel_path} changed\n"
     old_lines = (before or b"").decode("utf-8", errors="replace").splitlines(keepends=True)
     new_lines = (after or b"").decode("utf-8", errors="replace").splitlines(keepends=True)
@@ -150,7 +141,7 @@ def _restore(root: Path, entries: list[EditEntry]) -> list[str]:
         rel = entry.path.rstrip("/")
         try:
             check_path_text(rel)
-            if rel in ("", ".") or rel.split("/", 1)[0] == ".git":
+            if rel in ("", ".") or is_protected(rel):
                 raise ToolError(f"journal path {rel!r} is not revertible")
             targets.append((entry, resolve_path(root, rel)))
         except ToolError as exc:

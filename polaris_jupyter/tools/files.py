@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from polaris_jupyter.tools._args import check_args, get_int, get_str, os_errors_as_tool_errors
+from polaris_jupyter.tools._fileio import describe_binary, read_existing, sniff_binary, stat_regular
 from polaris_jupyter.tools.base import MAX_TOOL_OUTPUT_CHARS, Tool, ToolContext, ToolError, ToolResult
 from polaris_jupyter.tools.edits import journal_edit, journal_folder
 from polaris_jupyter.tools.ignore import IgnoreRules, walk_entries
@@ -26,7 +26,7 @@ from polaris_jupyter.tools.sandbox import (
     resolve_writable_path,
 )
 
-__all__ = ["FILE_TOOL_NAMES", "TOOLS", "describe_binary", "read_existing", "sniff_binary"]
+__all__ = ["FILE_TOOL_NAMES", "TOOLS", "read_existing"]
 
 FILE_TOOL_NAMES = ("readFile", "writeFile", "deleteFile", "listFiles", "getProjectStructure")
 #: Bytes readFile looks at; bigger files are read in part and the result says so.
@@ -36,56 +36,6 @@ MAX_WRITE_BYTES = 5_000_000
 MAX_DELETE_BYTES = 100_000_000
 MAX_LIST_ENTRIES = 1000
 MAX_TREE_ENTRIES = 3000
-
-_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", "PNG image"), (b"\xff\xd8\xff", "JPEG image"), (b"GIF8", "GIF image"),
-    (b"%PDF", "PDF document"), (b"PK\x03\x04", "ZIP archive (or .docx/.xlsx/.whl/.jar)"),
-    (b"\x1f\x8b", "gzip archive"), (b"\x7fELF", "ELF executable"), (b"SQLite format 3\x00", "SQLite database"),
-    (b"\x00asm", "WebAssembly module"), (b"BZh", "bzip2 archive"), (b"\xfd7zXZ\x00", "xz archive"),
-    (b"RIFF", "RIFF media (WAV/AVI/WebP)"), (b"\x93NUMPY", "NumPy array"), (b"PAR1", "Parquet file"),
-)
-
-
-def sniff_binary(head: bytes) -> bool:
-    """True when the first bytes of a file look binary (NUL byte or not UTF-8)."""
-    if b"\x00" in head:
-        return True
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return exc.start < len(head) - 4
-    return False
-
-
-def describe_binary(rel: str, head: bytes, size_bytes: int) -> str:
-    kind = next((label for magic, label in _MAGIC if head.startswith(magic)), "binary data")
-    return f"{rel} is a binary file ({kind}, {size_bytes:,} bytes); its content is not shown."
-
-
-def _stat_regular(target: Path, rel: str) -> os.stat_result:
-    try:
-        info = os.stat(target)
-    except FileNotFoundError:
-        raise ToolError(f"{rel!r} does not exist in the workspace") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise ToolError(f"{rel!r} is a folder; use listFiles to see what it holds")
-    if not stat.S_ISREG(info.st_mode):
-        raise ToolError(f"{rel!r} is not a regular file (device, socket or pipe) and cannot be read")
-    return info
-
-
-def read_existing(target: Path) -> bytes | None:
-    """The current bytes of a regular file, or None when nothing is there (for pre-images)."""
-    try:
-        info = os.stat(target)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    if not stat.S_ISREG(info.st_mode):
-        raise ToolError(f"{target.name!r} exists and is not a regular file")
-    fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as handle:
-        return handle.read()
-
 
 @dataclass
 class _Read:
@@ -98,7 +48,7 @@ class _Read:
 def _read_file(root: Path, rel_arg: str, start_line: int | None, end_line: int | None) -> _Read:
     target = resolve_path(root, rel_arg, must_exist=True)
     rel = relative_to_root(root, target)
-    info = _stat_regular(target, rel)
+    info = stat_regular(target, rel)
     fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as handle:
         raw = handle.read(MAX_READ_BYTES)

@@ -160,6 +160,7 @@ class IgnoreRules:
 
     root: Path
     _sets: dict[str, _RuleSet | None] = field(default_factory=dict)
+    _dir_cache: dict[str, bool] = field(default_factory=dict)
 
     @classmethod
     def for_root(cls, root: Path | str) -> IgnoreRules:
@@ -200,20 +201,38 @@ class IgnoreRules:
                 result = verdict
         return result
 
+    @staticmethod
+    def _folders_down_to(folder: str) -> list[str]:
+        """'' and every folder prefix of ``folder``: whose .gitignore files apply inside it."""
+        if not folder:
+            return [""]
+        parts = folder.split("/")
+        return ["", *("/".join(parts[:i]) for i in range(1, len(parts) + 1))]
+
+    def _dir_ignored(self, folder: str) -> bool:
+        """Whether a folder is ignored, itself or through a parent (cached: search tools ask often)."""
+        cached = self._dir_cache.get(folder)
+        if cached is None:
+            parent = folder.rpartition("/")[0]
+            cached = (bool(parent) and self._dir_ignored(parent)) or self._own_verdict(
+                folder, True, self._folders_down_to(parent)
+            )
+            self._dir_cache[folder] = cached
+        return cached
+
     def is_ignored(self, rel_path: str, is_dir: bool) -> bool:
         """Whether a workspace-relative POSIX path is ignored, itself or through a parent folder."""
         rel = rel_path.strip("/")
+        if rel.startswith("./"):
+            rel = rel[2:]
         if rel in ("", "."):
             return False
-        parts = rel.split("/")
-        folders = [""]
-        for depth in range(1, len(parts) + 1):
-            current = "/".join(parts[:depth])
-            last = depth == len(parts)
-            if self._own_verdict(current, is_dir if last else True, folders):
-                return True
-            folders.append(current)
-        return False
+        if is_dir:
+            return self._dir_ignored(rel)
+        parent = rel.rpartition("/")[0]
+        if parent and self._dir_ignored(parent):
+            return True
+        return self._own_verdict(rel, False, self._folders_down_to(parent))
 
 
 def walk_entries(

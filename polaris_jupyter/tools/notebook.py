@@ -20,9 +20,9 @@ from nbformat import NotebookNode
 from nbformat.validator import ValidationError
 
 from polaris_jupyter.tools._args import check_args, get_int, get_str, os_errors_as_tool_errors
+from polaris_jupyter.tools._fileio import read_existing
 from polaris_jupyter.tools.base import Tool, ToolContext, ToolError, ToolResult, cap_text
 from polaris_jupyter.tools.edits import journal_edit, journal_folder
-from polaris_jupyter.tools.files import read_existing
 from polaris_jupyter.tools.sandbox import (
     atomic_write_bytes,
     relative_to_root,

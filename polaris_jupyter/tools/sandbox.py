@@ -31,6 +31,7 @@ __all__ = [
     "PROTECTED_DIRS",
     "atomic_write_bytes",
     "check_path_text",
+    "is_protected",
     "relative_to_root",
     "remove_path",
     "resolve_entry_path",
@@ -131,6 +132,18 @@ def resolve_path(root: Path, rel_path: object, *, must_exist: bool = False) -> P
     return candidate
 
 
+def is_protected(rel: str) -> bool:
+    """Whether a workspace-relative POSIX path lies in (or is) a protected folder such as ``.git``."""
+    return any(part in PROTECTED_DIRS for part in rel.split("/"))
+
+
+def _refuse_protected(rel: str) -> None:
+    """Refuse ``.git`` (at any depth: nested repositories and submodules have hooks too)."""
+    protected = next((part for part in rel.split("/") if part in PROTECTED_DIRS), None)
+    if protected:
+        raise ToolError(f"{rel!r} is inside a {protected}/ folder, which tools may not change")
+
+
 def resolve_writable_path(root: Path, rel_path: object) -> Path:
     """Like :func:`resolve_path`, but also refuses the workspace root itself and protected
     folders such as ``.git`` (writing there could run code outside the sandbox later)."""
@@ -138,9 +151,7 @@ def resolve_writable_path(root: Path, rel_path: object) -> Path:
     rel = relative_to_root(root, target)
     if rel == ".":
         raise ToolError("the workspace root itself cannot be written or deleted; name a file or folder in it")
-    first = rel.split("/", 1)[0]
-    if first in PROTECTED_DIRS:
-        raise ToolError(f"{rel!r} is inside {first}/, which tools may not change")
+    _refuse_protected(rel)
     return target
 
 
@@ -158,8 +169,7 @@ def resolve_entry_path(root: Path, rel_path: object) -> Path:
     root_real = _root_real(root)
     parent_rel = relative_to_root(root_real, parent)
     rel = name if parent_rel == "." else f"{parent_rel}/{name}"
-    if rel.split("/", 1)[0] in PROTECTED_DIRS:
-        raise ToolError(f"{rel!r} is inside {rel.split('/', 1)[0]}/, which tools may not change")
+    _refuse_protected(rel)
     return parent / name
 
 

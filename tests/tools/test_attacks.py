@@ -270,10 +270,11 @@ async def test_allowed_interpreters_have_no_network(workspace: Path) -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_command_that_never_ends_is_killed(workspace: Path, outside: Path) -> None:
+@pytest.mark.parametrize("sandbox", ["auto", "none"])
+async def test_a_command_that_never_ends_is_killed(workspace: Path, outside: Path, sandbox: str) -> None:
     sentinel = snapshot(outside)
-    token = "polaris-never-ends-7f3a"
-    ctx = ToolContext(root=workspace, settings={"command_timeout_s": 1.5})
+    token = f"polaris-never-ends-7f3a-{sandbox}"
+    ctx = ToolContext(root=workspace, settings={"command_timeout_s": 1.5, "sandbox": sandbox})
     result = await terminal.execute_command({"command": f'python -c "while True: pass" {token}'}, ctx)
     assert result.data and result.data["timedOut"] is True and "TIMED OUT" in result.text
     assert await wait_for_pids(token, present=False) == []
@@ -297,16 +298,18 @@ async def test_a_command_printing_100_mb_is_capped_with_bounded_memory(workspace
 
 
 @pytest.mark.asyncio
-async def test_cancellation_kills_the_process_group(workspace: Path) -> None:
-    token = "polaris-cancel-token-91c2"
+@pytest.mark.parametrize("sandbox", ["auto", "none"])
+async def test_cancellation_kills_the_process_group(workspace: Path, sandbox: str) -> None:
+    token = f"polaris-cancel-token-91c2-{sandbox}"
     code = ("import subprocess, sys, time; "
             "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', sys.argv[1]]); time.sleep(600)")
     task = asyncio.create_task(
-        terminal.execute_command({"command": f'python -c "{code}" {token}'}, ToolContext(root=workspace))
+        terminal.execute_command({"command": f'python -c "{code}" {token}'},
+                                 ToolContext(root=workspace, settings={"sandbox": sandbox}))
     )
     try:
-        running = await wait_for_pids(token, present=True)
-        assert len(running) >= 2, "the command and its child should both be running"
+        child_token = "import time; time.sleep(600)\x00" + token  # only the grandchild's argv has it
+        assert await wait_for_pids(child_token, present=True), "the command's child should be running"
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -151,7 +151,8 @@ def test_must_exist(workspace: Path) -> None:
 def test_writable_path_refuses_root_and_git(workspace: Path) -> None:
     (workspace / ".git" / "hooks").mkdir(parents=True)
     (workspace / "hooks_link").symlink_to(".git/hooks")
-    for bad in [".", "", "a/..", ".git", ".git/config", ".git/hooks/pre-commit", "hooks_link/post-checkout"]:
+    for bad in [".", "", "a/..", ".git", ".git/config", ".git/hooks/pre-commit", "hooks_link/post-checkout",
+                "sub/.git/hooks/pre-commit", "vendor/lib/.git/config"]:
         with pytest.raises(ToolError):
             resolve_writable_path(workspace, bad)
     assert resolve_writable_path(workspace, "src/.gitignore").name == ".gitignore"

@@ -59,11 +59,12 @@ def pids_with(token: str) -> list[int]:
     return found
 
 
-async def wait_for_pids(token: str, *, present: bool, attempts: int = 400) -> list[int]:
-    """Poll /proc until processes with ``token`` appear (present=True) or are all gone."""
+async def wait_for_pids(token: str, *, present: bool, minimum: int = 1, attempts: int = 400) -> list[int]:
+    """Poll /proc until at least ``minimum`` processes with ``token`` run (present=True) or
+    until none is left (present=False)."""
     pids = pids_with(token)
     for _ in range(attempts):
-        if bool(pids) == present:
+        if (len(pids) >= minimum) if present else not pids:
             return pids
         await asyncio.sleep(0.025)
         pids = pids_with(token)
