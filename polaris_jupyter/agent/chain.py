@@ -15,82 +15,19 @@ import importlib
 import json
 import logging
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import openai
 
 from polaris_jupyter.agent.errors import AllProvidersFailed, ModelStreamError, NoProviderError
-from polaris_jupyter.agent.events import Usage
 from polaris_jupyter.agent.providers import ProviderConfig, discover_providers
+from polaris_jupyter.agent.sse import SseChunkSource, StreamDelta, ToolCallDelta, deltas_from_completion
 
 __all__ = ["ChatStream", "ProviderChain", "StreamDelta", "ToolCallDelta"]
 
 logger = logging.getLogger("polaris_jupyter.agent")
 
 _FALLBACK_STATUSES = frozenset({401, 403, 404, 408, 409, 429})
-
-
-@dataclass
-class ToolCallDelta:
-    index: int | None
-    id: str | None = None
-    name: str | None = None
-    arguments: str | None = None
-
-
-@dataclass
-class StreamDelta:
-    """One chunk, normalised (the same shape whether the provider streamed or not)."""
-
-    content: str | None = None
-    tool_calls: list[ToolCallDelta] = field(default_factory=list)
-    finish_reason: str | None = None
-    usage: Usage | None = None
-
-    @property
-    def has_output(self) -> bool:
-        return bool(self.content or self.tool_calls or self.finish_reason)
-
-
-def _usage(raw: Any) -> Usage | None:
-    if raw is None:
-        return None
-    prompt = int(getattr(raw, "prompt_tokens", 0) or 0)
-    completion = int(getattr(raw, "completion_tokens", 0) or 0)
-    return Usage(prompt, completion, int(getattr(raw, "total_tokens", 0) or prompt + completion))
-
-
-def _from_chunk(chunk: Any) -> StreamDelta:
-    delta = StreamDelta(usage=_usage(getattr(chunk, "usage", None)))
-    for choice in getattr(chunk, "choices", None) or []:
-        if getattr(choice, "index", 0) not in (0, None):
-            continue
-        d = choice.delta
-        if d is not None:
-            delta.content = d.content or None
-            for tc in d.tool_calls or []:
-                fn = tc.function
-                delta.tool_calls.append(ToolCallDelta(tc.index, tc.id, fn.name if fn else None,
-                                                      fn.arguments if fn else None))
-        delta.finish_reason = choice.finish_reason
-    return delta
-
-
-def _from_completion(completion: Any) -> list[StreamDelta]:
-    """A non-streamed completion as the deltas a stream would have carried."""
-    choice = completion.choices[0] if completion.choices else None
-    out = StreamDelta(usage=_usage(getattr(completion, "usage", None)))
-    if choice is not None:
-        msg = choice.message
-        out.content = msg.content or None
-        for i, tc in enumerate(msg.tool_calls or []):
-            fn = getattr(tc, "function", None)
-            out.tool_calls.append(ToolCallDelta(i, tc.id, fn.name if fn else None, fn.arguments if fn else ""))
-        out.finish_reason = choice.finish_reason or ("tool_calls" if out.tool_calls else "stop")
-    else:
-        out.finish_reason = "stop"
-    return [out]
 
 
 def _can_fall_back(exc: BaseException) -> bool:
@@ -116,32 +53,30 @@ def _error_text(exc: openai.APIStatusError) -> str:
 class ChatStream:
     """An open model answer: iterate it for :class:`StreamDelta`; ``aclose()`` drops the HTTP stream."""
 
-    def __init__(self, provider: ProviderConfig, model: str, source: Any | None,
+    def __init__(self, provider: ProviderConfig, model: str, source: SseChunkSource | None,
                  buffered: list[StreamDelta], *, degraded: bool = False) -> None:
         self.provider = provider
         self.model = model
         self.degraded = degraded
         self._source = source
         self._buffered = buffered
-        self._closed = False
 
     async def __aiter__(self) -> AsyncIterator[StreamDelta]:
-        for delta in self._buffered:
+        buffered, self._buffered = self._buffered, []
+        finished = any(d.finish_reason for d in buffered)
+        for delta in buffered:
             yield delta
-        self._buffered = []
         if self._source is None:
             return
-        finished = False
         while True:
             try:
-                chunk = await self._source.__anext__()
+                delta = await self._source.next()
             except StopAsyncIteration:
                 break
-            except openai.APIError as exc:
+            except ModelStreamError as exc:
                 raise ModelStreamError(
                     f"The stream from {self.provider.name} ({self.model}) broke after output had started: "
                     f"{exc}", provider=self.provider.name, model=self.model) from exc
-            delta = _from_chunk(chunk)
             finished = finished or delta.finish_reason is not None
             yield delta
         if not finished:
@@ -151,27 +86,15 @@ class ChatStream:
 
     async def aclose(self) -> None:
         """Close the HTTP response at once (the server sees the connection go away)."""
-        if self._closed or self._source is None:
-            self._closed = True
-            return
-        self._closed = True
-        await _close_stream(self._source)
+        source, self._source = self._source, None
+        if source is not None:
+            await source.close()
 
     async def __aenter__(self) -> ChatStream:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-async def _close_stream(stream: Any) -> None:
-    await stream.close()
-    inner = getattr(stream, "_iterator", None)  # finish the SDK's generator too (its finally is a no-op now)
-    if inner is not None and hasattr(inner, "aclose"):
-        try:
-            await inner.aclose()
-        except Exception:
-            logger.debug("closing the stream iterator failed", exc_info=True)
 
 
 class ProviderChain:
@@ -290,33 +213,35 @@ class ProviderChain:
     async def _complete(self, p: ProviderConfig, client: openai.AsyncOpenAI, model: str,
                         kwargs: dict[str, Any]) -> ChatStream:
         completion = await client.chat.completions.create(model=model, stream=False, **kwargs)
-        return ChatStream(p, model, None, _from_completion(completion), degraded=True)
+        return ChatStream(p, model, None, deltas_from_completion(completion.model_dump()), degraded=True)
 
     async def _stream_until_output(self, p: ProviderConfig, client: openai.AsyncOpenAI, model: str,
                                    kwargs: dict[str, Any]) -> ChatStream:
+        """Open the stream and read until the first chunk with output (the fallback boundary)."""
         want_usage = p.stream_usage and p.name not in self._no_stream_options
         extra: dict[str, Any] = {"stream_options": {"include_usage": True}} if want_usage else {}
+        raw = client.chat.completions.with_streaming_response
         try:
-            stream = await client.chat.completions.create(model=model, stream=True, **extra, **kwargs)
+            response = await raw.create(model=model, stream=True, **extra, **kwargs).__aenter__()
         except openai.APIStatusError as exc:
             if not extra or exc.status_code not in (400, 422) or "stream_options" not in _error_text(exc):
                 raise
             self._no_stream_options.add(p.name)  # older servers refuse it: stream without usage
-            stream = await client.chat.completions.create(model=model, stream=True, **kwargs)
+            response = await raw.create(model=model, stream=True, **kwargs).__aenter__()
+        source = SseChunkSource(response, provider=p.name, model=model)
         buffered: list[StreamDelta] = []
         try:
             while True:
                 try:
-                    chunk = await stream.__anext__()
+                    delta = await source.next()
                 except StopAsyncIteration:
-                    raise ModelStreamError(f"{p.name} ({model}) ended the stream without any output",
+                    raise ModelStreamError("the stream ended without any output",
                                            provider=p.name, model=model) from None
-                delta = _from_chunk(chunk)
                 buffered.append(delta)
                 if delta.has_output:
-                    return ChatStream(p, model, stream, buffered)
+                    return ChatStream(p, model, source, buffered)
         except BaseException:
-            await _close_stream(stream)
+            await source.close()
             raise
 
     async def aclose(self) -> None:

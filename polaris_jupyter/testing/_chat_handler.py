@@ -192,8 +192,12 @@ class ChatCompletionsHandler(tornado.web.RequestHandler):
     async def _stream(self, rec: RecordedRequest, response: Response, body: dict[str, Any]) -> None:
         options = body.get("stream_options") or {}
         writer = ChunkWriter(self.server.model, include_usage=bool(options.get("include_usage")))
-        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        if not any(k.lower() == "content-type" for k in response.headers):
+            self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")
+        if response.raw_events is not None:
+            await self._stream_raw(rec, response)
+            return
         tokens = response.content_tokens()
         cut = response.disconnect_after_tokens
         if cut is None:
@@ -241,6 +245,19 @@ class ChatCompletionsHandler(tornado.web.RequestHandler):
         if writer.include_usage:
             tail += writer.usage(compute_usage(response, body))
         await self._send(tail + writer.done())
+        self._done = True
+        rec.completed = True
+        self.finish()
+
+    async def _stream_raw(self, rec: RecordedRequest, response: Response) -> None:
+        """Send ``raw_events`` verbatim, one per interval (for servers' quirks: comments, bad JSON...)."""
+        await self._pause(response.ttft_s)
+        for i, event in enumerate(response.raw_events or ()):
+            if i:
+                await self._pause(response.token_interval_s())
+            await self._send(event.encode())
+        if response.disconnect_after_tokens is not None:
+            self._drop_connection(rec)
         self._done = True
         rec.completed = True
         self.finish()

@@ -80,6 +80,8 @@ class Response:
     Failures: ``status`` >= 400 answers with an OpenAI-style error body;
     ``disconnect_after_tokens`` drops the TCP connection after that many content tokens;
     ``error_after_tokens`` sends an in-stream ``{"error": ...}`` event instead.
+    ``raw_events`` (streaming only) are written verbatim instead of generated chunks, to mimic
+    a server's quirks (SSE comments, multi-line data, JSON where SSE was asked for).
     """
 
     text: str = ""
@@ -98,6 +100,7 @@ class Response:
     usage: dict[str, int] | None = None
     argument_chunk_chars: int = 8
     headers: dict[str, str] = field(default_factory=dict)
+    raw_events: list[str] | None = None
 
     # -- convenience constructors -------------------------------------------------------------
     @classmethod

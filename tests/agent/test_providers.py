@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
 import types
@@ -296,3 +297,56 @@ async def test_server_refusing_stream_options_still_streams(scripted_model: Scri
         for _ in range(2):
             assert await drain(await chain.open_stream(messages=USER)) == "no usage here"
     assert [("stream_options" in (r.body or {})) for r in scripted_model.chat_requests] == [True, False, False]
+
+
+# -- stream parsing (our SSE reader, not the SDK's per-chunk pydantic objects) ---------------------
+
+def _chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+    return json.dumps({"choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra})
+
+
+@pytest.mark.asyncio
+async def test_sse_comments_multiline_data_and_crlf(scripted_model: ScriptedModelServer) -> None:
+    usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    multi = _chunk({"content": "lo"}).replace('"delta"', '\ndata: "delta"', 1)  # one event, two data lines
+    scripted_model.enqueue(Response(raw_events=[
+        ": OPENROUTER PROCESSING\n\n",
+        f"data: {_chunk({'role': 'assistant', 'content': ''})}\n\n",
+        f"data: {_chunk({'content': 'Hel'})}\r\n\r\n",
+        f"event: message\nid: 7\ndata: {multi}\n\n",
+        f"data: {_chunk({}, 'stop', usage=usage)}\n\n",
+        "data: [DONE]\n\n",
+    ]))
+    async with ProviderChain([cfg("openrouter", scripted_model)]) as chain:
+        stream = await chain.open_stream(messages=USER)
+        async with stream:
+            deltas = [d async for d in stream]
+    assert "".join(d.content or "" for d in deltas) == "Hello"
+    assert deltas[-1].finish_reason == "stop" and deltas[-1].usage is not None
+    assert deltas[-1].usage.total_tokens == 5
+
+
+@pytest.mark.asyncio
+async def test_json_answer_to_a_stream_request(scripted_model: ScriptedModelServer) -> None:
+    completion = {"choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+        "role": "assistant", "content": None,
+        "tool_calls": [{"id": "c9", "type": "function", "function": {"name": "readFile", "arguments": "{}"}}]}}]}
+    scripted_model.enqueue(Response(raw_events=[json.dumps(completion)],
+                                    headers={"Content-Type": "application/json"}))
+    async with ProviderChain([cfg("local", scripted_model)]) as chain:
+        stream = await chain.open_stream(messages=USER, tools=TOOLS)
+        async with stream:
+            [delta] = [d async for d in stream]
+    assert (delta.tool_calls[0].id, delta.tool_calls[0].name, delta.finish_reason) == ("c9", "readFile",
+                                                                                     "tool_calls")
+
+
+@pytest.mark.asyncio
+async def test_garbage_event_after_output_is_a_clear_stream_error(scripted_model: ScriptedModelServer) -> None:
+    scripted_model.enqueue(Response(raw_events=[f"data: {_chunk({'content': 'ok'})}\n\n", "data: <html>\n\n"]))
+    async with ProviderChain([cfg("local", scripted_model)]) as chain:
+        stream = await chain.open_stream(messages=USER)
+        with pytest.raises(ModelStreamError, match=r"broke after output had started: .*not JSON"):
+            async with stream:
+                async for _ in stream:
+                    pass
