@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from polaris_jupyter.config import PolarisConfig
 from polaris_jupyter.jobs import Clock, Engine, TaskRegistry, default_registry
-from polaris_jupyter.tasks.cleanup import register_cleanup
+from polaris_jupyter.tasks.cleanup import CleanupStep, register_cleanup
 
 __all__ = ["PolarisRuntime"]
 
@@ -41,6 +42,9 @@ class PolarisRuntime:
             default_retry=self.config.retry_policy(),
         )
         self.services: dict[str, Any] = {}
+        #: Run after the engine (and its store) started, e.g. schema migrations of services.
+        self.startup_hooks: list[Callable[[], Awaitable[None]]] = []
+        self.cleanup_steps: list[CleanupStep] = []
         self._started = False
 
     async def start(self) -> None:
@@ -49,15 +53,18 @@ class PolarisRuntime:
         for name in self.config.task_modules:
             importlib.import_module(name)
             log.info("polaris: imported task module %s", name)
+        for installer in _service_installers():
+            await installer(self)
         register_cleanup(
             self.engine,
             retention_days=self.config.retention_days,
             cron=self.config.cleanup_cron,
             timezone=self.config.cleanup_timezone,
+            steps=self.cleanup_steps,
         )
-        for installer in _service_installers():
-            await installer(self)
         await self.engine.start()
+        for hook in self.startup_hooks:
+            await hook()
         self._started = True
         log.info("polaris: engine started (db %s, pool %d)", self.config.db_path, self.engine.pool_size)
 

@@ -1,7 +1,6 @@
 """The built-in ``cleanup`` task: daily retention of finished runs (and, optionally, old chats).
 
-Other parts (chat) add their own step through :data:`CLEANUP_STEPS`, so this module does not
-need to know about them.
+Other parts (chat) pass their own steps, so this module does not need to know about them.
 """
 
 from __future__ import annotations
@@ -12,16 +11,18 @@ from typing import Any
 from polaris_jupyter.jobs import Engine, RetryPolicy, RunContext, TaskDef, delete_finished_before
 from polaris_jupyter.jobs._registry import ScheduleDef
 
-__all__ = ["CLEANUP_STEPS", "CLEANUP_TASK_ID", "register_cleanup"]
+__all__ = ["CLEANUP_TASK_ID", "CleanupStep", "register_cleanup"]
 
 CLEANUP_TASK_ID = "cleanup"
 DAY_S = 86400.0
 
-#: Extra cleanup steps: ``async (ctx) -> dict`` merged into the task output.
-CLEANUP_STEPS: list[Callable[[RunContext], Awaitable[dict[str, Any]]]] = []
+#: An extra cleanup step (e.g. old conversations): ``async (ctx) -> dict`` merged into the output.
+CleanupStep = Callable[[RunContext], Awaitable[dict[str, Any]]]
 
 
-def register_cleanup(engine: Engine, *, retention_days: float, cron: str, timezone: str) -> TaskDef:
+def register_cleanup(
+    engine: Engine, *, retention_days: float, cron: str, timezone: str, steps: list[CleanupStep] | None = None
+) -> TaskDef:
     """Register ``cleanup`` on ``engine`` with a declarative schedule."""
 
     async def cleanup(payload: Any, ctx: RunContext) -> dict[str, Any]:
@@ -33,7 +34,7 @@ def register_cleanup(engine: Engine, *, retention_days: float, cron: str, timezo
         if days > 0:
             cutoff = engine.clock.now() - days * DAY_S
             result["deletedRuns"] = await delete_finished_before(engine.store, cutoff)
-        for step in CLEANUP_STEPS:
+        for step in steps or []:
             result.update(await step(ctx))
         ctx.logger.info("cleanup finished", data=result)
         return result
