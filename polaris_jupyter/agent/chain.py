@@ -5,6 +5,7 @@ before its first token (connection error, 401/403/404/408/429/5xx, a stream that
 any output). The first chunk carrying output commits the chain to that provider: later errors
 propagate as :class:`ModelStreamError`. Servers that cannot stream tool calls (a 4xx/5xx that
 mentions tools or streaming) are asked again without streaming; the stream says it ``degraded``.
+The SDK makes each request; the SSE body is read by :mod:`polaris_jupyter.agent.sse`.
 """
 
 from __future__ import annotations
@@ -66,11 +67,12 @@ class ChatStream:
         finished = any(d.finish_reason for d in buffered)
         for delta in buffered:
             yield delta
-        if self._source is None:
+        source = self._source
+        if source is None:
             return
         while True:
             try:
-                delta = await self._source.next()
+                delta = await source.next()
             except StopAsyncIteration:
                 break
             except ModelStreamError as exc:
