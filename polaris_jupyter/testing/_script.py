@@ -122,10 +122,13 @@ class Response:
         if unknown:
             raise ValueError(f"unknown response field(s) {sorted(unknown)}; allowed: {sorted(known)}")
         kwargs = dict(data)
-        kwargs["tool_calls"] = [
-            tc if isinstance(tc, ScriptedToolCall) else ScriptedToolCall(**tc)
-            for tc in data.get("tool_calls", [])
-        ]
+        try:
+            kwargs["tool_calls"] = [
+                tc if isinstance(tc, ScriptedToolCall) else ScriptedToolCall(**tc)
+                for tc in data.get("tool_calls", [])
+            ]
+        except TypeError as exc:
+            raise ValueError(f"bad tool call in script (fields: name, arguments, id): {exc}") from None
         return cls(**kwargs)
 
     # -- derived values -----------------------------------------------------------------------
