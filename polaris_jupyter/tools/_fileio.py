@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 from polaris_jupyter.tools.base import ToolError
 
-__all__ = ["describe_binary", "read_existing", "sniff_binary", "stat_regular"]
+__all__ = ["count_lines", "describe_binary", "line_offset", "read_existing", "sniff_binary", "stat_regular"]
 
 _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "PNG image"), (b"\xff\xd8\xff", "JPEG image"), (b"GIF8", "GIF image"),
@@ -58,3 +59,41 @@ def read_existing(target: Path) -> bytes | None:
     fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as handle:
         return handle.read()
+
+
+_CHUNK_BYTES = 1 << 20
+#: Files larger than this get no exact line count in readFile's header ("?" instead).
+MAX_COUNTED_BYTES = 256 * 1024 * 1024
+
+
+def line_offset(handle: BinaryIO, line_no: int) -> int | None:
+    """Byte offset where 1-based line ``line_no`` starts, or None when the file is shorter.
+    Reads in bounded chunks, so a long file costs time, not memory."""
+    if line_no <= 1:
+        return 0
+    handle.seek(0)
+    seen = offset = 0
+    while chunk := handle.read(_CHUNK_BYTES):
+        count = chunk.count(b"\n")
+        if seen + count >= line_no - 1:
+            index = -1
+            for _ in range(line_no - 1 - seen):
+                index = chunk.index(b"\n", index + 1)
+            start = offset + index + 1
+            return start if start < offset + len(chunk) or handle.read(1) else None
+        seen += count
+        offset += len(chunk)
+    return None
+
+
+def count_lines(handle: BinaryIO, size_bytes: int) -> int | None:
+    """Number of lines of a file (a last line without newline counts), None when too large."""
+    if size_bytes > MAX_COUNTED_BYTES:
+        return None
+    handle.seek(0)
+    newlines = 0
+    last = b""
+    while chunk := handle.read(_CHUNK_BYTES):
+        newlines += chunk.count(b"\n")
+        last = chunk[-1:]
+    return newlines + (1 if last not in (b"", b"\n") else 0)

@@ -16,12 +16,13 @@ import asyncio
 import os
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["SandboxStatus", "bwrap_prefix", "probe_bwrap", "reset_probe_cache"]
 
-#: Home-relative paths hidden inside the sandbox (folders get an empty tmpfs, files /dev/null).
+#: Home-relative paths hidden inside the sandbox (folders get an empty tmpfs, files an empty file).
 HIDDEN_HOME_PATHS = (
     ".ssh", ".aws", ".azure", ".gnupg", ".kube", ".docker", ".netrc", ".git-credentials", ".pypirc",
     ".npmrc", ".config/gcloud", ".config/gh", ".config/hub", ".password-store", ".local/share/keyrings",
@@ -41,6 +42,7 @@ class SandboxStatus:
 
 
 _cache: dict[str, SandboxStatus] = {}
+_cache_paths: dict[str, str] = {}
 
 
 def reset_probe_cache() -> None:
@@ -69,6 +71,18 @@ def _hidden_paths(root: Path) -> list[tuple[Path, bool]]:
     return sorted(set(out))
 
 
+def _empty_file() -> str:
+    """An empty read-only file to mount over credential files. /dev/null would do, but bwrap
+    mounts it nodev, so reading it fails with EACCES and tools like npm stop at a hidden .npmrc."""
+    path = _cache_paths.get("empty")
+    if path is None or not os.path.isfile(path) or os.path.getsize(path) != 0:
+        fd, path = tempfile.mkstemp(prefix="polaris-empty-")
+        os.close(fd)
+        os.chmod(path, 0o444)
+        _cache_paths["empty"] = path
+    return path
+
+
 def bwrap_prefix(bwrap: str, root: Path, cwd: Path) -> list[str]:
     """The ``bwrap ... --`` argv prefix for running one command with ``cwd`` in workspace ``root``."""
     root = Path(os.path.realpath(root))
@@ -77,13 +91,13 @@ def bwrap_prefix(bwrap: str, root: Path, cwd: Path) -> list[str]:
     outside = [(p, d) for p, d in hidden if root not in p.parents]
     inside = [(p, d) for p, d in hidden if root in p.parents]
     for path, is_dir in outside:
-        argv += ["--tmpfs", str(path)] if is_dir else ["--ro-bind", "/dev/null", str(path)]
+        argv += ["--tmpfs", str(path)] if is_dir else ["--ro-bind", _empty_file(), str(path)]
     argv += ["--bind", str(root), str(root)]
     git_dir = Path(os.path.realpath(root / ".git"))  # a folder, or a "gitdir:" file of a worktree
     if root in git_dir.parents and git_dir.exists():
         argv += ["--ro-bind", str(git_dir), str(git_dir)]
     for path, is_dir in inside:
-        argv += ["--tmpfs", str(path)] if is_dir else ["--ro-bind", "/dev/null", str(path)]
+        argv += ["--tmpfs", str(path)] if is_dir else ["--ro-bind", _empty_file(), str(path)]
     argv += [*_NAMESPACE_FLAGS, *_LIFETIME_FLAGS, "--chdir", str(cwd), "--"]
     return argv
 

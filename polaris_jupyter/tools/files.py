@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from polaris_jupyter.tools._args import check_args, get_int, get_str, os_errors_as_tool_errors
-from polaris_jupyter.tools._fileio import describe_binary, read_existing, sniff_binary, stat_regular
+from polaris_jupyter.tools._fileio import (
+    count_lines,
+    describe_binary,
+    line_offset,
+    read_existing,
+    sniff_binary,
+    stat_regular,
+)
 from polaris_jupyter.tools.base import MAX_TOOL_OUTPUT_CHARS, Tool, ToolContext, ToolError, ToolResult
 from polaris_jupyter.tools.edits import journal_edit, journal_folder
 from polaris_jupyter.tools.ignore import IgnoreRules, walk_entries
@@ -49,32 +56,49 @@ def _read_file(root: Path, rel_arg: str, start_line: int | None, end_line: int |
     target = resolve_path(root, rel_arg, must_exist=True)
     rel = relative_to_root(root, target)
     info = stat_regular(target, rel)
+    first = start_line or 1
     fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as handle:
+        if sniff_binary(handle.read(8192)):
+            handle.seek(0)
+            text = describe_binary(rel, handle.read(64), info.st_size)
+            return _Read(text, f"{rel}: binary, {info.st_size:,} bytes", False, {"path": rel, "binary": True})
+        offset = line_offset(handle, first)
+        total = count_lines(handle, info.st_size) if offset is None or info.st_size > MAX_READ_BYTES else None
+        if offset is None:
+            raise ToolError(f"startLine {first} is past the end of {rel!r}, which has {total} lines")
+        handle.seek(offset)
         raw = handle.read(MAX_READ_BYTES)
-    if sniff_binary(raw[:8192]):
-        text = describe_binary(rel, raw[:64], info.st_size)
-        return _Read(text, f"{rel}: binary, {info.st_size:,} bytes", False, {"path": rel, "binary": True})
-    partial_bytes = info.st_size > len(raw)
+    more_bytes = offset + len(raw) < info.st_size
     lines = raw.decode("utf-8", errors="replace").splitlines(keepends=True)
-    if partial_bytes and lines and not lines[-1].endswith("\n"):
+    if more_bytes and len(lines) > 1 and not lines[-1].endswith("\n"):
         lines.pop()  # the last line was cut by the byte cap
-    total = len(lines)
-    first = start_line or 1
-    last = min(end_line or total, total)
-    if total and first > total:
-        raise ToolError(f"startLine {first} is past the end of {rel!r}, which has {total} lines")
+    if total is None and not more_bytes:
+        total = first - 1 + len(lines)
+    available_last = first - 1 + len(lines)
+    last = available_last if end_line is None else min(end_line, available_last)
     chosen: list[str] = []
     size = 0
-    for line in lines[first - 1 : last]:
-        if size + len(line) > MAX_TOOL_OUTPUT_CHARS - 300 and chosen:
+    line_cut = False
+    budget = MAX_TOOL_OUTPUT_CHARS - 400
+    for line in lines[: last - first + 1]:
+        if size + len(line) > budget:
+            if not chosen:  # one giant line (minified code): show its start
+                chosen.append(line[:budget] + "\n… [line cut]\n")
+                line_cut = True
             break
         chosen.append(line)
         size += len(line)
     shown_last = first + len(chosen) - 1
-    truncated = shown_last < last or (partial_bytes and end_line is None)
-    body = "".join(chosen)
-    total_label = f"{total}+" if partial_bytes else str(total)
+    if end_line is not None:
+        want_end: int | None = min(end_line, total) if total is not None else end_line
+    else:
+        want_end = total
+    if want_end is None:
+        truncated = line_cut or shown_last < available_last or more_bytes
+    else:
+        truncated = line_cut or shown_last < want_end
+    total_label = str(total) if total is not None else "?"
     ranged = start_line is not None or end_line is not None
     header = f"[{rel}: lines {first}-{shown_last} of {total_label}]\n" if ranged else ""
     notice = ""
@@ -85,7 +109,7 @@ def _read_file(root: Path, rel_arg: str, start_line: int | None, end_line: int |
         )
     summary = f"Read {rel} (lines {first}-{shown_last})" if ranged or truncated else f"Read {rel} ({total} lines)"
     data = {"path": rel, "startLine": first, "endLine": shown_last, "totalLines": total, "sizeBytes": info.st_size}
-    return _Read(header + body + notice, summary, truncated, data)
+    return _Read(header + "".join(chosen) + notice, summary, truncated, data)
 
 
 async def read_file(args: dict[str, Any], ctx: ToolContext) -> ToolResult:

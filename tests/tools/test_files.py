@@ -106,6 +106,34 @@ async def test_read_file_large_is_truncated_with_a_notice(workspace: Path, ctx: 
 
 
 @pytest.mark.asyncio
+async def test_read_file_reaches_lines_beyond_the_read_window(workspace: Path, ctx: ToolContext) -> None:
+    n_lines = 60_000  # ~4.6 MB: more than readFile reads in one go
+    (workspace / "huge.txt").write_text("".join(f"row {i:07d} {'z' * 64}\n" for i in range(1, n_lines + 1)))
+    far = await call("readFile", {"path": "huge.txt", "startLine": 55_000, "endLine": 55_002}, ctx)
+    assert far.text.splitlines() == [
+        f"[huge.txt: lines 55000-55002 of {n_lines}]",
+        *(f"row {i:07d} {'z' * 64}" for i in (55_000, 55_001, 55_002)),
+    ]
+    assert not far.truncated
+    last = await call("readFile", {"path": "huge.txt", "startLine": n_lines}, ctx)
+    assert last.text.endswith(f"row {n_lines:07d} {'z' * 64}\n") and not last.truncated
+    with pytest.raises(ToolError, match=f"has {n_lines} lines"):
+        await call("readFile", {"path": "huge.txt", "startLine": n_lines + 1}, ctx)
+
+
+@pytest.mark.asyncio
+async def test_read_file_edge_shapes(workspace: Path, ctx: ToolContext) -> None:
+    (workspace / "empty.txt").write_text("")
+    empty = await call("readFile", {"path": "empty.txt"}, ctx)
+    assert empty.text == "" and "0 lines" in empty.summary and not empty.truncated
+    (workspace / "nonl.txt").write_text("a\nb")
+    assert (await call("readFile", {"path": "nonl.txt", "startLine": 2}, ctx)).text.endswith("\nb")
+    (workspace / "min.js").write_text("x=1;" * 100_000)
+    minified = await call("readFile", {"path": "min.js"}, ctx)
+    assert minified.truncated and "[line cut]" in minified.text and len(minified.text) < MAX_TOOL_OUTPUT_CHARS
+
+
+@pytest.mark.asyncio
 async def test_read_file_binary_is_described_not_dumped(workspace: Path, ctx: ToolContext) -> None:
     (workspace / "img.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 10)
     result = await call("readFile", {"path": "img.png"}, ctx)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -284,3 +286,29 @@ async def test_git_read_only_commands_work_in_a_repo(workspace: Path, ctx: ToolC
     assert status.data and status.data["exitCode"] == 0 and "?? a.txt" in status.text
     branch = await call("executeCommand", {"command": "git branch --show-current"}, ctx)
     assert branch.data and branch.data["exitCode"] == 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("home_in_workspace", [False, True])
+async def test_credentials_in_home_are_hidden_inside_bwrap(
+    workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, home_in_workspace: bool
+) -> None:
+    """Both layouts: HOME elsewhere (not under /tmp, which the sandbox replaces), and the common
+    Jupyter case of HOME being the workspace itself."""
+    if not await bwrap_works(workspace):
+        pytest.skip("bubblewrap cannot run on this machine")
+    home = workspace if home_in_workspace else Path(tempfile.mkdtemp(prefix="polaris-home-", dir="/var/tmp"))
+    try:
+        (home / ".ssh").mkdir()
+        (home / ".ssh" / "id_rsa").write_text("PRIVATE-KEY-MATERIAL\n")
+        (home / ".netrc").write_text("machine x login y password NETRC-PASSWORD\n")
+        (home / "notes.txt").write_text("ordinary file\n")
+        monkeypatch.setenv("HOME", str(home))
+        code = ("import os; h = os.path.expanduser('~'); print(os.listdir(h + '/.ssh')); "
+                "print(repr(open(h + '/.netrc').read())); print(open(h + '/notes.txt').read())")
+        result = await call("executeCommand", {"command": f'python -c "{code}"'}, ToolContext(root=workspace))
+    finally:
+        if not home_in_workspace:
+            shutil.rmtree(home)
+    assert "[]\n''\nordinary file" in result.text
+    assert "PRIVATE-KEY-MATERIAL" not in result.text and "NETRC-PASSWORD" not in result.text
