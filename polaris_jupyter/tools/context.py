@@ -26,6 +26,7 @@ from polaris_jupyter.tools.context_index import (
     TS_SUFFIXES,
     DocInfo,
     WorkspaceIndex,
+    identifiers_of,
     module_keys,
     terms_of,
     tested_stem,
@@ -104,7 +105,7 @@ def _current_doc(index: WorkspaceIndex, current: str) -> tuple[DocInfo | None, s
             text = fh.read(MAX_INDEX_BYTES).decode("utf-8", "replace")
     except OSError:
         text = ""
-    return index.docs.get(current), set(terms_of(text))
+    return index.docs.get(current), identifiers_of(text)
 
 
 def _resolve_imports(index: WorkspaceIndex, doc: DocInfo) -> set[str]:

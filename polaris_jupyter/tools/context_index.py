@@ -21,12 +21,14 @@ from pathlib import Path
 
 from polaris_jupyter.tools.ignore import IgnoreRules, walk_entries
 
-__all__ = ["DocInfo", "WorkspaceIndex", "module_keys", "terms_of", "tested_stem"]
+__all__ = ["DocInfo", "WorkspaceIndex", "identifiers_of", "module_keys", "terms_of", "tested_stem"]
 
 #: Bytes of a file read for its terms, imports and symbols.
 MAX_INDEX_BYTES = 256_000
 MAX_INDEX_FILES = 200_000
 PATH_TERM_WEIGHT = 3
+#: Workspaces whose index is kept in memory (least recently used dropped first).
+MAX_CACHED_ROOTS = 4
 #: Folders are checked on every call (catches atomic writes, new and deleted files); every
 #: file's (mtime, size) at most this often, so in-place edits by other programs show up late.
 FILE_SWEEP_INTERVAL_S = 5.0
@@ -87,6 +89,11 @@ def terms_of(text: str) -> Counter[str]:
         for term in terms:
             out[term] = get(term, 0) + n
     return Counter(out)
+
+
+def identifiers_of(text: str) -> set[str]:
+    """The identifiers a text mentions, exact case (to match definitions by name)."""
+    return set(_IDENT.findall(text))
 
 
 def module_keys(rel: str) -> list[str]:
@@ -184,7 +191,7 @@ class WorkspaceIndex:
         self.ignore_files: dict[str, int] = {}
         self.importers: dict[str, set[str]] = {}  # import key → files importing it
         self.key_owner: dict[str, set[str]] = {}  # import key → files it may name
-        self.symbol_defs: dict[str, set[str]] = {}  # lower-case symbol → files defining it
+        self.symbol_defs: dict[str, set[str]] = {}  # symbol (exact case) → files defining it
         self.folder_files: dict[str, set[str]] = {}  # folder → files directly in it
         self.stem_files: dict[str, set[str]] = {}  # file name without extension → files
         self.test_files: dict[str, set[str]] = {}  # tested stem (``models`` for test_models.py) → test files
@@ -195,9 +202,10 @@ class WorkspaceIndex:
     def for_root(cls, root: Path | str) -> WorkspaceIndex:
         key = os.path.realpath(root)
         with cls._class_lock:
-            index = cls._by_root.get(key)
-            if index is None:
-                index = cls._by_root[key] = WorkspaceIndex(key)
+            index = cls._by_root.pop(key, None) or WorkspaceIndex(key)
+            cls._by_root[key] = index  # most recently used last
+            while len(cls._by_root) > MAX_CACHED_ROOTS:
+                cls._by_root.pop(next(iter(cls._by_root)))
             return index
 
     # -------------------------------------------------------------- documents
@@ -238,7 +246,7 @@ class WorkspaceIndex:
         for key in module_keys(rel):
             self.key_owner.setdefault(key, set()).add(rel)
         for sym in doc.symbols:
-            self.symbol_defs.setdefault(sym.lower(), set()).add(rel)
+            self.symbol_defs.setdefault(sym, set()).add(rel)
         for table, key in self._name_keys(rel):
             table.setdefault(key, set()).add(rel)
         if posixpath.basename(rel) == ".gitignore":
@@ -257,7 +265,7 @@ class WorkspaceIndex:
                 if not posting:
                     del self.postings[term]
         pairs = [(self.importers, k) for k in doc.imports] + [(self.key_owner, k) for k in module_keys(rel)]
-        pairs += [(self.symbol_defs, s.lower()) for s in doc.symbols] + self._name_keys(rel)
+        pairs += [(self.symbol_defs, s) for s in doc.symbols] + self._name_keys(rel)
         for table, key in pairs:
             owners = table.get(key)
             if owners is not None:

@@ -141,9 +141,10 @@ class OutlineCache:
     def for_root(cls, root: Path | str) -> OutlineCache:
         key = os.path.realpath(root)
         with cls._class_lock:
-            cache = cls._by_root.get(key)
-            if cache is None:
-                cache = cls._by_root[key] = OutlineCache(Path(key))
+            cache = cls._by_root.pop(key, None) or OutlineCache(Path(key))
+            cls._by_root[key] = cache  # most recently used last
+            while len(cls._by_root) > 4:
+                cls._by_root.pop(next(iter(cls._by_root)))
             return cache
 
     def get(self, rel_path: str, must_contain: bytes | None = None) -> Outline | None:

@@ -340,7 +340,7 @@ async def search_with_rg(
     stderr_task = asyncio.ensure_future(proc.stderr.read())
     collector = _Collector(cap)
     rules = IgnoreRules.for_root(root_s)
-    got_any = False
+    got_any = eof = False
     pending = b""
     try:
         while not collector.full:
@@ -352,9 +352,10 @@ async def search_with_rg(
             if batch:
                 await asyncio.to_thread(_scan_batch, collector, query, rules, root_s, batch)
             if not chunk:
+                eof = True
                 break
     finally:
-        if proc.returncode is None:
+        if not eof and proc.returncode is None:  # stopped early (cap reached, cancelled, failed)
             try:
                 proc.kill()
             except ProcessLookupError:
