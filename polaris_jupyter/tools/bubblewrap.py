@@ -1,6 +1,7 @@
 """Run commands inside bubblewrap: the workspace is the only writable place, no network.
 
-Layout of the sandbox: ``/`` read-only, fresh ``/dev``, ``/proc`` and ``/tmp``, well-known
+Layout of the sandbox: ``/`` read-only, fresh ``/dev``, ``/proc``, ``/tmp`` and ``/run`` (so
+the Unix sockets of docker, dbus or an ssh-agent are out of reach), well-known
 credential folders of the home directory and the Jupyter runtime folder (kernel connection
 keys) hidden behind empty tmpfs, the workspace bound read-write, its ``.git`` read-only again
 (so nothing can plant hooks that would run later outside the sandbox), new network, PID, IPC
@@ -28,6 +29,9 @@ HIDDEN_HOME_PATHS = (
     ".npmrc", ".config/gcloud", ".config/gh", ".config/hub", ".password-store", ".local/share/keyrings",
     ".local/share/jupyter/runtime",
 )
+#: Replaced by empty tmpfs: the Unix sockets of local daemons live there, and a read-only mount
+#: does not stop connect() on a socket (the network namespace only covers TCP/IP and abstract sockets).
+_RUNTIME_DIRS = ("/run", "/var/run")
 _NAMESPACE_FLAGS = ("--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try")
 _LIFETIME_FLAGS = ("--die-with-parent", "--new-session", "--cap-drop", "ALL")
 
@@ -87,6 +91,11 @@ def bwrap_prefix(bwrap: str, root: Path, cwd: Path) -> list[str]:
     """The ``bwrap ... --`` argv prefix for running one command with ``cwd`` in workspace ``root``."""
     root = Path(os.path.realpath(root))
     argv = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    for runtime in _RUNTIME_DIRS:  # daemon sockets (docker, dbus, ssh-agent) live here
+        real = Path(os.path.realpath(runtime))
+        if str(real) == runtime and real.is_dir() and real != root and real not in root.parents \
+                and root not in real.parents:
+            argv += ["--tmpfs", runtime]
     hidden = _hidden_paths(root)
     outside = [(p, d) for p, d in hidden if root not in p.parents]
     inside = [(p, d) for p, d in hidden if root in p.parents]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Any
@@ -64,3 +65,33 @@ async def call(name: str, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
     out = await MY_TOOLS[name].fn(args, ctx)
     assert isinstance(out, ToolResult)
     return out
+
+
+def pids_with(token: str) -> list[int]:
+    """Live (non-zombie) processes whose command line holds ``token``."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as handle:
+                cmdline = handle.read()
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                state = handle.read().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if token.encode() in cmdline and state != b"Z":
+            found.append(int(name))
+    return found
+
+
+async def wait_for_pids(token: str, *, present: bool, minimum: int = 1, attempts: int = 400) -> list[int]:
+    """Poll /proc until at least ``minimum`` processes with ``token`` run (present=True) or
+    until none is left (present=False)."""
+    pids = pids_with(token)
+    for _ in range(attempts):
+        if (len(pids) >= minimum) if present else not pids:
+            return pids
+        await asyncio.sleep(0.025)
+        pids = pids_with(token)
+    return pids

@@ -21,8 +21,7 @@ from polaris_jupyter.tools import files, load_all, notebook, terminal
 from polaris_jupyter.tools.base import Tool, ToolContext, ToolError, ToolRegistry, ToolResult
 from polaris_jupyter.tools.bubblewrap import probe_bwrap, reset_probe_cache
 from polaris_jupyter.tools.edits import MemoryEditJournal
-from tests.tools.conftest import SECRET_TEXT, snapshot
-from tests.tools.test_terminal import pids_with, wait_for_pids
+from tests.tools.conftest import SECRET_TEXT, pids_with, snapshot, wait_for_pids
 
 try:
     REGISTRY = load_all(ToolRegistry())
@@ -267,6 +266,28 @@ async def test_allowed_interpreters_have_no_network(workspace: Path) -> None:
         server.close()
     assert "CONNECTED" not in result.text and result.data and result.data["exitCode"] != 0
     assert accepted == []
+
+
+@pytest.mark.asyncio
+async def test_daemon_unix_sockets_under_run_are_out_of_reach(workspace: Path) -> None:
+    """The network namespace does not cover Unix sockets on disk (think /run/docker.sock)."""
+    await _require_bwrap(workspace)
+    if not os.access("/run", os.W_OK):
+        pytest.skip("cannot create a test socket in /run")
+    path = f"/run/polaris-test-{os.getpid()}-{id(workspace)}.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen(1)
+    server.setblocking(False)
+    try:
+        code = f"import socket; s = socket.socket(socket.AF_UNIX); s.connect('{path}'); print('CONN' + 'ECTED')"
+        result = await terminal.execute_command({"command": f'python -c "{code}"'}, ToolContext(root=workspace))
+        with pytest.raises(BlockingIOError):
+            server.accept()
+    finally:
+        server.close()
+        os.unlink(path)
+    assert "CONNECTED" not in result.text and result.data and result.data["exitCode"] != 0
 
 
 @pytest.mark.asyncio

@@ -19,7 +19,7 @@ from polaris_jupyter.tools.command_policy import (
     normalize_allowlist,
     parse_command,
 )
-from tests.tools.conftest import call
+from tests.tools.conftest import call, wait_for_pids
 
 HAVE_GIT = bool(os.path.exists("/usr/bin/git"))
 
@@ -41,36 +41,6 @@ def _exists(path: Path) -> bool:
 
 async def bwrap_works(root: Path) -> bool:
     return (await bubblewrap.probe_bwrap(root)).available
-
-
-def pids_with(token: str) -> list[int]:
-    """Live (non-zombie) processes whose command line holds ``token``."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as handle:
-                cmdline = handle.read()
-            with open(f"/proc/{name}/stat", "rb") as handle:
-                state = handle.read().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if token.encode() in cmdline and state != b"Z":
-            found.append(int(name))
-    return found
-
-
-async def wait_for_pids(token: str, *, present: bool, minimum: int = 1, attempts: int = 400) -> list[int]:
-    """Poll /proc until at least ``minimum`` processes with ``token`` run (present=True) or
-    until none is left (present=False)."""
-    pids = pids_with(token)
-    for _ in range(attempts):
-        if (len(pids) >= minimum) if present else not pids:
-            return pids
-        await asyncio.sleep(0.025)
-        pids = pids_with(token)
-    return pids
 
 
 # --- policy (no process is started) ------------------------------------------------------------
