@@ -76,11 +76,18 @@ def test_sidebar_icon_opens_chat_and_runs(page: Any, lab_server: LabServer, arti
 def test_command_palette_lists_polaris_commands(page: Any, lab_server: LabServer) -> None:
     open_lab(page, lab_server)
     page.locator('.jp-SideBar .lm-TabBar-tab[data-id="polaris-sidebar"]').wait_for(timeout=30_000)
-    # View menu → Activate Command Palette (a keyboard shortcut needs focus inside the shell).
-    page.locator('.lm-MenuBar-itemLabel:text-is("View")').click()
-    page.locator('.lm-Menu-itemLabel:text-is("Activate Command Palette")').click()
+    # View menu → Activate Command Palette, once the shell has restored (the launcher is up).
+    page.locator(".jp-LauncherCard").first.wait_for(state="visible", timeout=30_000)
     palette_input = page.locator(".jp-ModalCommandPalette input.lm-CommandPalette-input")
-    palette_input.wait_for(state="visible", timeout=10_000)
+    for _attempt in range(3):
+        page.locator('.lm-MenuBar-itemLabel:text-is("View")').click()
+        page.locator('.lm-Menu-itemLabel:text-is("Activate Command Palette")').click()
+        try:
+            palette_input.wait_for(state="visible", timeout=5_000)
+            break
+        except Exception:
+            page.keyboard.press("Escape")
+    palette_input.wait_for(state="visible", timeout=5_000)
     palette_input.fill("Polaris")
     items = page.locator(".jp-ModalCommandPalette .lm-CommandPalette-item")
     page.wait_for_function(

@@ -40,9 +40,9 @@ export class ChatPanel {
     const newButton = iconButton(addIcon, 'pj-new-conversation', 'New conversation');
     this.renameButton = iconButton(editIcon, 'pj-rename-conversation', 'Rename conversation');
     this.deleteButton = iconButton(deleteIcon, 'pj-delete-conversation', 'Delete conversation');
-    const bar = h('div', { className: 'pj-toolbar pj-conversation-bar' }, this.picker, newButton, this.renameButton, this.deleteButton);
+    const bar = h('div', { className: 'pj-conversation-bar' }, this.picker, newButton, this.renameButton, this.deleteButton);
     const host = h('div', { className: 'pj-chat-host' });
-    this.node = h('div', { className: 'pj-chat-panel' }, bar, host);
+    this.node = h('div', { className: 'pj-chat-panel' }, host);
 
     this.view = new ChatView(
       host,
@@ -55,7 +55,7 @@ export class ChatPanel {
           void this.loadMessages();
         }
       },
-      { streamWindowMs }
+      { streamWindowMs, toolbar: bar }
     );
 
     this.picker.addEventListener('change', () => {

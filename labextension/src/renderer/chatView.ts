@@ -50,6 +50,8 @@ export interface ChatViewOptions {
   placeholder?: string;
   /** Hide the header when the host draws its own title bar. */
   showHeader?: boolean;
+  /** Host controls (e.g. a conversation picker) shown in the header in place of the title. */
+  toolbar?: HTMLElement;
   /** Coalesce streamed updates into at most one repaint per window (default: one per frame). */
   streamWindowMs?: number;
 }
@@ -110,9 +112,12 @@ export class ChatView {
       'div',
       { className: 'pj-chat-header', hidden: options.showHeader === false },
       this.connectionEl,
-      this.titleEl,
+      options.toolbar ?? this.titleEl,
       this.statusEl
     );
+    if (options.toolbar) {
+      options.toolbar.classList.add('pj-chat-toolbar');
+    }
     const composer = h(
       'div',
       { className: 'pj-chat-composer' },

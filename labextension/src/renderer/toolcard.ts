@@ -42,17 +42,16 @@ export interface ToolCardOptions {
  */
 export function renderToolCard(call: ToolCall, options: ToolCardOptions, previous?: HTMLElement): HTMLElement {
   const status = call.status in STATE_LABEL ? call.status : 'running';
-  const wasOpen = new Set<string>();
+  // Sections the previous card had keep their open state; new ones take their default.
+  const previousOpen = new Map<string, boolean>();
   if (previous) {
     previous.querySelectorAll('details[data-section]').forEach(d => {
-      if ((d as HTMLDetailsElement).open) {
-        wasOpen.add((d as HTMLElement).dataset.section ?? '');
-      }
+      previousOpen.set((d as HTMLElement).dataset.section ?? '', (d as HTMLDetailsElement).open);
     });
   }
   const section = (name: string, summary: Node | string, body: Node, openByDefault = false): HTMLElement => {
     const details = h('details', { className: `pj-tool-section pj-tool-${name}`, 'data-section': name });
-    details.open = previous ? wasOpen.has(name) : openByDefault;
+    details.open = previousOpen.get(name) ?? openByDefault;
     details.appendChild(h('summary', null, summary));
     details.appendChild(body);
     return details;
@@ -119,7 +118,15 @@ export function renderToolCard(call: ToolCall, options: ToolCardOptions, previou
       body.appendChild(actions);
     }
   }
-  // The card itself starts folded unless it carries a diff or an error.
-  card.open = previous ? (previous as HTMLDetailsElement).open : Boolean(call.diff || call.error);
-  return head;
+  // The card opens by itself when it carries a diff or an error, unless the user folded or
+  // unfolded it (then their choice sticks across re-renders).
+  const userToggled = previous?.dataset.userToggled === '1';
+  card.open = userToggled ? (previous as HTMLDetailsElement).open : Boolean(call.diff || call.error);
+  if (userToggled) {
+    card.dataset.userToggled = '1';
+  }
+  card.querySelector(':scope > summary')?.addEventListener('click', () => {
+    card.dataset.userToggled = '1';
+  });
+  return card;
 }

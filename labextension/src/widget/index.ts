@@ -20,9 +20,9 @@ function render({ model, el }: RenderProps): () => void {
   const picker = h('select', { className: 'pj-select pj-conversation-picker', 'aria-label': 'Conversation' }) as HTMLSelectElement;
   const newButton = h('button', { className: 'pj-button pj-button-secondary pj-new-conversation', type: 'button', title: 'Start a new conversation' }, 'New');
   const statusText = h('span', { className: 'pj-widget-status' });
-  const toolbar = h('div', { className: 'pj-widget-toolbar' }, picker, newButton, statusText);
+  const toolbar = h('div', null, picker, newButton, statusText);
   const host = h('div', { className: 'pj-widget-body' });
-  el.append(toolbar, host);
+  el.append(host);
 
   let comm: CommClient;
   const view = new ChatView(host, {
@@ -33,7 +33,7 @@ function render({ model, el }: RenderProps): () => void {
     resync: () => {
       void refresh();
     }
-  });
+  }, { toolbar });
 
   const onMessage = (message: KernelMessage): void => {
     if (message.kind === 'snapshot') {
