@@ -242,17 +242,51 @@ class TextQuery:
         if b"\x00" in data or not self._could_match(data):
             return []
         text = data.decode("utf-8-sig", "replace")
-        if self.whole_text is not None and self.whole_text.search(text) is None:
-            return []
+        if self.whole_text is None:
+            return self._scan_lines(rel_path, text, limit)
+        return self._scan_hits(rel_path, text, limit, self.whole_text)
+
+    def _scan_lines(self, rel_path: str, text: str, limit: int) -> list[LineMatch]:
+        """Every line through the regex (patterns with look-around or \\A/\\Z)."""
         found: list[LineMatch] = []
         search = self.regex.search
-        for number, line in enumerate(text.split("\n"), start=1):
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()  # no line after the final newline (as rg counts lines)
+        for number, line in enumerate(lines, start=1):
             match = search(line)
-            if match is None:
-                continue
-            found.append(LineMatch(rel_path, number, match.start() + 1, _snippet(line, match.start())))
-            if len(found) >= limit:
+            if match is not None:
+                found.append(LineMatch(rel_path, number, match.start() + 1, _snippet(line, match.start())))
+                if len(found) >= limit:
+                    break
+        return found
+
+    def _scan_hits(self, rel_path: str, text: str, limit: int, whole: re.Pattern[str]) -> list[LineMatch]:
+        """Jump from hit to hit of the multi-line regex; confirm each hit's line on its own.
+
+        Without look-around, any line that matches on its own also holds a whole-text match at
+        or after its start, so resuming at the next line after each hit's line misses nothing.
+        """
+        found: list[LineMatch] = []
+        pos = counted_to = 0
+        number = 1
+        size = len(text)
+        while len(found) < limit and pos < size:
+            hit = whole.search(text, pos)
+            if hit is None:
                 break
+            start = text.rfind("\n", 0, hit.start()) + 1
+            if start >= size:
+                break
+            end = text.find("\n", start)
+            end = size if end < 0 else end
+            number += text.count("\n", counted_to, start)
+            counted_to = start
+            line = text[start:end]
+            match = self.regex.search(line)
+            if match is not None:
+                found.append(LineMatch(rel_path, number, match.start() + 1, _snippet(line, match.start())))
+            pos = end + 1
         return found
 
 
@@ -309,7 +343,7 @@ def rg_base_args(rg: str, query: TextQuery) -> list[str]:
     """rg flags that make its file set the workspace's (our ignore rules decide the rest)."""
     args = [
         rg, "--no-config", "--no-messages", "--hidden", "--no-require-git", "--no-ignore-parent",
-        "--no-ignore-global", "--no-ignore-dot", "--max-filesize", "10M", "--sort", "path",
+        "--no-ignore-global", "--no-ignore-dot", "--max-filesize", "10M", "--sort", "path", "--line-buffered",
         "-i" if not query.case_sensitive else "-s",
     ]
     for name in sorted(BUILTIN_IGNORED_DIRS):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 from polaris_jupyter.tools import search
 from polaris_jupyter.tools.base import ToolContext, ToolError, ToolResult
-from polaris_jupyter.tools.search_text import SNIPPET_CHARS, find_rg, path_key
+from polaris_jupyter.tools.search_text import SNIPPET_CHARS, TextQuery, find_rg, path_key
 
 TOOLS = {tool.name: tool for tool in search.TOOLS}
 needs_rg = pytest.mark.skipif(find_rg() is None, reason="ripgrep (rg) not installed: apt-get install ripgrep")
@@ -142,6 +143,32 @@ async def test_results_are_capped_at_50_in_order(tmp_path: Path, engine: str) ->
     assert [(m.path, m.line) for m in outcome.matches] == expected
     exactly = await search.search_files(ToolContext(root=root), "needle two", None, False, engine=engine)
     assert len(exactly.matches) == 30 and not exactly.truncated
+
+
+SCAN_TEXTS = [
+    "a\nb\n\nab  b\na\nb y\nend\n  \nKelvin \u212a sign\ncaf\u00e9 \u00c9t\u00e9\nno newline at the end: b",
+    "\n\n\nxyz\r\nend of crlf\r\n",
+    "",
+]
+
+
+@pytest.mark.parametrize("case_sensitive", [True, False])
+@pytest.mark.parametrize(
+    "pattern",
+    ["^", "$", r"a\s+b", "[^x]+y", "b$", r"^\s*$", r"\bend\b", "x*", "(?<=a)b", "\u00e9t", "k", r"\w+ \w+$", "z\r?$"],
+)
+def test_line_scan_equals_a_naive_line_by_line_search(tmp_path: Path, pattern: str, case_sensitive: bool) -> None:
+    """The hit-to-hit scanner must find exactly the lines a plain per-line loop finds."""
+    query = TextQuery(pattern, case_sensitive, None)
+    regex = re.compile(pattern, 0 if case_sensitive else re.IGNORECASE)
+    for number, text in enumerate(SCAN_TEXTS):
+        (tmp_path / f"t{number}.txt").write_text(text, encoding="utf-8", newline="")
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        expected = [(i, m.start() + 1) for i, line in enumerate(lines, 1) if (m := regex.search(line))]
+        got = [(m.line, m.column) for m in query.scan(str(tmp_path), f"t{number}.txt", 1000)]
+        assert got == expected, (pattern, text)
 
 
 @pytest.mark.asyncio
