@@ -231,9 +231,10 @@ class SqliteStore:
         self._waiters: list[asyncio.Future[None]] = []
         self._inflight: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Bytes of text and blobs committed so far (for benchmarks of write volume).
+        self.bytes_written = 0
         #: Called on the event loop with each committed batch of events (the live bus).
         self.on_events_committed: Callable[[list[Event]], None] | None = None
-        self.bytes_written = 0
 
     # -- lifecycle -------------------------------------------------------------------------
     async def open(self) -> None:
@@ -326,17 +327,21 @@ class SqliteStore:
         assert conn is not None
         conn.execute("BEGIN IMMEDIATE")
         try:
+            written = 0
             if runs:
                 conn.executemany(_UPSERT_RUN, runs)
+                written += sum(_row_bytes(r) for r in runs)
             _execute_grouped(conn, ops)
+            written += sum(_row_bytes(p) for _, p in ops)
             if events:
                 rows = [
                     (e.seq, e.run_id, e.run_seq, e.conversation_id, e.type, _dumps(e.data), e.ts)
                     for e in events
                 ]
-                self.bytes_written += sum(len(r[5] or "") for r in rows)
+                written += sum(_row_bytes(r) for r in rows)
                 conn.executemany(_INSERT_EVENT, rows)
             conn.execute("COMMIT")
+            self.bytes_written += written
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -454,6 +459,13 @@ class SqliteStore:
     async def kv_get(self, ns: str, key: str) -> Any:
         rows = await self.query("SELECT value FROM kv WHERE ns = ? AND key = ?", (ns, key))
         return _loads(rows[0]["value"]) if rows else None
+
+
+def _row_bytes(params: Any) -> int:
+    """Approximate payload size of one written row: its text and blob values."""
+    if isinstance(params, dict):
+        params = params.values()
+    return sum(len(v) for v in params if isinstance(v, (str, bytes)))
 
 
 def _execute_grouped(conn: sqlite3.Connection, ops: list[tuple[str, tuple[Any, ...]]]) -> None:

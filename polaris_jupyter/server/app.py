@@ -86,6 +86,7 @@ class HealthHandler(PolarisHandler):
                 "version": _version(),
                 "activeRuns": len(engine.active_runs()),
                 "lastEventSeq": engine.bus.last_seq,
+                "storeBytesWritten": engine.store.bytes_written,
                 "services": sorted(runtime.services),
             }
         )

@@ -22,7 +22,12 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 from polaris_jupyter.jobs import EventFilter, SubscriberLagging
 from polaris_jupyter.server.base import INTERNAL_USER, bearer_matches
 
-__all__ = ["EventsWebSocket"]
+__all__ = ["EventsWebSocket", "encode_event"]
+
+
+def encode_event(data: dict[str, Any]) -> str:
+    """Compact JSON without null fields: deltas are small, so framing overhead matters."""
+    return json.dumps({k: v for k, v in data.items() if v is not None}, separators=(",", ":"), default=str)
 
 
 class EventsWebSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
@@ -67,7 +72,12 @@ class EventsWebSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type
         bus = self.settings["polaris_runtime"].engine.bus
         try:
             async for event in bus.subscribe(self._filter, self._since):
-                await self.write_message(json.dumps(event.to_json(), default=str))
+                data = event.to_json()
+                if self._filter.conversation_id is not None:
+                    data.pop("conversationId", None)  # implied by the subscription
+                if event.type == "message.delta":
+                    data.pop("ts", None)  # deltas are many and small; their time is not used
+                await self.write_message(encode_event(data))
         except SubscriberLagging as exc:
             self.close(4000, str(exc)[:120])
         except (WebSocketClosedError, asyncio.CancelledError):

@@ -63,10 +63,11 @@ def make_process_message(service: ChatService) -> Callable[[Any, RunContext], Aw
         window_s = runtime.config.stream_window_ms / 1000
 
         def flush(delta: str, offset: int) -> None:
+            # The delta event is the durable record of the text (append-only); the message row
+            # gets the whole text only at state changes, never once per window (the seed's O(n²)).
             if message.status.is_final:
                 return
             message.content = message.content[:offset] + delta
-            service.update(message)
             service._emit(message, "message.delta", {"messageId": message.id, "delta": delta, "offset": offset})
 
         coalescer = DeltaCoalescer(window_s, flush)
