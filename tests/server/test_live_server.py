@@ -68,7 +68,7 @@ SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 
 
 @pytest.mark.skipif(not SCHEMATHESIS.exists(), reason="schemathesis is not installed (pip install -e '.[test]')")
-def test_schemathesis_finds_no_5xx_and_no_schema_violation(live: LiveServer) -> None:
+def test_schemathesis_finds_no_5xx_and_no_schema_violation(live: LiveServer, tmp_path: Path) -> None:
     result = subprocess.run(
         [
             str(SCHEMATHESIS),
@@ -90,6 +90,7 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(live: LiveServer) -> 
         capture_output=True,
         text=True,
         timeout=600,
+        cwd=tmp_path,  # schemathesis writes a .schemathesis folder where it runs
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert "passed" in result.stdout
