@@ -145,10 +145,14 @@ DEFAULT_SCRIPT: list[dict[str, Any]] = [
 
 
 @pytest.fixture(scope="module")
-def scripted_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScriptedModelProcess | None]:
-    """A scripted model, or None where polaris_jupyter.testing cannot run (the lab still starts)."""
+def scripted_model(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ScriptedModelProcess | None]:
+    """A scripted model (the test module's ``MODEL_SCRIPT``, replies in order, then again from
+    the start), or None where polaris_jupyter.testing cannot run (the lab still starts)."""
+    script = getattr(request.module, "MODEL_SCRIPT", DEFAULT_SCRIPT)
     try:
-        model = ScriptedModelProcess(DEFAULT_SCRIPT, tmp_path_factory.mktemp("model")).start()
+        model = ScriptedModelProcess(script, tmp_path_factory.mktemp("model")).start()
     except (OSError, RuntimeError):
         yield None
         return

@@ -210,7 +210,8 @@ def test_stop_while_processing_and_retry_after_failure(widget_page: Any, artifac
     assert sent_requests(page, "stop")[0]["args"] == {"messageId": "a1"}
 
     push(page, {"kind": "events", "events": [
-        event(1, "message.status", {"messageId": "a1", "status": "failed", "error": "model returned 503"}),
+        event(1, "message.status", {"messageId": "a1", "status": "failed",
+                                    "error": {"message": "model returned 503", "detail": "APIStatusError: 503", "attempt": 3}}),
     ]})
     retry = page.locator('[data-message-id="a1"] button.pj-retry')
     retry.wait_for(state="visible")
@@ -221,11 +222,15 @@ def test_stop_while_processing_and_retry_after_failure(widget_page: Any, artifac
     page.wait_for_function("() => window.model.sent.some(m => m.action === 'retry')")
     assert sent_requests(page, "retry")[0]["args"] == {"messageId": "a1"}
 
-    # The retry's run replaces the content instead of appending to it.
+    # The retry (as the server sends it: a reset, then the message with its new run) replaces
+    # the content instead of appending to it; late events of the old run are ignored.
+    retried = message("a1", "assistant", "", "pending", run_id="run_2")
     push(page, {"kind": "events", "events": [
-        event(2, "message.status", {"messageId": "a1", "status": "processing"}, run_id="run_2"),
-        event(3, "message.delta", {"messageId": "a1", "delta": "Fresh start", "offset": 0}, run_id="run_2"),
-        event(4, "message.delta", {"messageId": "a1", "delta": " (stale)", "offset": 9}, run_id="run_1"),
+        {**event(2, "message.status", {"messageId": "a1", "status": "pending", "reset": True}), "runId": None},
+        event(3, "message.created", {"message": retried}, run_id="run_2"),
+        event(4, "message.status", {"messageId": "a1", "status": "processing", "attempt": 1}, run_id="run_2"),
+        event(5, "message.delta", {"messageId": "a1", "delta": "Fresh start", "offset": 0}, run_id="run_2"),
+        event(6, "message.delta", {"messageId": "a1", "delta": " (stale)", "offset": 9}, run_id="run_1"),
     ]})
     page.wait_for_function("() => document.querySelector('[data-message-id=a1] .pj-msg-body').innerText === 'Fresh start'")
     assert page.locator('[data-message-id="a1"] .pj-retry').count() == 0

@@ -3,6 +3,7 @@ nothing crashes, and routes the server lacks show a clear error state instead.""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,9 @@ ALLOWED_ERRORS = (r"status of 404 .*@ \S*/polaris/api/",)
 
 
 def open_lab(page: Any, lab_server: LabServer) -> None:
-    page.goto(lab_server.lab_url(), wait_until="domcontentloaded")
+    """Open JupyterLab in a fresh workspace (no layout restored from an earlier test)."""
+    workspace = f"test-{uuid.uuid4().hex[:8]}"
+    page.goto(lab_server.lab_url(f"lab/workspaces/{workspace}") + "&reset", wait_until="domcontentloaded")
     page.wait_for_selector("#jp-main-dock-panel", timeout=60_000)
 
 

@@ -15,6 +15,7 @@ import {
   Conversation,
   isActive,
   Message,
+  messageErrorText,
   MessageStatus,
   PolarisEvent
 } from './types';
@@ -232,14 +233,19 @@ export class ChatView {
         }
         const status = data.status as MessageStatus;
         let message = entry.message;
-        if (event.runId && message.runId && event.runId !== message.runId) {
+        if (data.reset) {
+          // A retry or a new attempt: its text replaces the old one (never appended twice).
+          message = { ...message, content: '', toolCalls: [], error: null };
+        } else if (event.runId && message.runId && event.runId !== message.runId) {
           if (isFinal(status)) {
             return; // the end of an older run of this message
           }
-          // A retry: the new run replaces the content.
           message = { ...message, runId: event.runId, content: '', toolCalls: [], error: null };
         } else if (isFinal(message.status) && !isFinal(status)) {
-          return; // stale
+          return; // stale: older than what we already show
+        }
+        if (event.runId && !data.reset) {
+          message.runId = event.runId;
         }
         entry.message = {
           ...message,
@@ -533,14 +539,15 @@ export class ChatView {
       parts.push(tools);
     }
     parts.push(body);
+    const error = messageErrorText(m.error);
     if (m.status === 'failed' || m.status === 'cancelled') {
       const note =
         m.status === 'failed'
           ? 'Polaris could not finish this answer.'
           : 'This answer was stopped.';
       const failure = h('div', { className: 'pj-msg-error' }, h('span', null, note));
-      if (m.error) {
-        failure.appendChild(h('span', { className: 'pj-msg-error-detail' }, ` ${m.error}`));
+      if (error.text && !(m.status === 'cancelled' && /cancel/i.test(error.text))) {
+        failure.appendChild(h('span', { className: 'pj-msg-error-detail', title: error.detail || null }, ` ${error.text}`));
       }
       if (m.role === 'assistant') {
         const retry = h('button', { className: 'pj-button pj-button-secondary pj-retry', type: 'button' }, 'Retry');
@@ -551,6 +558,8 @@ export class ChatView {
         failure.appendChild(h('div', { className: 'pj-msg-actions' }, retry));
       }
       parts.push(failure);
+    } else if (isActive(m) && error.text) {
+      parts.push(h('div', { className: 'pj-msg-retrying', title: error.detail || null }, `Retrying after an error: ${error.text}`));
     }
     clear(el);
     el.append(...parts);

@@ -26,6 +26,24 @@ export interface ToolCall {
   diff?: string | null;
 }
 
+/** A message error as the server sends it (a plain string is accepted too). */
+export interface MessageError {
+  message: string;
+  detail?: string;
+  attempt?: number;
+  retrying?: boolean;
+}
+
+export function messageErrorText(error: string | MessageError | null | undefined): { text: string; detail: string } {
+  if (!error) {
+    return { text: '', detail: '' };
+  }
+  if (typeof error === 'string') {
+    return { text: error, detail: '' };
+  }
+  return { text: String(error.message ?? ''), detail: error.detail && error.detail !== error.message ? String(error.detail) : '' };
+}
+
 export interface Message {
   id: string;
   conversationId: string;
@@ -34,7 +52,7 @@ export interface Message {
   status: MessageStatus;
   runId?: string | null;
   toolCalls?: ToolCall[];
-  error?: string | null;
+  error?: string | MessageError | null;
   provider?: string | null;
   model?: string | null;
   usage?: Record<string, unknown> | null;
