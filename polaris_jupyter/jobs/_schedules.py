@@ -142,11 +142,11 @@ class ScheduleManager:
         self.engine.store.execute("DELETE FROM schedules WHERE id = ?", (schedule_id,))
         await self.engine.store.commit()
 
-    def _arm(self, schedule: Schedule, now: float, *, startup: bool) -> None:
+    def _arm(self, schedule: Schedule, now: float, *, startup: bool = False) -> None:
         base = max(schedule.last_slot or schedule.created_at, schedule.created_at)
         slot = next_slot(schedule.cron, schedule.timezone, base)
-        if startup and slot <= now:
-            # Missed while down: fire the most recent missed slot once, skip older ones.
+        if slot <= now:
+            # Missed (server down, laptop asleep): fire the most recent slot once, skip older ones.
             slot = prev_slot(schedule.cron, schedule.timezone, now + 1e-6)
         schedule.next_slot = slot
         self.engine._add_timer(slot, schedule.id, "cron")
@@ -157,8 +157,10 @@ class ScheduleManager:
             return
         slot = schedule.next_slot
         now = self.engine.clock.now()
-        if schedule.last_slot is not None and slot <= schedule.last_slot:
-            self._arm(schedule, now, startup=False)
+        if (schedule.last_slot is not None and slot <= schedule.last_slot) or next_slot(
+            schedule.cron, schedule.timezone, slot
+        ) <= now:
+            self._arm(schedule, now)  # a later slot is already due: fire only the most recent one
             return
         payload = {
             "type": "DECLARATIVE" if schedule.declarative else "IMPERATIVE",

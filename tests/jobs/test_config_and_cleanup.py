@@ -49,7 +49,8 @@ async def test_cleanup_deletes_old_finished_runs_and_their_events(tmp_path: Path
     async def old(payload: Any, ctx: RunContext) -> None:
         ctx.logger.info("hi")
 
-    cfg = PolarisConfig(db_path=str(tmp_path / "p.db"), retention_days=1, cleanup_timezone="UTC")
+    # Jan 1st only: the daily schedule must not fire (and clean up first) during the clock jump.
+    cfg = PolarisConfig(db_path=str(tmp_path / "p.db"), retention_days=1, cleanup_timezone="UTC", cleanup_cron="0 2 1 1 *")
     runtime = PolarisRuntime(cfg, root_dir=tmp_path, registry=registry, clock=clock)
     await runtime.start()
     try:
@@ -66,7 +67,8 @@ async def test_cleanup_deletes_old_finished_runs_and_their_events(tmp_path: Path
         assert (await engine.get_run(recent.run.id)).status is RunStatus.COMPLETED
         assert (await engine.get_run(pending.id)).status is RunStatus.DELAYED
         schedules = {s.id: s for s in engine.schedules.list()}
-        assert schedules["cleanup-daily"].cron == "0 2 * * *"
+        assert schedules["cleanup-daily"].cron == "0 2 1 1 *"
+        assert PolarisConfig().cleanup_cron == "0 2 * * *"
     finally:
         await runtime.stop()
 

@@ -66,30 +66,36 @@ async def test_cron_fires_each_slot_once_even_across_restarts(make_engine: Any, 
     await settle()
     await engine.drain()
     assert [p["timestamp"] for p in fired][-1] == "2026-01-01T00:10:00Z"
-    assert fired[-1]["lastTimestamp"] == "2026-01-01T00:05:00Z"
+    # Asleep for 12 minutes while running: the missed 00:15 slot is skipped, 00:20 fires once.
+    clock.advance(12 * 60)  # 00:22:30
+    await settle()
+    await engine.drain()
+    assert [p["timestamp"] for p in fired][2:] == ["2026-01-01T00:20:00Z"]
+    assert fired[1]["lastTimestamp"] == "2026-01-01T00:05:00Z"
+    assert fired[2]["lastTimestamp"] == "2026-01-01T00:10:00Z"
     await engine.stop()
 
-    # Restart on the same db at the same instant: the 00:10 slot must not fire again.
+    # Restart on the same db at the same instant: the 00:20 slot must not fire again.
     engine2 = await make_engine(clock=clock)
     await settle()
     await engine2.drain()
-    assert len(fired) == 2
+    assert len(fired) == 3
     # Down for 17 minutes: only the most recent missed slot fires (once), then normal cadence.
     await engine2.stop()
-    clock.advance(17 * 60)  # 00:27:30
+    clock.advance(17 * 60)  # 00:39:30
     engine3 = await make_engine(clock=clock)
     await settle()
     await engine3.drain()
-    assert [p["timestamp"] for p in fired][2:] == ["2026-01-01T00:25:00Z"]
-    assert fired[2]["catchUp"] is True
+    assert [p["timestamp"] for p in fired][3:] == ["2026-01-01T00:35:00Z"]
+    assert fired[3]["catchUp"] is True
     clock.advance(3 * 60)
     await settle()
     await engine3.drain()
-    assert [p["timestamp"] for p in fired][3:] == ["2026-01-01T00:30:00Z"]
+    assert [p["timestamp"] for p in fired][4:] == ["2026-01-01T00:40:00Z"]
     runs = sqlite3.connect(tmp_path / "runs.db").execute(
         "SELECT COUNT(*) FROM runs WHERE schedule_id = ?", (schedule.id,)
     ).fetchone()[0]
-    assert runs == 4
+    assert runs == 5
 
 
 @pytest.mark.asyncio
