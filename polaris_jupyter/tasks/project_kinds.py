@@ -135,7 +135,7 @@ class Step:
                 title=data.get("title") or data.get("id") or "",
                 prompt=data.get("prompt", ""),
                 max_model_steps=data.get("maxModelSteps", 6) or 6,
-                first_tool=data.get("firstTool"),
+                first_tool=data.get("firstTool", "writeFile"),
                 depends_on=data.get("dependsOn") or (),
                 action=data.get("action", "model"),
                 min_files=data.get("minFiles"),
