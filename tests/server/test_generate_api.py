@@ -1,0 +1,118 @@
+"""Project generation over REST on a real Jupyter server, the real openai client over HTTP to
+the scripted model server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from polaris_jupyter.server.openapi import openapi_document
+from polaris_jupyter.tasks.generate_script import ScriptedGeneration
+from polaris_jupyter.testing import ScriptedModelServer
+from tests.server.test_runs_api import call, wait_status
+
+
+@pytest.fixture
+def script() -> ScriptedGeneration:
+    return ScriptedGeneration(tokens_per_file=40)
+
+
+@pytest.fixture
+def model(monkeypatch: pytest.MonkeyPatch, script: ScriptedGeneration) -> Iterator[ScriptedModelServer]:
+    server = ScriptedModelServer.start_in_thread(responder=script)
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("OPENAI_MODEL", "scripted-1")
+    monkeypatch.setenv("POLARIS_PROVIDER", "openai")  # never fall back to a bundled model
+    for name in ("CEREBRAS_API_KEY", "OPENROUTER_API_KEY", "POLARIS_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("POLARIS_LOCAL_BASE_URL", "http://127.0.0.1:9/v1")
+    yield server
+    server.stop()
+
+
+async def test_project_kinds_are_listed(jp_fetch: Any, polaris: Any) -> None:
+    status, body = await call(jp_fetch, "project-kinds")
+    assert status == 200
+    kinds = {k["id"]: k for k in body["kinds"]}
+    react = kinds["react-vite"]
+    assert [s["id"] for s in react["steps"]][:3] == ["validate-input", "config-files", "source-structure"]
+    hooks = next(s for s in react["steps"] if s["id"] == "hooks")
+    assert hooks["dependsOn"] == ["source-structure"] and hooks["maxModelSteps"] == 6
+    assert "python-package" in kinds
+    status, full = await call(jp_fetch, "project-kinds", "python-package")
+    assert status == 200 and "pyproject.toml" in full["steps"][1]["prompt"]
+    status, missing = await call(jp_fetch, "project-kinds", "cobol-app")
+    assert status == 404 and "unknown project kind 'cobol-app'" in missing["message"]
+
+
+async def test_generate_runs_end_to_end_and_revert_undoes_it(
+    jp_fetch: Any, polaris: Any, model: ScriptedModelServer, script: ScriptedGeneration
+) -> None:
+    root = Path(polaris.root_dir)
+    body = {"description": "A pomodoro timer", "kind": "react-vite", "path": "pomodoro"}
+    status, accepted = await call(jp_fetch, "generate", method="POST", body=body)
+    assert status == 202 and accepted["runId"].startswith("run_")
+    run = await wait_status(jp_fetch, accepted["runId"], {"COMPLETED", "FAILED"}, timeout_s=60)
+    assert run["status"] == "COMPLETED", run["error"]
+    assert run["taskId"] == "generate-project" and "generation" in run["tags"]
+    assert run["metadata"]["progress"]["done"] == run["metadata"]["progress"]["total"] == 10
+    files = run["output"]["files"]
+    assert len(files) == 8 and all((root / f).is_file() and (root / f).stat().st_size > 0 for f in files)
+    assert sum(script.calls.values()) == 18
+    _, page = await call(jp_fetch, "runs", accepted["runId"], "events")
+    types = [e["type"] for e in page["events"]]
+    assert {"generation.step", "generation.file", "generation.progress", "generation.info"} <= set(types)
+    steps = [e["data"] for e in page["events"] if e["type"] == "generation.step"]
+    assert sum(1 for s in steps if s["state"] == "finished") == 10
+    # a second generation into the same folder is refused while the folder is not empty
+    status, conflict = await call(jp_fetch, "generate", method="POST", body=body)
+    assert status == 409 and "not empty" in conflict["message"]
+    status, reverted = await call(jp_fetch, "runs", accepted["runId"], "revert", method="POST")
+    assert status == 200 and set(files) <= set(reverted["reverted"])
+    assert not (root / "pomodoro").exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"description": "x", "kind": "cobol", "path": "a"}, 400, "unknown project kind 'cobol'"),
+        ({"description": "x", "kind": "react-vite", "path": "../up"}, 400, "outside the workspace"),
+        ({"description": "x", "kind": "react-vite", "path": "/etc"}, 400, "outside the workspace"),
+        ({"description": "x", "kind": "react-vite", "path": "."}, 400, "workspace root itself"),
+        ({"kind": "react-vite", "path": "a"}, 400, "description must be a non-empty string"),
+        ({"description": "x", "kind": "react-vite", "path": "a", "overwrite": "yes"}, 400, "overwrite must be"),
+        ({"description": "x", "kind": "react-vite", "path": "taken"}, 409, "'taken' is not empty"),
+    ],
+)
+async def test_generate_refuses_bad_requests(jp_fetch: Any, polaris: Any, body: dict[str, Any], status: int, message: str) -> None:
+    taken = Path(polaris.root_dir) / "taken"
+    taken.mkdir(exist_ok=True)
+    (taken / "main.py").write_text("print('mine')\n")
+    got, error = await call(jp_fetch, "generate", method="POST", body=body)
+    assert got == status and message in error["message"], error
+    assert not any(r.task_id == "generate-project" for r in polaris.engine.active_runs())
+    assert (taken / "main.py").read_text() == "print('mine')\n"
+
+
+async def test_overwrite_allows_a_non_empty_folder(jp_fetch: Any, polaris: Any, model: ScriptedModelServer) -> None:
+    kept = Path(polaris.root_dir) / "site" / "notes.txt"
+    kept.parent.mkdir()
+    kept.write_text("keep me\n")
+    body = {"description": "A tiny package", "kind": "python-package", "path": "site", "overwrite": True}
+    status, accepted = await call(jp_fetch, "generate", method="POST", body=body)
+    assert status == 202
+    run = await wait_status(jp_fetch, accepted["runId"], {"COMPLETED", "FAILED"}, timeout_s=60)
+    assert run["status"] == "COMPLETED", run["error"]
+    assert kept.read_text() == "keep me\n" and (kept.parent / "pyproject.toml").is_file()
+
+
+def test_routes_are_in_the_openapi_document() -> None:
+    import polaris_jupyter.server.generate_routes  # noqa: F401  (registers the paths)
+
+    paths = openapi_document()["paths"]
+    assert {"/polaris/api/v1/project-kinds", "/polaris/api/v1/project-kinds/{kindId}", "/polaris/api/v1/generate"} <= set(paths)
+    assert set(paths["/polaris/api/v1/generate"]["post"]["responses"]) >= {"202", "400", "409"}
