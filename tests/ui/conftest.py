@@ -216,6 +216,8 @@ class LabServer:
             f"--port={self.port}",
             "--ServerApp.port_retries=0",
             f"--ServerApp.token={TOKEN}",
+            # Enabled here too, so the tests do not depend on how the package was installed.
+            "--ServerApp.jpserver_extensions=polaris_jupyter=True",
             f"--ServerApp.root_dir={self.root}",
             f"--LabApp.workspaces_dir={self.base / 'workspaces'}",
             f"--LabApp.user_settings_dir={self.base / 'settings'}",

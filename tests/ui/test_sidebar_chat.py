@@ -121,3 +121,29 @@ def test_stop_stops_a_streaming_reply(page: Any, lab_server: LabServer, artifact
     assert 0 < len(stopped_text) < len(STORY)
     page.screenshot(path=str(artifacts_dir / "sidebar-chat-stopped.png"))
     assert not page.polaris_log.unexpected(ALLOWED_ERRORS)
+
+
+def test_dark_theme_follows_jupyterlab_variables(page: Any, lab_server: LabServer, artifacts_dir: Path) -> None:
+    skip_without_chat(lab_server)
+    open_lab(page, lab_server)
+    sidebar = open_sidebar(page)
+    sidebar.locator(".pj-msg-assistant").first.wait_for(timeout=15_000)
+    page.locator('.lm-MenuBar-itemLabel:text-is("Settings")').click()
+    page.locator('.lm-Menu-itemLabel:text-is("Theme")').hover()
+    page.locator('.lm-Menu-itemLabel:text-is("JupyterLab Dark")').click()
+    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'", timeout=15_000)
+    page.locator("#jupyterlab-splash").wait_for(state="detached", timeout=15_000)
+    luminance = page.evaluate(
+        """() => {
+          const rgb = getComputedStyle(document.querySelector('#polaris-sidebar .pj-chat')).backgroundColor
+            .match(/\\d+/g).map(Number);
+          return (0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]) / 255;
+        }"""
+    )
+    assert luminance < 0.35, f"the chat should follow the dark theme (background luminance {luminance:.2f})"
+    page.screenshot(path=str(artifacts_dir / "sidebar-chat-dark.png"))
+    # Back to the light theme for whatever runs next on this server.
+    page.locator('.lm-MenuBar-itemLabel:text-is("Settings")').click()
+    page.locator('.lm-Menu-itemLabel:text-is("Theme")').hover()
+    page.locator('.lm-Menu-itemLabel:text-is("JupyterLab Light")').click()
+    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'", timeout=15_000)

@@ -76,7 +76,7 @@ def test_sidebar_icon_opens_chat_and_runs(page: Any, lab_server: LabServer, arti
     assert not errors, f"console/page errors: {errors}"
 
 
-def test_command_palette_lists_polaris_commands(page: Any, lab_server: LabServer) -> None:
+def test_command_palette_lists_polaris_commands(page: Any, lab_server: LabServer, artifacts_dir: Path) -> None:
     open_lab(page, lab_server)
     page.locator('.jp-SideBar .lm-TabBar-tab[data-id="polaris-sidebar"]').wait_for(timeout=30_000)
     # View menu → Activate Command Palette, once the shell has restored (the launcher is up).
@@ -104,5 +104,19 @@ def test_command_palette_lists_polaris_commands(page: Any, lab_server: LabServer
     # Running "Open Runs" from the palette reveals the Runs view.
     items.filter(has_text="Open Runs").first.click()
     page.locator("#polaris-sidebar .pj-view-runs .pj-runs-table").wait_for(state="visible", timeout=10_000)
+
+    # "Generate Project…" asks for a description, a kind and a folder.
+    page.locator('.lm-MenuBar-itemLabel:text-is("View")').click()
+    page.locator('.lm-Menu-itemLabel:text-is("Activate Command Palette")').click()
+    palette_input.wait_for(state="visible", timeout=10_000)
+    palette_input.fill("Polaris: Generate")
+    items.filter(has_text="Generate Project").first.click()
+    form = page.locator(".jp-Dialog .pj-generate-form")
+    form.wait_for(state="visible", timeout=10_000)
+    assert form.locator("select option").count() >= 1
+    assert form.locator("input[type=text]").input_value() == "app/"
+    page.screenshot(path=str(artifacts_dir / "generate-dialog.png"))
+    page.locator(".jp-Dialog button.jp-mod-reject").click()
+    form.wait_for(state="detached", timeout=10_000)
     errors = page.polaris_log.unexpected(ALLOWED_ERRORS)
     assert not errors, f"console/page errors: {errors}"
