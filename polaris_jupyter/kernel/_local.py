@@ -307,12 +307,10 @@ class LocalBackend(Backend):
         return generate
 
     async def project_kinds(self) -> list[dict[str, Any]]:
-        generate = self._generation()
-        lister = getattr(generate, "project_kinds_json", None) or getattr(generate, "list_kinds_json", None)
-        if lister is None:
-            raise PolarisError("this version cannot list project kinds", 501)
-        result = lister(self.runtime) if _takes_argument(lister) else lister()
-        return list(result["kinds"] if isinstance(result, dict) else result)
+        self._generation()
+        from polaris_jupyter.tasks.project_kinds import project_kinds
+
+        return [kind.to_json() for kind in project_kinds()]
 
     async def generate(self, description: str, kind: str, path: str, overwrite: bool = False) -> dict[str, Any]:
         generate = self._generation()
@@ -321,12 +319,3 @@ class LocalBackend(Backend):
         except EngineError as exc:
             raise _engine_error(exc) from exc
         return {"runId": run_id}
-
-
-def _takes_argument(fn: Any) -> bool:
-    import inspect
-
-    try:
-        return len(inspect.signature(fn).parameters) > 0
-    except (TypeError, ValueError):
-        return False

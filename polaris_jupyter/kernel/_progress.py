@@ -53,13 +53,17 @@ class ProgressState:
         """The plan (if the kind is known), the run's status and every event stored so far."""
         run = await backend.run(self.run_id)
         self.status = str(run.get("status") or self.status)
-        kind = (run.get("payload") or {}).get("kind") if isinstance(run.get("payload"), dict) else None
+        raw = run.get("payload")
+        payload: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        kind = payload.get("kind")
         if kind and not self.steps:
-            try:
-                kinds = await backend.project_kinds()
-            except PolarisError:
-                kinds = []
-            plan = next((k for k in kinds if k.get("id") == kind), None)
+            plan = payload.get("plan") if isinstance(payload.get("plan"), dict) else None
+            if plan is None:
+                try:
+                    kinds = await backend.project_kinds()
+                except PolarisError:
+                    kinds = []
+                plan = next((k for k in kinds if k.get("id") == kind), None)
             for step in (plan or {}).get("steps") or []:
                 self.steps.append({"id": step["id"], "state": "pending", "dependsOn": list(step.get("dependsOn") or [])})
             self.total = len(self.steps)

@@ -8,6 +8,7 @@ prints as one line plus the usage.
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -309,6 +310,26 @@ def register_magics(ipython: Any) -> None:
         return
     _registered.add(id(ipython))
     ipython.events.register("post_run_cell", _offer_kernel_tasks)
+    cleanup = getattr(ipython, "input_transformers_cleanup", None)
+    if cleanup is not None and protect_questions not in cleanup:
+        cleanup.append(protect_questions)
+
+
+_ASK_LINE = re.compile(r"^([ \t]*)%polaris[ \t]+(ask\b.*?\?)[ \t]*$")
+
+
+def protect_questions(lines: list[str]) -> list[str]:
+    """``%polaris ask what does it do?``: IPython reads a trailing ``?`` as a help request; a
+    question is not one, so such lines become the explicit magic call before IPython sees them."""
+    if lines and lines[0].lstrip().startswith("%%"):
+        return lines
+    out = []
+    for line in lines:
+        match = _ASK_LINE.match(line.rstrip("\r\n"))
+        if match:
+            line = f"{match.group(1)}get_ipython().run_line_magic('polaris', {match.group(2)!r})\n"
+        out.append(line)
+    return out
 
 
 def _offer_kernel_tasks(result: Any = None) -> None:

@@ -83,11 +83,11 @@ class _PolarisWidget(anywidget.AnyWidget):
                 raise PolarisError(f"unknown widget action {action!r}")
             data = await handler(args)
         except Exception as exc:
-            self._send({"kind": "response", "id": request_id, "ok": False, "error": _error_text(exc)})
+            self._push({"kind": "response", "id": request_id, "ok": False, "error": _error_text(exc)})
             return
-        self._send({"kind": "response", "id": request_id, "ok": True, "data": data})
+        self._push({"kind": "response", "id": request_id, "ok": True, "data": data})
 
-    def _send(self, content: dict[str, Any]) -> None:
+    def _push(self, content: dict[str, Any]) -> None:
         if not self._closed:
             self.send(content)
 
@@ -211,14 +211,14 @@ class ChatPanel(_PolarisWidget):
         conversation = await backend.conversation(self.conversation_id)
         messages = await backend.messages(self.conversation_id)
         status = await self._status_line()
-        self._send({"kind": "snapshot", "conversation": conversation, "messages": messages, "status": status})
+        self._push({"kind": "snapshot", "conversation": conversation, "messages": messages, "status": status})
 
     async def _pump_events(self, conversation_id: str, since: int) -> None:
         stream = self._client.backend.events(conversation_id=conversation_id, since=since)
         async for batch in _batched(stream, BATCH_WINDOW_S):
             events = [e for e in batch if e.get("type") in CHAT_EVENT_TYPES]
             if events:
-                self._send({"kind": "events", "events": events})
+                self._push({"kind": "events", "events": events})
             for event in events:
                 data = event.get("data") or {}
                 if data.get("provider") or data.get("model"):
@@ -299,7 +299,7 @@ class GenerationProgress(_PolarisWidget):
         await self.state.load(backend)
         self._loaded.set()
         self._publish_traits()
-        self._send(self.state.snapshot())
+        self._push(self.state.snapshot())
         if self.state.final:
             return
         loop = asyncio.get_running_loop()
@@ -310,14 +310,14 @@ class GenerationProgress(_PolarisWidget):
             self._publish_traits()
             if not self._synced:
                 if self.state.final or loop.time() - pushed_at >= UNSYNCED_SNAPSHOT_INTERVAL_S:
-                    self._send(self.state.snapshot())
+                    self._push(self.state.snapshot())
                     pushed_at = loop.time()
             elif fresh:
-                self._send({"kind": "events", "events": fresh})
+                self._push({"kind": "events", "events": fresh})
             if self.state.final:
                 return
 
     async def _do_refresh(self, args: dict[str, Any]) -> None:
         await asyncio.wait_for(self._loaded.wait(), 30)
         self._synced = True
-        self._send(self.state.snapshot())
+        self._push(self.state.snapshot())
