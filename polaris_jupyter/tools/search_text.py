@@ -17,12 +17,14 @@ A pattern rg cannot parse (look-around, back-references) silently uses the Pytho
 from __future__ import annotations
 
 import asyncio
+import codecs
 import os
 import re
 import shutil
+import subprocess
 import threading
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +50,10 @@ MAX_FILE_BYTES = 10 * 1024 * 1024
 SNIPPET_CHARS = 200
 _HEAD_BYTES = 65_536
 _RG_BATCH = 64
+#: The only non-ASCII characters Python's ``re.IGNORECASE`` matches to an ASCII letter
+#: (İ ı ſ and the Kelvin sign), UTF-8 encoded: without them, lower-casing ASCII bytes finds
+#: every case-insensitive occurrence of an ASCII literal.
+_ASCII_FOLD_SPECIALS = ("\u0130".encode(), "\u0131".encode(), "\u017f".encode(), "\u212a".encode())
 _LOOKAROUND = re.compile(r"\(\?<?[=!]|\\[AZ]")
 
 
@@ -218,7 +224,7 @@ class TextQuery:
             return True
         if self.case_sensitive:
             return all(lit in data for lit in self.literals)
-        if not data.isascii():
+        if not _ascii_case_is_enough(data):
             return True  # Unicode case folding (K/\u212a, s/\u017f): let the regex decide
         lowered = data.lower()
         return all(lit in lowered for lit in self.literals)
@@ -239,12 +245,51 @@ class TextQuery:
                 data += fh.read(MAX_FILE_BYTES)
             except OSError:
                 return []
-        if b"\x00" in data or not self._could_match(data):
+        if b"\x00" in data:
             return []
-        text = data.decode("utf-8-sig", "replace")
+        if data.startswith(codecs.BOM_UTF8):
+            data = data[len(codecs.BOM_UTF8) :]
+        if self.literals and (self.case_sensitive or _ascii_case_is_enough(data)):
+            haystack = data if self.case_sensitive else data.lower()
+            if not all(lit in haystack for lit in self.literals):
+                return []
+            return self._scan_literal(rel_path, data, haystack, limit)
+        if not self._could_match(data):
+            return []
+        text = data.decode("utf-8", "replace")
         if self.whole_text is None:
             return self._scan_lines(rel_path, text, limit)
         return self._scan_hits(rel_path, text, limit, self.whole_text)
+
+    def _scan_literal(self, rel_path: str, data: bytes, haystack: bytes, limit: int) -> list[LineMatch]:
+        """Visit only the lines holding the longest required literal (found by ``bytes.find``).
+
+        Every match lies within one line and contains each required literal, so no other line
+        can match. ``haystack`` is ``data`` or, for case-insensitive search of ASCII text, its
+        lower-case copy (same offsets).
+        """
+        literal = max(self.literals, key=len)
+        others = [lit for lit in self.literals if lit is not literal]
+        found: list[LineMatch] = []
+        pos = counted_to = 0
+        number = 1
+        size = len(data)
+        while len(found) < limit:
+            at = haystack.find(literal, pos)
+            if at < 0:
+                break
+            start = haystack.rfind(b"\n", 0, at) + 1
+            end = haystack.find(b"\n", at)
+            end = size if end < 0 else end
+            number += data.count(b"\n", counted_to, start)
+            counted_to = start
+            if not others or all(haystack.find(lit, start, end) >= 0 for lit in others):
+                line = data[start:end].decode("utf-8", "replace")
+                match = self.regex.search(line)
+                if match is not None:
+                    found.append(LineMatch(rel_path, number, match.start() + 1, _snippet(line, match.start())))
+            pos = end + 1
+        return found
 
     def _scan_lines(self, rel_path: str, text: str, limit: int) -> list[LineMatch]:
         """Every line through the regex (patterns with look-around or \\A/\\Z)."""
@@ -288,6 +333,10 @@ class TextQuery:
                 found.append(LineMatch(rel_path, number, match.start() + 1, _snippet(line, match.start())))
             pos = end + 1
         return found
+
+
+def _ascii_case_is_enough(data: bytes) -> bool:
+    return data.isascii() or not any(special in data for special in _ASCII_FOLD_SPECIALS)
 
 
 def _snippet(line: str, start: int) -> str:
@@ -360,42 +409,50 @@ async def search_with_rg(
 ) -> SearchOutcome | None:
     """Stream candidate files from rg, scan them in order, stop rg once the cap is exceeded.
 
-    Returns None when rg refuses the pattern, so the caller can use the Python engine.
+    Runs in a worker thread (one hop, not one per candidate); a cancelled call kills rg at
+    once. Returns None when rg refuses the pattern, so the caller can use the Python engine.
     """
     if not query.rg_ok:
         return None
-    root_s = await asyncio.to_thread(os.path.realpath, root)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        return await asyncio.to_thread(_search_with_rg_blocking, rg, str(root), query, cap, procs)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+
+
+def _search_with_rg_blocking(
+    rg: str, root: str, query: TextQuery, cap: int, procs: list[subprocess.Popen[bytes]]
+) -> SearchOutcome | None:
+    root_s = os.path.realpath(root)
     args = [*rg_base_args(rg, query), "--files-with-matches", "-e", query.pattern, "--", "."]
-    proc = await asyncio.create_subprocess_exec(
-        *args, cwd=root_s, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=1 << 20,
+    proc = subprocess.Popen(
+        args, cwd=root_s, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
+    procs.append(proc)
     assert proc.stdout is not None and proc.stderr is not None
-    stderr_task = asyncio.ensure_future(proc.stderr.read())
     collector = _Collector(cap)
     rules = IgnoreRules.for_root(root_s)
     got_any = eof = False
-    pending = b""
     try:
-        while not collector.full:
-            chunk = await proc.stdout.read(1 << 16)
-            got_any = got_any or bool(chunk)
-            lines = (pending + chunk).split(b"\n")
-            pending = lines.pop() if chunk else b""
-            batch = [_rg_path(raw) for raw in lines if raw]
-            if batch:
-                await asyncio.to_thread(_scan_batch, collector, query, rules, root_s, batch)
-            if not chunk:
-                eof = True
-                break
+        for raw in proc.stdout:
+            got_any = True
+            rel = _rg_path(raw.rstrip(b"\n"))
+            if query.wants(rel) and not rules.is_ignored(rel, False):
+                collector.add_file(query, root_s, rel)
+                if collector.full:
+                    break
+        else:
+            eof = True
     finally:
-        if not eof and proc.returncode is None:  # stopped early (cap reached, cancelled, failed)
-            try:
-                proc.kill()
-            except ProcessLookupError:
-                pass
-        await proc.wait()
-        stderr = await stderr_task
+        if not eof and proc.poll() is None:  # stopped early (cap reached, failure)
+            proc.kill()
+        proc.stdout.close()
+        stderr = proc.stderr.read()
+        proc.stderr.close()
+        proc.wait()
     if not got_any and proc.returncode == 2 and stderr.strip():
         return None  # rg could not parse the pattern (or failed): let Python search
     return collector.outcome("rg")
@@ -404,11 +461,3 @@ async def search_with_rg(
 def _rg_path(raw: bytes) -> str:
     rel = os.fsdecode(raw)
     return rel[2:] if rel.startswith("./") else rel
-
-
-def _scan_batch(collector: _Collector, query: TextQuery, rules: IgnoreRules, root: str, batch: Iterable[str]) -> None:
-    for rel in batch:
-        if collector.full:
-            return
-        if query.wants(rel) and not rules.is_ignored(rel, False):
-            collector.add_file(query, root, rel)

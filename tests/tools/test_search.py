@@ -147,7 +147,9 @@ async def test_results_are_capped_at_50_in_order(tmp_path: Path, engine: str) ->
 
 SCAN_TEXTS = [
     "a\nb\n\nab  b\na\nb y\nend\n  \nKelvin \u212a sign\ncaf\u00e9 \u00c9t\u00e9\nno newline at the end: b",
-    "\n\n\nxyz\r\nend of crlf\r\n",
+    "\n\n\nxyz\r\nend of crlf\r\nEND OF LINE end of line\n",
+    "Kelvin and kelvin and KELVIN .\nplain ascii end of file, no newline at all: ab  b sign",
+    "na\u00efve End Of text \u00e9t\u00e9\nsecond end of\u00e9 line\n\u00c9T\u00c9 ab|end\n",
     "",
 ]
 
@@ -155,7 +157,8 @@ SCAN_TEXTS = [
 @pytest.mark.parametrize("case_sensitive", [True, False])
 @pytest.mark.parametrize(
     "pattern",
-    ["^", "$", r"a\s+b", "[^x]+y", "b$", r"^\s*$", r"\bend\b", "x*", "(?<=a)b", "\u00e9t", "k", r"\w+ \w+$", "z\r?$"],
+    ["^", "$", r"a\s+b", "[^x]+y", "b$", r"^\s*$", r"\bend\b", "x*", "(?<=a)b", "\u00e9t", "k", r"\w+ \w+$", "z\r?$",
+     "end of", "kelvin .", r"(?<=no )newline", "ab  b", r"no (newline)+ at", "sign$", "crlf\r$", "ab|end"],
 )
 def test_line_scan_equals_a_naive_line_by_line_search(tmp_path: Path, pattern: str, case_sensitive: bool) -> None:
     """The hit-to-hit scanner must find exactly the lines a plain per-line loop finds."""
