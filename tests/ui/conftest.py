@@ -204,8 +204,8 @@ class LabServer:
             JUPYTER_CONFIG_DIR=str(self.base / "config"),
             JUPYTER_RUNTIME_DIR=str(self.base / "runtime"),
             POLARIS_DB_PATH=str(self.base / "polaris.db"),
-            **self.env,
         )
+        env.update(self.env)
         args = [
             sys.executable,
             "-m",
@@ -238,7 +238,14 @@ class LabServer:
         raise RuntimeError(f"jupyter lab did not become ready:\n{self.log_tail()}")
 
     def get(self, path: str) -> tuple[int, Any]:
-        req = urllib.request.Request(self.url + path, headers={"Authorization": f"token {TOKEN}"})
+        return self.request("GET", path)
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            self.url + path, data=data, method=method,
+            headers={"Authorization": f"token {TOKEN}", "Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(req, timeout=10) as resp:
                 raw = resp.read()
@@ -268,6 +275,7 @@ class LabServer:
 
 @pytest.fixture(scope="module")
 def lab_server(
+    request: pytest.FixtureRequest,
     browser_requirements: None,
     tmp_path_factory: pytest.TempPathFactory,
     scripted_model: ScriptedModelProcess | None,
@@ -277,7 +285,15 @@ def lab_server(
     if scripted_model is not None:
         env["POLARIS_LOCAL_BASE_URL"] = scripted_model.base_url
         env["POLARIS_PROVIDER"] = "local"
-    server = LabServer(tmp_path_factory.mktemp("lab"), env=env).start()
+    base = tmp_path_factory.mktemp("lab")
+    # A test module may define tasks for the server: TASK_MODULE = "<python source>".
+    task_source = getattr(request.module, "TASK_MODULE", None)
+    if task_source:
+        (base / "tasks").mkdir()
+        (base / "tasks" / "ui_tasks.py").write_text(task_source)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(base / "tasks"), str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+        env["POLARIS_TASK_MODULES"] = "ui_tasks"
+    server = LabServer(base, env=env).start()
     yield server
     server.stop()
     shutil.copy(server.log_path, artifacts_dir / f"lab-{server.port}.log")

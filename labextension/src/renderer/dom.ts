@@ -81,12 +81,12 @@ export function formatDuration(ms: number | null | undefined): string {
   return `${Math.floor(min / 60)} h ${min % 60} min`;
 }
 
-/** Local short time for an ISO string, '—' when missing or invalid. */
-export function formatTime(iso: string | null | undefined): string {
-  if (!iso) {
+/** Local short time for an ISO string (or epoch seconds/ms), '—' when missing or invalid. */
+export function formatTime(iso: string | number | null | undefined): string {
+  if (iso === null || iso === undefined || iso === '') {
     return '—';
   }
-  const date = new Date(iso);
+  const date = typeof iso === 'number' ? new Date(iso < 1e12 ? iso * 1000 : iso) : new Date(iso);
   if (isNaN(date.getTime())) {
     return '—';
   }

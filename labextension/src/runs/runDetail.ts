@@ -229,11 +229,9 @@ export class RunDetailView {
         'div',
         { className: 'pj-run-header' },
         h('span', { className: 'pj-run-task' }, run.taskId),
-        h('span', { className: statusClass(run.status) }, statusLabel(run.status)),
-        h('span', { className: 'pj-spacer' }),
-        cancel,
-        replay
+        h('span', { className: statusClass(run.status) }, statusLabel(run.status))
       ),
+      h('div', { className: 'pj-run-actions' }, cancel, replay),
       overview
     ];
 
