@@ -51,7 +51,10 @@ class StartGenerationHandler(GenerateHandler):
         overwrite = body.get("overwrite", False)
         if not isinstance(overwrite, bool):
             raise ApiError(400, "overwrite must be true or false")
-        run_id = await self.generation.start(body["description"], body["kind"], body["path"], overwrite)
+        plan = body.get("plan")
+        if plan is not None and not isinstance(plan, dict):
+            raise ApiError(400, "plan must be a project kind object: {id, title, steps: [...]}")
+        run_id = await self.generation.start(body["description"], body["kind"], body["path"], overwrite, plan)
         self.send_json({"runId": run_id}, status=202)
 
 
@@ -124,6 +127,9 @@ add_paths(
                             "kind": {"type": "string", "minLength": 1},
                             "path": {"type": "string", "minLength": 1},
                             "overwrite": {"type": "boolean"},
+                            "plan": {"type": "object", "description": "A custom kind (same shape as "
+                                     "GET project-kinds/{kindId}) whose id equals kind; for kinds this "
+                                     "server does not know"},
                         },
                     }
                 ),

@@ -85,7 +85,7 @@ class GenerationRequest:
     def payload(self) -> dict[str, Any]:
         data: dict[str, Any] = {"description": self.description, "kind": self.kind.id, "path": self.path,
                                 "overwrite": self.overwrite}
-        if not is_builtin(self.kind.id):
+        if not is_builtin(self.kind.id) or get_project_kind(self.kind.id) != self.kind:
             data["plan"] = self.kind.to_json(full=True)  # a custom kind travels with its runs
         return data
 
@@ -147,9 +147,13 @@ class GenerationService:
             self._own_chain = None
 
     async def start(self, description: Any, kind: Any = "react-vite", path: Any = "app",
-                    overwrite: Any = False) -> str:
-        """Validate, apply the folder rules and trigger the run; returns its id at once."""
-        request = parse_request(description, kind, path, overwrite)
+                    overwrite: Any = False, plan: Any = None) -> str:
+        """Validate, apply the folder rules and trigger the run; returns its id at once.
+
+        ``plan`` (a kind's JSON form) lets a client that is not in this process, such as a
+        kernel talking to the server, run a kind it defined itself.
+        """
+        request = parse_request(description, kind, path, overwrite, plan)
         target = await asyncio.to_thread(resolve_target, self.runtime.root_dir, request.path,
                                          overwrite=request.overwrite)
         for run in self.engine.active_runs():

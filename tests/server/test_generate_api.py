@@ -110,6 +110,28 @@ async def test_overwrite_allows_a_non_empty_folder(jp_fetch: Any, polaris: Any, 
     assert kept.read_text() == "keep me\n" and (kept.parent / "pyproject.toml").is_file()
 
 
+async def test_a_client_can_send_its_own_plan(jp_fetch: Any, polaris: Any, model: ScriptedModelServer, script: ScriptedGeneration) -> None:
+    plan = {"id": "landing", "title": "Landing page", "steps": [
+        {"id": "html", "title": "HTML", "prompt": "Write index.html for: $description"},
+        {"id": "css", "title": "CSS", "prompt": "Write style.css", "dependsOn": ["html"]},
+    ]}
+    script.files.update({"html": "index.html", "css": "style.css"})
+    body = {"description": "A bakery", "kind": "landing", "path": "bakery", "plan": plan}
+    status, accepted = await call(jp_fetch, "generate", method="POST", body=body)
+    assert status == 202, accepted
+    run = await wait_status(jp_fetch, accepted["runId"], {"COMPLETED", "FAILED"}, timeout_s=60)
+    assert run["status"] == "COMPLETED", run["error"]
+    assert run["output"]["files"] == ["bakery/index.html", "bakery/style.css"]
+    assert dict(script.calls) == {"html": 2, "css": 2}
+    cyclic = {**plan, "steps": [{**plan["steps"][0], "dependsOn": ["css"]}, plan["steps"][1]]}
+    status, error = await call(jp_fetch, "generate", method="POST", body={**body, "path": "b2", "plan": cyclic})
+    assert status == 400 and "cycle: html -> css -> html" in error["message"]
+    status, error = await call(jp_fetch, "generate", method="POST", body={**body, "path": "b3", "kind": "other"})
+    assert status == 400 and "the plan is for kind 'landing'" in error["message"]
+    status, error = await call(jp_fetch, "generate", method="POST", body={**body, "path": "b4", "plan": ["x"]})
+    assert status == 400 and "plan must be" in error["message"]
+
+
 def test_routes_are_in_the_openapi_document() -> None:
     import polaris_jupyter.server.generate_routes  # noqa: F401  (registers the paths)
 
