@@ -310,7 +310,8 @@ def connect(
             except (PolarisError, TimeoutError) as exc:
                 loop.run(remote.close(), timeout_s=10)
                 if mode == "remote":
-                    raise PolarisError(f"cannot use the Polaris server at {url}: {exc}", 503) from exc
+                    status = exc.status if isinstance(exc, PolarisError) else 503
+                    raise PolarisError(f"cannot use the Polaris server at {url}: {exc}", status) from exc
                 warnings.warn(f"Polaris: the server at {url} is not reachable ({exc}); using an engine in this kernel", stacklevel=2)
         if backend is None:
             from polaris_jupyter.kernel._local import LocalBackend
