@@ -9,6 +9,7 @@ regexes (fast enough for tens of thousands of files; ranking does not need a ful
 
 from __future__ import annotations
 
+import math
 import os
 import posixpath
 import re
@@ -29,8 +30,10 @@ MAX_INDEX_FILES = 200_000
 PATH_TERM_WEIGHT = 3
 #: Workspaces whose index is kept in memory (least recently used dropped first).
 MAX_CACHED_ROOTS = 4
-#: Folders are checked on every call (catches atomic writes, new and deleted files); every
-#: file's (mtime, size) at most this often, so in-place edits by other programs show up late.
+#: Folders are checked on every call (catches atomic writes, new and deleted files). Files'
+#: (mtime, size) are swept round-robin at a rate that covers every file once per this interval
+#: (a call after a long pause checks them all), so in-place edits by other programs show up
+#: within it while back-to-back calls each pay for a slice only.
 FILE_SWEEP_INTERVAL_S = 5.0
 TEXT_SUFFIXES = frozenset(
     ".py .pyi .ts .tsx .mts .cts .js .jsx .mjs .cjs .md .rst .txt .json .toml .yaml .yml .cfg .ini .html .css "
@@ -197,6 +200,8 @@ class WorkspaceIndex:
         self.test_files: dict[str, set[str]] = {}  # tested stem (``models`` for test_models.py) → test files
         self._next_id = 0
         self._last_sweep_s = 0.0
+        self._sweep_order: list[str] = []
+        self._sweep_pos = 0
 
     @classmethod
     def for_root(cls, root: Path | str) -> WorkspaceIndex:
@@ -346,14 +351,11 @@ class WorkspaceIndex:
                 for rel in [r for r in self.docs if self._under(folder, r) and r not in seen]:
                     self._remove(rel)
                 walked.append(folder)
-            sweep = time.monotonic() - self._last_sweep_s >= FILE_SWEEP_INTERVAL_S
-            if sweep:
-                self._last_sweep_s = time.monotonic()
-            to_check = list(self.docs) if sweep else [r for r in also_check if r in self.docs]
+            to_check = [r for r in also_check if r in self.docs] + self._sweep_slice()
             prefix = self.root + os.sep
             for rel in to_check:
-                doc = self.docs[rel]
-                if walked and any(self._under(folder, rel) for folder in walked):
+                doc = self.docs.get(rel)
+                if doc is None or (walked and any(self._under(folder, rel) for folder in walked)):
                     continue
                 try:
                     st = os.stat(prefix + rel)
@@ -363,6 +365,28 @@ class WorkspaceIndex:
                 if (doc.mtime_ns, doc.size) != (st.st_mtime_ns, st.st_size):
                     self._remove(rel)
                     self._add(rel, st)
+
+    def _sweep_slice(self) -> list[str]:
+        """The next files of the round-robin sweep, as many as the time since the last call earns."""
+        now = time.monotonic()
+        elapsed_s, self._last_sweep_s = now - self._last_sweep_s, now
+        total = len(self.docs)
+        if FILE_SWEEP_INTERVAL_S <= 0 or elapsed_s >= FILE_SWEEP_INTERVAL_S:
+            due = total
+        else:
+            due = min(total, math.ceil(total * elapsed_s / FILE_SWEEP_INTERVAL_S))
+        picked: list[str] = []
+        while len(picked) < due:
+            if self._sweep_pos >= len(self._sweep_order):
+                self._sweep_order, self._sweep_pos = list(self.docs), 0
+                if not self._sweep_order:
+                    break
+            take = self._sweep_order[self._sweep_pos : self._sweep_pos + due - len(picked)]
+            self._sweep_pos += len(take)
+            picked += [rel for rel in take if rel in self.docs]
+            if len(take) == 0:
+                break
+        return picked
 
     def _changed_dirs(self) -> list[str]:
         changed = []

@@ -184,3 +184,28 @@ def test_schema() -> None:
     assert set(params["properties"]) == {"query", "currentFile", "maxFiles"}
     assert params["required"] == ["query"] and params["additionalProperties"] is False
     assert params["properties"]["maxFiles"]["default"] == 5
+
+
+def test_file_sweep_covers_every_file_within_one_interval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "ws"
+    for i in range(10):
+        write(root, f"f{i}.py", f"value_{i} = {i}\n")
+    clock = [1000.0]
+    monkeypatch.setattr(context_index.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(context_index, "FILE_SWEEP_INTERVAL_S", 10.0)
+    index = WorkspaceIndex(str(root))
+    index.refresh()
+    for i in range(10):  # an in-place edit of every file: folder mtimes cannot tell
+        path = root / f"f{i}.py"
+        path.write_text(f"edited_{i} = {i}\n")
+        bump_mtime(path)
+    os.utime(root, ns=(root.stat().st_atime_ns, index.dirs[""]))  # keep the folder looking unchanged
+    checked_per_call = []
+    for _ in range(10):
+        before = {rel: doc.doc_id for rel, doc in index.docs.items()}
+        clock[0] += 1.0  # each call earns a tenth of the interval: one file in ten
+        index.refresh()
+        checked_per_call.append(sum(index.docs[rel].doc_id != before[rel] for rel in before))
+    assert checked_per_call == [1] * 10
+    assert all(f"edited_{i}" in index.postings for i in range(10))
+    assert not any(f"value_{i}" in index.postings for i in range(10))
