@@ -428,9 +428,12 @@ def _search_with_rg_blocking(
 ) -> SearchOutcome | None:
     root_s = os.path.realpath(root)
     args = [*rg_base_args(rg, query), "--files-with-matches", "-e", query.pattern, "--", "."]
-    proc = subprocess.Popen(
-        args, cwd=root_s, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    try:
+        proc = subprocess.Popen(
+            args, cwd=root_s, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+    except OSError:
+        return None  # rg vanished or cannot run: the Python engine answers
     procs.append(proc)
     assert proc.stdout is not None and proc.stderr is not None
     collector = _Collector(cap)

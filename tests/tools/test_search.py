@@ -312,3 +312,18 @@ def test_schemas_match_design() -> None:
         assert tool.parameters["required"] == required
         assert tool.parameters["additionalProperties"] is False
         assert tool.group == "search" and len(tool.description) > 60
+
+
+@pytest.mark.asyncio
+async def test_a_broken_rg_falls_back_to_python(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = tree.parent / "bin" / "rg"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'rg: something broke' >&2\nexit 2\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(search, "find_rg", lambda: str(fake))
+    result = await call("searchFiles", {"pattern": "handler", "filePattern": "*.ts"}, tree)
+    assert result.data is not None and result.data["engine"] == "python"
+    assert rows(result) == [("src/util.ts", 1, 17, "export function handler(x: number): number {")]
+    monkeypatch.setattr(search, "find_rg", lambda: str(tree.parent / "bin" / "missing-rg"))
+    again = await call("searchFiles", {"pattern": "handler", "filePattern": "*.ts"}, tree)
+    assert again.data is not None and again.data["engine"] == "python" and rows(again) == rows(result)
