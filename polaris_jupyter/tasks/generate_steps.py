@@ -8,6 +8,7 @@ so the run's revert route undoes a generation like any other run.
 
 from __future__ import annotations
 
+import asyncio
 import posixpath
 import re
 import time
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from polaris_jupyter.tools.base import EditRecorder, ToolContext
+from polaris_jupyter.tools.base import EditRecorder, ToolContext, ToolRegistry
 
 if TYPE_CHECKING:
     from polaris_jupyter.agent import LoopEvent, ProviderChain
@@ -134,6 +135,21 @@ def build_messages(kind: ProjectKind, step: Step, description: str, target: Targ
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
+_FILE_TOOLS: ToolRegistry | None = None
+
+
+async def file_tools() -> ToolRegistry:
+    """The file tools (readFile, writeFile, ...). The first call imports every tool module in
+    a thread (over a second cold), so the event loop is not blocked by it."""
+    global _FILE_TOOLS
+    if _FILE_TOOLS is None:
+        from polaris_jupyter.tools import FILE_TOOLS, load_all
+
+        registry = await asyncio.to_thread(load_all)
+        _FILE_TOOLS = registry.select(names=FILE_TOOLS)
+    return _FILE_TOOLS
+
+
 def preview_of(content: str) -> str:
     lines = content.splitlines()[:PREVIEW_LINES]
     text = "\n".join(lines)
@@ -158,9 +174,8 @@ async def run_model_step(
 ) -> StepOutcome:
     """Run the tool loop for ``step``; ``written`` (shared by concurrent steps) is updated live."""
     from polaris_jupyter.agent import ToolCallFinished, ToolCallStarted, run_agent_loop
-    from polaris_jupyter.tools import FILE_TOOLS, load_all
 
-    registry = load_all().select(names=FILE_TOOLS)
+    registry = await file_tools()
     ctx = ToolContext(
         root=target.path,
         run_id=run_id,

@@ -3,6 +3,8 @@ the scripted model server."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,9 @@ import pytest
 
 from polaris_jupyter.server.openapi import openapi_document
 from polaris_jupyter.tasks.generate_script import ScriptedGeneration
-from polaris_jupyter.testing import ScriptedModelServer
+from polaris_jupyter.tasks.generate_steps import step_id_of_request
+from polaris_jupyter.testing import Response, ScriptedModelServer
+from tests.live_server import LiveServer
 from tests.server.test_runs_api import call, wait_status
 
 
@@ -138,3 +142,46 @@ def test_routes_are_in_the_openapi_document() -> None:
     paths = openapi_document()["paths"]
     assert {"/polaris/api/v1/project-kinds", "/polaris/api/v1/project-kinds/{kindId}", "/polaris/api/v1/generate"} <= set(paths)
     assert set(paths["/polaris/api/v1/generate"]["post"]["responses"]) >= {"202", "400", "409"}
+
+
+@pytest.mark.slow
+def test_generation_resumes_after_the_server_is_killed(tmp_path: Path) -> None:
+    """SIGKILL the server while a step waits on the model; after restart only unfinished steps run."""
+    script = ScriptedGeneration(tokens_per_file=40)
+    in_pages = threading.Event()
+
+    async def responder(request: dict[str, Any]) -> Response:
+        if step_id_of_request(request) == "pages" and not in_pages.is_set():
+            in_pages.set()
+            await asyncio.sleep(60)  # the server dies while waiting for this answer
+        return script(request)
+
+    model = ScriptedModelServer.start_in_thread(responder=responder)
+    root = tmp_path / "root"
+    root.mkdir()
+    env = {"OPENAI_BASE_URL": model.base_url, "OPENAI_API_KEY": "sk-test", "OPENAI_MODEL": "scripted-1",
+           "POLARIS_PROVIDER": "openai", "POLARIS_LOCAL_BASE_URL": "http://127.0.0.1:9/v1"}
+    extension = ['--ServerApp.jpserver_extensions={"polaris_jupyter": True}']
+    server = LiveServer(root, tmp_path / "polaris.db", env=env, extra_args=extension).start()
+    restarted: LiveServer | None = None
+    try:
+        status, accepted = server.request("POST", "/polaris/api/v1/generate",
+                                          {"description": "A quiz game", "kind": "react-vite", "path": "quiz"})
+        assert status == 202, accepted
+        assert in_pages.wait(60), "the pages step never asked the model"
+        server.kill()
+        before = dict(script.calls)
+        restarted = LiveServer(root, tmp_path / "polaris.db", env=env, extra_args=extension).start()
+        run = restarted.wait_run(accepted["runId"], {"COMPLETED", "FAILED", "CRASHED"}, timeout_s=60)
+        assert run["status"] == "COMPLETED", run["error"]
+        assert [a["status"] for a in run["attempts"]] == ["CRASHED", "COMPLETED"]
+        after = dict(script.calls)
+        assert {s for s in after if after[s] != before.get(s, 0)} == {"pages", "verify"}
+        assert set(run["output"]["resumedSteps"]) >= {"config-files", "source-structure", "components", "hooks",
+                                                      "types", "utilities"}
+        assert all((root / f).is_file() for f in run["output"]["files"]) and len(run["output"]["files"]) == 8
+    finally:
+        server.stop()
+        if restarted is not None:
+            restarted.stop()
+        model.stop()
