@@ -306,14 +306,15 @@ class KernelWorkerSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):  # t
         await super().get(*args, **kwargs)
 
     async def _label(self, kernel_id: str, name: str) -> str:
-        label = name or kernel_id[:8]
+        """``1a2b3c4d (notebooks/jobs.ipynb)`` when the server knows the kernel's notebook."""
+        short = kernel_id[:8] if len(kernel_id) == 36 else kernel_id
         sessions = self.settings.get("session_manager")
         if sessions is not None:
             with contextlib.suppress(Exception):
                 for session in await sessions.list_sessions():
                     if (session.get("kernel") or {}).get("id") == kernel_id and session.get("path"):
-                        return f"{kernel_id[:8]} ({session['path']})"
-        return label
+                        return f"{short} ({session['path']})"
+        return f"{short} ({name})" if name else short
 
     def open(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         super().open()

@@ -99,7 +99,7 @@ def test_chat_panel_streams_deltas_in_batches(local_client: Polaris, model: Scri
         assert stored["content"] == text and stored["toolCalls"][0]["name"] == "listFiles"
 
         times = [t for t, c in browser.sent if c.get("kind") == "events"]
-        gaps = [b - a for a, b in zip(times, times[1:])]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         assert gaps and min(gaps) >= BATCH_WINDOW_S * 0.9, "at most ~20 messages per second per panel"
         assert panel.busy is False
         # The first user message names the conversation; the picker follows.
