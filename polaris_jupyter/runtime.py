@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -76,11 +77,20 @@ class PolarisRuntime:
             if stop is not None:
                 await stop()
         await self.engine.stop()
+        await _stop_bundled_model()
         self._started = False
 
     @property
     def started(self) -> bool:
         return self._started
+
+
+async def _stop_bundled_model() -> None:
+    """Stop the bundled llama.cpp server with its host (only if this process started it)."""
+    module = sys.modules.get("polaris_jupyter.agent.local_model")
+    server = getattr(module, "_shared_server", None) if module is not None else None
+    if server is not None and server.running:
+        await server.stop()
 
 
 def _service_installers() -> list[Any]:
