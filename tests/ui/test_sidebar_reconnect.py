@@ -38,6 +38,8 @@ def test_stream_reconnects_after_server_restart(page: Any, lab_server: LabServer
         timeout=15_000,
     )
     assert "retrying" in (dot.get_attribute("title") or "")
+    offline_note = sidebar.locator(".pj-view-chat .pj-chat-offline")
+    assert offline_note.is_visible() and "Live updates paused" in offline_note.inner_text()
     page.screenshot(path=str(artifacts_dir / "sidebar-offline.png"))
 
     lab_server.start()
@@ -45,6 +47,12 @@ def test_stream_reconnects_after_server_restart(page: Any, lab_server: LabServer
         "() => document.querySelector('#polaris-sidebar .pj-view-chat .pj-conn').classList.contains('pj-conn-connected')",
         timeout=45_000,
     )
+    assert offline_note.is_hidden()
+    # JupyterLab itself may have shown its "Server Connection Error" dialog meanwhile.
+    dialog = page.locator(".jp-Dialog")
+    if dialog.count():
+        dialog.locator("button").last.click()
+        dialog.wait_for(state="detached", timeout=10_000)
     send(sidebar, "Say something else")
     page.wait_for_function(
         "() => document.querySelectorAll('#polaris-sidebar .pj-msg-assistant.pj-msg-status-completed').length === 2",

@@ -78,6 +78,7 @@ export class ChatView {
   private statusEl: HTMLElement;
   private connectionEl: HTMLElement;
   private bannerEl: HTMLElement;
+  private offlineEl: HTMLElement;
   private listEl: HTMLElement;
   private emptyEl: HTMLElement;
   private contextEl: HTMLElement;
@@ -92,6 +93,7 @@ export class ChatView {
     this.connectionEl = h('span', { className: 'pj-conn pj-conn-connected', title: 'connected' });
     this.statusEl = h('span', { className: 'pj-chat-status' });
     this.bannerEl = h('div', { className: 'pj-banner', role: 'alert', hidden: true });
+    this.offlineEl = h('div', { className: 'pj-chat-offline', role: 'status', hidden: true });
     this.emptyEl = h(
       'div',
       { className: 'pj-chat-empty' },
@@ -126,7 +128,7 @@ export class ChatView {
       h('div', { className: 'pj-chat-input-row' }, this.inputEl, h('div', { className: 'pj-chat-buttons' }, this.stopButton, this.sendButton)),
       h('div', { className: 'pj-chat-hint' }, 'Enter to send · Shift+Enter for a new line')
     );
-    this.node = h('div', { className: 'pj-chat' }, header, this.bannerEl, this.listEl, composer);
+    this.node = h('div', { className: 'pj-chat' }, header, this.offlineEl, this.bannerEl, this.listEl, composer);
     el.appendChild(this.node);
 
     this.inputEl.addEventListener('keydown', this.onKeyDown);
@@ -287,6 +289,9 @@ export class ChatView {
   setConnection(state: ConnectionState, detail?: string): void {
     this.connectionEl.className = `pj-conn pj-conn-${state}`;
     this.connectionEl.title = detail ?? state;
+    const offline = state === 'offline' || state === 'error';
+    this.offlineEl.hidden = !offline;
+    this.offlineEl.textContent = offline ? `Live updates paused: ${detail ?? state}` : '';
   }
 
   /** Show an error banner (null hides it). */
