@@ -123,7 +123,7 @@ def structure_summary(files: dict[str, FileInfo]) -> str:
 
 def build_messages(kind: ProjectKind, step: Step, description: str, target: Target,
                    written: dict[str, FileInfo]) -> list[dict[str, Any]]:
-    values = {"description": description, "title": kind.title, "folder": target.rel}
+    values = {"description": description, "title": kind.title, "folder": ".", "folder_name": target.rel}
     system = SYSTEM_PROMPT.replace("$title", kind.title)
     position = kind.order.index(step.id) + 1
     user = (

@@ -60,8 +60,9 @@ class StepAction(str, enum.Enum):
 class Step:
     """One step of a plan.
 
-    ``prompt`` is a template: ``$description``, ``$title`` (the kind's) and ``$folder`` are
-    substituted. ``first_tool`` is forced on the step's first model call; ``min_files`` is how
+    ``prompt`` is a template: ``$description``, ``$title`` (the kind's), ``$folder`` (the project
+    folder as the step's tools see it, i.e. ``.``: the tools are rooted there, so ``$folder/main.py``
+    and ``main.py`` name the same file) and ``$folder_name`` (its path in the workspace, for prose). ``first_tool`` is forced on the step's first model call; ``min_files`` is how
     many files the step must write to count as done (0 for checking steps such as verify).
     """
 
@@ -108,7 +109,8 @@ class Step:
         return int(self.min_files or 0)
 
     def render_prompt(self, values: Mapping[str, str]) -> str:
-        """The prompt with ``$description`` / ``$title`` / ``$folder`` filled in (unknown ``$x`` kept)."""
+        """The prompt with ``$description`` / ``$title`` / ``$folder`` / ``$folder_name`` filled in
+        (unknown ``$x`` kept)."""
         return string.Template(self.prompt).safe_substitute(values)
 
     def to_json(self, *, full: bool = False) -> dict[str, Any]:

@@ -278,7 +278,7 @@ async def test_model_cannot_write_outside_the_target_folder_and_revert_undoes_it
     env.server.enqueue(
         Response.tool("writeFile", {"path": "../escape.txt", "content": "out\n"}),
         Response.tool("writeFile", {"path": "/etc/escape.txt", "content": "out\n"}),
-        Response.tool("writeFile", {"path": "notes.txt", "content": "in\n"}),
+        Response.tool("writeFile", {"path": "./notes.txt", "content": "in\n"}),  # "$folder/notes.txt"
         Response(text="done"),
     )
     run_id = await start_generation(env.runtime, "notes", kind=kind, path="inner")

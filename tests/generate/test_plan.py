@@ -167,3 +167,8 @@ def test_step_prompt_sees_structure_not_contents(tmp_path: Path) -> None:
     assert structure_summary({}) == "Files written so far: none yet."
     config = build_messages(REACT_VITE, REACT_VITE.step("config-files"), "A todo list", target, {})[1]["content"]
     assert "app for: A todo list" in config  # $description filled into the template
+    # tools are rooted at the project folder: $folder is "." there, $folder_name the workspace path
+    custom = Step("script", "Script", "Write $folder/main.py (the project lives in $folder_name/)")
+    kind = ProjectKind("one", "One", (custom,))
+    prompt = build_messages(kind, custom, "x", target, {})[1]["content"]
+    assert "Write ./main.py (the project lives in apps/todo/)" in prompt
