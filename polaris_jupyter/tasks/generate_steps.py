@@ -40,11 +40,12 @@ STEP_MARKER = "Current step: "
 PREVIEW_LINES = 8
 PREVIEW_CHARS = 600
 MAX_SUMMARY_FILES = 200
+_PATH_RE = re.compile(r"(?<![\w/])(?:\./)?[\w-]+(?:/[\w.-]+)*\.[a-z]{1,5}\b")
 _MARKER_RE = re.compile(r"^" + re.escape(STEP_MARKER) + r"([a-z0-9][a-z0-9_-]*)", re.MULTILINE)
 
 SYSTEM_PROMPT = """You are Polaris, generating a project ($title) from a description, one step at a time.
 You work only through the file tools. Every path is relative to the project folder (for example
-`src/App.tsx`): never absolute, never with `..`. Write complete, working files: no placeholders,
+`$example`): never absolute, never with `..`. Write complete, working files: no placeholders,
 no TODOs, no "rest of the code here". Do only the current step: other steps, some running at the
 same time, write the other files. When the step is done, answer with one short sentence."""
 
@@ -124,12 +125,15 @@ def structure_summary(files: dict[str, FileInfo]) -> str:
 def build_messages(kind: ProjectKind, step: Step, description: str, target: Target,
                    written: dict[str, FileInfo]) -> list[dict[str, Any]]:
     values = {"description": description, "title": kind.title, "folder": ".", "folder_name": target.rel}
-    system = SYSTEM_PROMPT.replace("$title", kind.title)
+    # The example path comes from the step's own prompt: small models copy the example verbatim.
+    prompt = step.render_prompt(values)
+    example = next((m.group(0).removeprefix("./") for m in _PATH_RE.finditer(prompt)), "README.md")
+    system = SYSTEM_PROMPT.replace("$title", kind.title).replace("$example", example)
     position = kind.order.index(step.id) + 1
     user = (
         f"Project description:\n{description}\n\n"
         f"{STEP_MARKER}{step.id} — {step.title} (step {position} of {len(kind.steps)})\n"
-        f"{step.render_prompt(values)}\n\n"
+        f"{prompt}\n\n"
         f"{structure_summary(written)}"
     )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
