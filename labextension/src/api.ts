@@ -60,7 +60,8 @@ export interface TaskMetrics {
 }
 
 export interface MetricsBucket {
-  bucket: string;
+  /** Start of the bucket: ISO string or epoch seconds. */
+  bucket: string | number;
   runs: number;
   completed: number;
   failed: number;

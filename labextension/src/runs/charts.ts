@@ -90,34 +90,34 @@ export interface BarRow {
   values: { value: number; cls: string; title: string }[];
 }
 
-/** Horizontal grouped bars, one row per task (e.g. p50/p95 duration, retries). */
+/** Horizontal grouped bars, one group per task (label above its bars), e.g. p50/p95, retries. */
 export function horizontalBars(rows: BarRow[], format: (v: number) => string, ariaLabel: string): SVGElement {
-  const rowH = 12;
-  const gap = 8;
-  const labelW = 90;
-  const valueW = 50;
+  const rowH = 11;
+  const labelH = 13;
+  const gap = 6;
+  const valueW = 56;
   const bars = Math.max(1, ...rows.map(r => r.values.length));
-  const groupH = bars * rowH + gap;
-  const height = Math.max(30, rows.length * groupH + 6);
+  const groupH = labelH + bars * rowH + gap;
+  const height = Math.max(30, rows.length * groupH + 4);
   const root = svg('svg', { viewBox: `0 0 ${WIDTH} ${height}`, class: 'pj-chart', role: 'img', 'aria-label': ariaLabel });
   if (!rows.length) {
     root.appendChild(svg('text', { x: WIDTH / 2, y: 20, class: 'pj-chart-empty', 'text-anchor': 'middle' }, 'No data yet'));
     return root;
   }
   const max = Math.max(1e-9, ...rows.flatMap(r => r.values.map(v => v.value)));
-  const plotW = WIDTH - labelW - valueW;
+  const plotW = WIDTH - valueW;
   rows.forEach((row, i) => {
-    const top = 3 + i * groupH;
-    const label = row.label.length > 15 ? `${row.label.slice(0, 14)}…` : row.label;
-    const text = svg('text', { x: labelW - 6, y: top + (bars * rowH) / 2 + 4, class: 'pj-chart-label', 'text-anchor': 'end' }, label);
+    const top = 2 + i * groupH;
+    const text = svg('text', { x: 0, y: top + labelH - 3, class: 'pj-chart-label pj-chart-row-label' }, row.label);
     text.appendChild(svg('title', {}, row.label));
     root.appendChild(text);
     row.values.forEach((v, k) => {
+      const y = top + labelH + k * rowH;
       const w = Math.max(v.value > 0 ? 1 : 0, (v.value / max) * plotW);
-      const rect = svg('rect', { x: labelW, y: top + k * rowH, width: w, height: rowH - 2, class: v.cls });
+      const rect = svg('rect', { x: 0, y, width: w, height: rowH - 2, class: v.cls });
       rect.appendChild(svg('title', {}, `${row.label} ${v.title}: ${format(v.value)}`));
       root.appendChild(rect);
-      root.appendChild(svg('text', { x: labelW + w + 4, y: top + k * rowH + rowH - 3, class: 'pj-chart-label' }, format(v.value)));
+      root.appendChild(svg('text', { x: w + 4, y: y + rowH - 3, class: 'pj-chart-label' }, format(v.value)));
     });
   });
   return root;

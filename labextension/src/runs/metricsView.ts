@@ -8,10 +8,11 @@ import { errorText } from '../renderer/chatView';
 import { clear, formatDuration, h } from '../renderer/dom';
 import { horizontalBars, runsOverTimeChart, SeriesPoint } from './charts';
 
-function bucketLabel(iso: string): string {
-  const date = new Date(iso);
+/** Bucket start as a short local time; accepts ISO strings and epoch seconds (or ms). */
+function bucketLabel(bucket: string | number): string {
+  const date = typeof bucket === 'number' ? new Date(bucket < 1e12 ? bucket * 1000 : bucket) : new Date(bucket);
   if (isNaN(date.getTime())) {
-    return iso;
+    return String(bucket);
   }
   return date.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
 }
@@ -142,7 +143,7 @@ export class MetricsView {
       h('div', { className: 'pj-section-title' }, 'Retries per task'),
       retries,
       h('div', { className: 'pj-section-title' }, 'Tasks'),
-      tasks.length ? table : h('div', { className: 'pj-muted' }, 'No runs yet.')
+      tasks.length ? h('div', { className: 'pj-table-scroll' }, table) : h('div', { className: 'pj-muted' }, 'No runs yet.')
     );
   }
 }
