@@ -1,12 +1,14 @@
-"""The notebook chat panel in a real JupyterLab + Chromium: a notebook cell runs
-``%load_ext polaris_jupyter`` and ``%polaris``; the panel (anywidget, the kernel talking to the
-server's engine over REST/WS) sends a message, the reply streams in with a tool card and a diff,
-and Stop stops a long reply. Screenshots go to test-artifacts/."""
+"""The notebook side in a real JupyterLab + Chromium. A cell runs ``%load_ext polaris_jupyter``
+and ``%polaris``; the panel (anywidget; the kernel talks to the server's engine over REST/WS)
+sends a message, the reply streams in with a tool card and a diff, and Stop stops a long reply.
+Other cells stream ``%polaris ask`` into one output and show a generation's live progress.
+Screenshots go to test-artifacts/."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,38 +20,69 @@ from tests.ui.test_sidebar_smoke import open_lab
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 STORY = " ".join(f"Once upon a time, part {i}." for i in range(200))
-MODEL_SCRIPT: list[dict[str, Any]] = [
-    {"tool_calls": [{"name": "writeFile", "arguments": {"path": "notes.txt", "content": "hello from the panel\n"}}]},
-    {"text": "I wrote **notes.txt** for you, with one line in it. " + "It says hello. " * 12, "delay_s": 0.03},
-    {"text": STORY, "delay_s": 0.05},
-]
-# A widget loads its ESM from a blob URL; Lab logs nothing else on a clean run.
-ALLOWED_ERRORS = (r"status of 404 .*@ \S*/api/(workspaces|kernelspecs|contents)",)
+NOTES_REPLY = "I wrote **notes.txt** for you, with one line in it. " + "It says hello. " * 12
 
 
-def make_notebook(root: Path) -> str:
+def chat_and_generation(generation: Any) -> Any:
+    """The scripted model: generation steps get the generator script, chat turns a reply chosen
+    by a keyword of the question and the number of tool results so far."""
+    from polaris_jupyter.tasks.generate_steps import step_id_of_request
+    from polaris_jupyter.testing import Response
+
+    def reply(request: dict[str, Any]) -> Any:
+        if step_id_of_request(request):
+            return generation(request)
+        messages = request.get("messages") or []
+        last_user = max(i for i, m in enumerate(messages) if m.get("role") == "user")
+        question = str(messages[last_user].get("content") or "").lower()
+        step = sum(1 for m in messages[last_user:] if m.get("role") == "tool")
+        if "notes" in question:
+            if step == 0:
+                return Response.tool("writeFile", {"path": "notes.txt", "content": "hello from the panel\n"})
+            return Response(text=NOTES_REPLY, delay_s=0.03)
+        if "story" in question:
+            return Response(text=STORY, delay_s=0.05)
+        return Response(text=f"You asked: {question}", delay_s=0.02)
+
+    return reply
+
+
+@pytest.fixture(scope="module")
+def scripted_model() -> Iterator[Any]:
+    """Overrides the conftest's: the lab server reaches this in-process scripted model over HTTP."""
+    script = pytest.importorskip("polaris_jupyter.tasks.generate_script")
+    from polaris_jupyter.testing import ScriptedModelServer
+
+    generation = script.ScriptedGeneration(tokens_per_file=120, tokens_per_s=400)
+    server = ScriptedModelServer.start_in_thread(responder=chat_and_generation(generation), model="scripted-model")
+    yield server
+    server.stop()
+
+
+def make_notebook(root: Path, name: str, *sources: str) -> str:
     notebook = {
         "cells": [
-            {"cell_type": "code", "execution_count": None, "id": "panel", "metadata": {}, "outputs": [],
-             "source": "%load_ext polaris_jupyter\n%polaris"},
+            {"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {}, "outputs": [], "source": source}
+            for i, source in enumerate(sources)
         ],
         "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
         "nbformat": 4,
         "nbformat_minor": 5,
     }
-    (root / "panel.ipynb").write_text(json.dumps(notebook))
-    return "lab/tree/panel.ipynb"
+    (root / name).write_text(json.dumps(notebook))
+    return f"lab/workspaces/{Path(name).stem}/tree/{name}"  # a workspace of its own: no other notebook restored
 
 
-def wait_kernel_idle(lab_server: LabServer, timeout_s: float = 60) -> None:
+def wait_kernel_idle(lab_server: LabServer, notebook: str, timeout_s: float = 60) -> None:
     """The notebook's kernel is up (the page is connected to it and it is idle)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        _, kernels = lab_server.get("/api/kernels")
-        if kernels and all(k.get("execution_state") == "idle" for k in kernels):
-            return
+        _, sessions = lab_server.get("/api/sessions")
+        for session in sessions or []:
+            if session.get("path") == notebook and (session.get("kernel") or {}).get("execution_state") == "idle":
+                return
         time.sleep(0.25)
-    raise AssertionError("the notebook's kernel did not start")
+    raise AssertionError(f"the kernel of {notebook} did not start")
 
 
 def test_chat_panel_in_a_notebook_cell(page: Any, lab_server: LabServer, artifacts_dir: Path) -> None:
@@ -57,10 +90,10 @@ def test_chat_panel_in_a_notebook_cell(page: Any, lab_server: LabServer, artifac
     if status != 200:
         pytest.skip(f"the server has no chat routes (GET conversations -> {status})")
     open_lab(page, lab_server)
-    page.goto(lab_server.lab_url(make_notebook(lab_server.root)), wait_until="domcontentloaded")
+    page.goto(lab_server.lab_url(make_notebook(lab_server.root, "panel.ipynb", "%load_ext polaris_jupyter\n%polaris")), wait_until="domcontentloaded")
     cell = page.locator(".jp-NotebookPanel .jp-CodeCell").first
     cell.wait_for(timeout=60_000)
-    wait_kernel_idle(lab_server)
+    wait_kernel_idle(lab_server, "panel.ipynb")
     cell.locator(".jp-InputArea-editor").click()
     page.keyboard.press("Shift+Enter")
 
@@ -121,4 +154,42 @@ def test_chat_panel_in_a_notebook_cell(page: Any, lab_server: LabServer, artifac
     assert status == 200 and [r["status"] for r in page_of_runs["data"]][:2] == ["CANCELED", "COMPLETED"]
     panel.scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts_dir / "notebook-chat-panel-stopped.png"))
+    assert not page.polaris_log.page_errors, page.polaris_log.page_errors
+
+
+def test_ask_and_generate_from_cells(page: Any, lab_server: LabServer, artifacts_dir: Path) -> None:
+    """``%polaris ask`` streams into one output; ``%polaris generate`` shows live progress."""
+    url = make_notebook(
+        lab_server.root,
+        "cells.ipynb",
+        "%load_ext polaris_jupyter",
+        "%polaris ask What is a good name for a todo app?",
+        '%polaris generate "A todo app with due dates" --kind react-vite --path todo',
+    )
+    open_lab(page, lab_server)
+    page.goto(lab_server.lab_url(url), wait_until="domcontentloaded")
+    page.locator(".jp-NotebookPanel .jp-CodeCell").first.wait_for(timeout=60_000)
+    wait_kernel_idle(lab_server, "cells.ipynb")
+    page.locator(".jp-NotebookPanel .jp-CodeCell .jp-InputArea-editor").first.click()
+    for _ in range(3):
+        page.keyboard.press("Shift+Enter")
+
+    answer = page.locator(".jp-OutputArea .pj-cell-answer-completed")
+    answer.wait_for(timeout=60_000)
+    assert "You asked: what is a good name for a todo app?" in answer.inner_text()
+    assert page.locator(".jp-OutputArea .pj-cell-answer").count() == 1, "one output, updated in place"
+
+    progress = page.locator(".jp-OutputArea .pj-progress-widget")
+    progress.locator(".pj-progress").wait_for(state="visible", timeout=90_000)
+    page.wait_for_function(
+        "() => { const b = document.querySelector('.jp-OutputArea .pj-progress-widget .pj-badge');"
+        " return b && b.textContent.trim() === 'completed'; }",
+        timeout=120_000,
+    )
+    assert progress.locator(".pj-step-finished").count() >= 9
+    assert progress.locator(".pj-progress-count").inner_text().startswith("10 / 10")
+    assert progress.locator(".pj-progress-files li").count() >= 8
+    assert (lab_server.root / "todo" / "package.json").is_file()
+    progress.scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts_dir / "notebook-ask-and-generate.png"))
     assert not page.polaris_log.page_errors, page.polaris_log.page_errors
