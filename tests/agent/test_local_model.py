@@ -433,3 +433,23 @@ async def test_real_model_makes_a_forced_write_file_call_with_valid_arguments(
     assert set(arguments) == {"path", "content"}
     assert isinstance(arguments["path"], str) and arguments["path"].strip()
     assert isinstance(arguments["content"], str) and arguments["content"]
+
+
+@pytest.mark.local_model
+@needs_extra
+@pytest.mark.asyncio
+async def test_real_model_answers_through_the_provider_chain() -> None:
+    """The chain's "bundled" provider starts the shared server itself and names the model."""
+    from polaris_jupyter.agent import ProviderChain, ProviderConfig
+
+    try:
+        async with ProviderChain([ProviderConfig("bundled", "", "", bundled=True)]) as chain:
+            stream = await chain.open_stream(
+                messages=[{"role": "user", "content": "Say hello."}], temperature=0
+            )
+            async with stream:
+                parts = [delta.content async for delta in stream if delta.content]
+        assert (stream.provider.name, stream.model) == ("bundled", get_local_model_server().model_name)
+        assert len(parts) >= 3 and "".join(parts).strip()
+    finally:
+        await get_local_model_server().stop()  # the shared server outlives chains; its owner stops it
