@@ -445,7 +445,9 @@ async def test_real_model_answers_through_the_provider_chain() -> None:
     try:
         async with ProviderChain([ProviderConfig("bundled", "", "", bundled=True)]) as chain:
             stream = await chain.open_stream(
-                messages=[{"role": "user", "content": "Say hello."}], temperature=0
+                messages=[{"role": "user", "content": "Say hello."}],
+                temperature=0,
+                extra_body={"max_tokens": 64},
             )
             async with stream:
                 parts = [delta.content async for delta in stream if delta.content]
