@@ -62,7 +62,10 @@ class LoopThread:
         """
         if self.in_loop_thread():
             coro.close()
-            raise RuntimeError("LoopThread.run() called from its own loop: await the coroutine instead")
+            raise RuntimeError(
+                "a blocking Polaris call was made from code running on the Polaris loop (e.g. inside a task); "
+                "await the async form instead, e.g. `await polaris.aio.trigger(...)` or `await ctx.trigger(...)`"
+            )
         future = self.submit(coro)
         try:
             return future.result(timeout_s)

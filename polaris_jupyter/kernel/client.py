@@ -17,6 +17,7 @@ Sync methods block only the calling cell; the work itself runs on a loop thread 
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -268,6 +269,7 @@ class Polaris:
 _lock = threading.RLock()
 _loop_thread: LoopThread | None = None
 _client: Polaris | None = None
+_atexit_registered = False
 
 
 def _shared_loop() -> LoopThread:
@@ -291,7 +293,7 @@ def connect(
     ``mode="auto"`` uses the server named by ``POLARIS_URL``/``POLARIS_TOKEN`` when set and
     reachable, else hosts the engine in this kernel; ``"remote"`` or ``"local"`` force one.
     """
-    global _client
+    global _client, _atexit_registered
     if mode not in ("auto", "remote", "local"):
         raise PolarisError(f"mode must be 'auto', 'remote' or 'local', not {mode!r}")
     with _lock:
@@ -320,6 +322,9 @@ def connect(
             loop.run(local.start(), timeout_s=60)
             backend = local
         _client = Polaris(backend, loop)
+        if not _atexit_registered:  # flush an in-kernel store, tell the server this kernel is gone
+            atexit.register(disconnect)
+            _atexit_registered = True
         return _client
 
 

@@ -301,6 +301,7 @@ def _stream(client: Polaris, post: Callable[[], dict[str, Any]], conversation_id
 
 
 _registered: set[int] = set()
+_reported: set[str] = set()
 
 
 def register_magics(ipython: Any) -> None:
@@ -347,5 +348,7 @@ def _offer_kernel_tasks(result: Any = None) -> None:
         polaris = client_module.get_client()
         if polaris.mode == "remote":
             polaris.serve_tasks()
-    except Exception as exc:  # never break the user's cell for this
-        print(f"Polaris: could not offer this kernel's tasks to the server: {exc}")
+    except Exception as exc:  # never break the user's cell for this; say it once
+        if str(exc) not in _reported:
+            _reported.add(str(exc))
+            print(f"Polaris: could not offer this kernel's tasks to the server: {exc}")

@@ -74,7 +74,10 @@ class _PolarisWidget(anywidget.AnyWidget):
         action = str(content.get("action") or "")
         raw_args = content.get("args")
         args: dict[str, Any] = raw_args if isinstance(raw_args, dict) else {}
-        self._client.loop.submit(self._answer(request_id, action, args))
+        try:
+            self._client.loop.submit(self._answer(request_id, action, args))
+        except RuntimeError as exc:  # the client was closed (disconnect()): say so, do not raise in the comm
+            self._push({"kind": "response", "id": request_id, "ok": False, "error": f"Polaris is disconnected: {exc}"})
 
     async def _answer(self, request_id: str, action: str, args: dict[str, Any]) -> None:
         handler = getattr(self, f"_do_{action}", None)
