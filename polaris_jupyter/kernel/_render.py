@@ -13,7 +13,7 @@ from typing import Any
 
 from polaris_jupyter.kernel._answer import AnswerState
 
-__all__ = ["RunsTable", "TasksTable", "answer_bundle", "config_bundle", "markdown_html"]
+__all__ = ["RunsTable", "TasksTable", "TerminalAnswer", "answer_bundle", "config_bundle", "markdown_html"]
 
 _STATUS_COLOR = {
     "COMPLETED": "#1a7f37",
@@ -120,6 +120,34 @@ def answer_bundle(state: AnswerState) -> dict[str, str]:
         )
     parts.append("</div>")
     return {"text/plain": "\n".join(plain), "text/html": "".join(parts)}
+
+
+class TerminalAnswer:
+    """A streamed answer in a terminal: text printed as it grows, a line per tool call."""
+
+    def __init__(self) -> None:
+        self.printed = 0
+        self.tools: dict[str, str] = {}
+
+    def show(self, state: AnswerState) -> None:
+        print("Polaris:", flush=True)
+
+    def update(self, _handle: Any, state: AnswerState) -> None:
+        for call_id, call in state.tool_calls.items():
+            status = str(call.get("status") or "running")
+            if self.tools.get(call_id) != status and status != "running":
+                summary = f" — {call['summary']}" if call.get("summary") else ""
+                print(f"\n  [{status}] {call.get('name')} {_short_json(call.get('arguments') or {}, 100)}{summary}", flush=True)
+            self.tools[call_id] = status
+        if len(state.content) < self.printed:  # a retry started the text again
+            print()
+            self.printed = 0
+        print(state.content[self.printed :], end="", flush=True)
+        self.printed = len(state.content)
+        if state.final:
+            label = _MESSAGE_LABEL.get(state.status, state.status)
+            error = _error_text(state.error)
+            print(f"\n[{label}] {error}".rstrip() if label else "", flush=True)
 
 
 def _when(iso_text: Any) -> str:

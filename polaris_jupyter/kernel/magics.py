@@ -192,7 +192,7 @@ class PolarisMagics(Magics):
             client.new_conversation()
         context = {"currentFile": options["file"]} if options["file"] else None
         conversation_id = client.current_conversation()
-        _stream(client, lambda: client.send(question, context=context, conversation_id=conversation_id), conversation_id)
+        _stream(self.shell, client, lambda: client.send(question, context=context, conversation_id=conversation_id), conversation_id)
 
     def _cmd_retry(self, args: argparse.Namespace) -> None:
         client = self._client()
@@ -203,7 +203,7 @@ class PolarisMagics(Magics):
             if not retryable:
                 raise UsageError("%polaris retry: no failed or stopped answer in the current conversation")
             message_id = retryable[-1]["id"]
-        _stream(client, lambda: client.retry_message(message_id), conversation_id, message_id)
+        _stream(self.shell, client, lambda: client.retry_message(message_id), conversation_id, message_id)
 
     def _cmd_new(self, args: argparse.Namespace) -> None:
         conversation = self._client().new_conversation(" ".join(args.title) or None)
@@ -284,11 +284,20 @@ class PolarisMagics(Magics):
         print(USAGE)
 
 
-def _stream(client: Polaris, post: Callable[[], dict[str, Any]], conversation_id: str, message_id: str | None = None) -> None:
+def _stream(
+    shell: Any, client: Polaris, post: Callable[[], dict[str, Any]], conversation_id: str, message_id: str | None = None
+) -> None:
+    from IPython.core.displaypub import DisplayPublisher
     from IPython.display import display
 
     from polaris_jupyter.kernel._answer import stream_answer
-    from polaris_jupyter.kernel._render import answer_bundle
+    from polaris_jupyter.kernel._render import TerminalAnswer, answer_bundle
+
+    if type(getattr(shell, "display_pub", None)) is DisplayPublisher:
+        # A terminal: updating a display would print the whole answer again each time.
+        terminal = TerminalAnswer()
+        stream_answer(client, post, conversation_id, terminal.show, terminal.update, message_id)
+        return
 
     def show(state: Any) -> Any:
         return display(answer_bundle(state), raw=True, display_id=True)

@@ -95,7 +95,7 @@ class KernelWorkers:
 
     def spawn_release(self, conn: KernelWorkerSocket) -> None:
         """Release a closed connection (from a sync callback); the task is kept until done."""
-        task = asyncio.get_running_loop().create_task(self.release(conn))
+        task = asyncio.get_running_loop().create_task(self._release_quietly(conn))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -144,6 +144,12 @@ class KernelWorkers:
     def owner(self, task_id: str) -> KernelWorkerSocket | None:
         owners = self.owners.get(task_id) or []
         return owners[-1] if owners else None
+
+    async def _release_quietly(self, conn: KernelWorkerSocket) -> None:
+        try:
+            await self.release(conn)
+        except Exception:  # e.g. the server is shutting down and the store is closed
+            log.debug("releasing kernel %s failed", conn.label, exc_info=True)
 
     async def release(self, conn: KernelWorkerSocket) -> None:
         """The kernel is gone: its tasks wait for another kernel, its attempts fail."""

@@ -258,3 +258,20 @@ def test_generate_shows_progress_and_refuses_bad_input(ip: Any, local_client: Po
     (workspace / "busy").mkdir()
     (workspace / "busy" / "keep.txt").write_text("x")
     assert "not empty" in usage_error(ip, '%polaris generate "a todo app" --path busy').lower()
+
+
+def test_terminal_ipython_prints_the_answer_once(ip: Any, model: ScriptedModelServer) -> None:
+    """In a terminal, updating a display would print the answer again and again: print the text
+    as it grows instead, with a line per tool call."""
+    from IPython.core.displaypub import DisplayPublisher
+
+    model.enqueue(Response.tool("readFile", {"path": "app.py"}), Response(text="It greets **people**.", delay_s=0.01))
+    saved = ip.display_pub
+    ip.display_pub = DisplayPublisher(shell=ip)
+    try:
+        with capture_output(display=False) as io:
+            ip.run_line_magic("polaris", "ask --new what does app.py do")
+    finally:
+        ip.display_pub = saved
+    assert io.stdout.count("It greets **people**.") == 1
+    assert io.stdout.startswith("Polaris:") and "[succeeded] readFile" in io.stdout
