@@ -187,7 +187,7 @@ def _ts_references(root: str, rel: str, source: bytes, language: Language, line:
                 data = fh.read(2_000_000)
         except OSError:
             continue
-        if needle not in data:
+        if needle not in data or code_ts.looks_minified(data):
             continue
         assert other_lang is not None
         text_lines = data.decode("utf-8", "replace").split("\n")

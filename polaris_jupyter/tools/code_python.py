@@ -10,6 +10,7 @@ import ast
 import asyncio
 import json
 import os
+import re
 import shutil
 import sys
 import warnings
@@ -38,6 +39,7 @@ __all__ = [
 ]
 
 RUFF_TIMEOUT_S = 60.0
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 #: pyflakes messages that mean the code will fail at run time; the rest are warnings.
 _PYFLAKES_ERRORS = frozenset(
@@ -87,16 +89,18 @@ def _dotted(node: ast.AST) -> str:
 class _OutlineVisitor(ast.NodeVisitor):
     def __init__(self, lines: list[str]) -> None:
         self.lines = lines
+        self._ascii = [line.isascii() for line in lines]
         self.out = Outline(language=Language.PYTHON)
         self._scope: list[tuple[str, str]] = []  # (kind, name)
 
     def _col(self, lineno: int, byte_col: int) -> int:
-        text = self.lines[lineno - 1] if 0 < lineno <= len(self.lines) else ""
-        return char_column(text, byte_col)
+        if not 0 < lineno <= len(self.lines) or self._ascii[lineno - 1]:
+            return byte_col + 1
+        return char_column(self.lines[lineno - 1], byte_col)
 
     def _name_col(self, lineno: int, byte_col: int, name: str) -> int:
         text = self.lines[lineno - 1] if 0 < lineno <= len(self.lines) else ""
-        start = char_column(text, byte_col) - 1
+        start = self._col(lineno, byte_col) - 1
         at = text.find(name, start)
         return (at if at >= 0 else start) + 1
 
@@ -200,7 +204,7 @@ def python_outline(text: str) -> Outline:
         out = Outline(language=Language.PYTHON)
         out.errors.append(SyntaxIssue(1, 1, f"cannot parse: {exc}"))
         return out
-    visitor = _OutlineVisitor(text.splitlines())
+    visitor = _OutlineVisitor(_LINE_BREAK.split(text))  # ast's line breaks, not str.splitlines' (\f, \x1c…)
     visitor.visit(tree)
     return visitor.out
 

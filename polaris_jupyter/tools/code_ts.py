@@ -23,7 +23,6 @@ from polaris_jupyter.tools.outline import (
     SymbolDef,
     SymbolKind,
     SyntaxIssue,
-    char_column,
 )
 
 __all__ = [
@@ -35,6 +34,7 @@ __all__ = [
     "identifier_at",
     "import_source_of",
     "local_bindings",
+    "looks_minified",
     "parse",
     "resolve_ts_import",
     "run_tsc",
@@ -43,6 +43,8 @@ __all__ = [
 ]
 
 TSC_TIMEOUT_S = 120.0
+#: Average bytes per line above which a file is treated as minified/bundled (no outline).
+MINIFIED_AVG_LINE_BYTES = 400
 IDENTIFIER_TYPES = frozenset(
     {"identifier", "type_identifier", "property_identifier", "shorthand_property_identifier",
      "shorthand_property_identifier_pattern", "private_property_identifier"}
@@ -111,15 +113,34 @@ def _walk(node: Any) -> Iterator[Any]:
 
 
 class _Positions:
-    """Byte points → 1-based (line, character column)."""
+    """Byte points → 1-based (line, character column); per-line ASCII check cached."""
 
     def __init__(self, source: bytes) -> None:
-        self.lines = source.decode("utf-8", "replace").split("\n")
+        self.lines = source.split(b"\n")
+        self._ascii: dict[int, bool] = {}
 
     def of(self, node: Any) -> tuple[int, int]:
         row, byte_col = node.start_point
-        text = self.lines[row] if row < len(self.lines) else ""
-        return row + 1, char_column(text, byte_col)
+        if row >= len(self.lines):
+            return row + 1, byte_col + 1
+        ascii_line = self._ascii.get(row)
+        if ascii_line is None:
+            ascii_line = self._ascii[row] = self.lines[row].isascii()
+        if ascii_line:
+            return row + 1, byte_col + 1
+        return row + 1, len(self.lines[row][:byte_col].decode("utf-8", "ignore")) + 1
+
+
+def _head(source: bytes, node: Any, limit: int = 200) -> str:
+    """The first ``limit`` bytes of a node's text (never copies a whole bundle)."""
+    end = min(node.end_byte, node.start_byte + limit)
+    return source[node.start_byte : end].decode("utf-8", "replace")
+
+
+def looks_minified(source: bytes) -> bool:
+    """Bundles and minified files: long lines on average; not worth a syntax outline."""
+    lines = source.count(b"\n") + 1
+    return len(source) > 20_000 and len(source) / lines > MINIFIED_AVG_LINE_BYTES
 
 
 def _string_value(node: Any) -> str:
@@ -142,53 +163,93 @@ def _is_top_level(node: Any) -> bool:
     return parent is None or parent.type == "program"
 
 
+def _outline_query(language: Language) -> Any:
+    """One compiled query per language capturing everything an outline needs."""
+    queries: dict[Language, Any] = getattr(_local, "queries", None) or {}
+    _local.queries = queries
+    if language not in queries:
+        import tree_sitter
+
+        ts_language = _parser(language).language
+        patterns = [f"({kind} name: (_) @{kind})" for kind in _DECL_KIND if ts_language.id_for_node_kind(kind, True)]
+        patterns += [
+            "(variable_declarator name: (identifier) @variable_declarator)",
+            "(import_statement source: (string) @import)",
+            "(export_statement) @export",
+            "(call_expression function: (_) @call)",
+            "(new_expression constructor: (_) @new)",
+        ]
+        queries[language] = tree_sitter.Query(ts_language, "\n".join(patterns))
+    return queries[language]
+
+
 def ts_outline(text: str, language: Language) -> Outline:
-    """Symbols, imports (incl. ``require``), exports, calls and syntax errors of one TS/JS file."""
+    """Symbols, imports (incl. ``require``), exports, calls and syntax errors of one TS/JS file.
+
+    Uses a tree-sitter query (matching runs in C) rather than visiting every node in Python;
+    minified bundles get an empty outline.
+    """
+    import tree_sitter
+
     source = text.encode("utf-8")
+    out = Outline(language=language)
+    if looks_minified(source):
+        return out
     tree = parse(source, language)
     pos = _Positions(source)
-    out = Outline(language=language)
-    for node in _walk(tree.root_node):
-        kind = node.type
-        if kind in _DECL_KIND:
-            name = node.child_by_field_name("name")
-            if name is not None:
-                line, col = pos.of(name)
-                out.symbols.append(
-                    SymbolDef(_text(name), _DECL_KIND[kind], line, col, _enclosing_class(node), _is_top_level(node))
-                )
-        elif kind == "variable_declarator":
-            name = node.child_by_field_name("name")
-            if name is not None and name.type == "identifier" and _is_top_level(node.parent):
-                value = node.child_by_field_name("value")
-                sym_kind = SymbolKind.FUNCTION if value is not None and value.type in _FUNCTION_VALUES else SymbolKind.VARIABLE
-                line, col = pos.of(name)
-                out.symbols.append(SymbolDef(_text(name), sym_kind, line, col, None, True))
-        elif kind == "import_statement" or (kind == "export_statement" and node.child_by_field_name("source")):
-            source_node = node.child_by_field_name("source")
-            if source_node is not None:
-                line, col = pos.of(node)
-                out.imports.append(CodeRef(_string_value(source_node), line, col, _text(node).split("\n")[0][:200]))
-        if kind == "export_statement":
-            _collect_exports(node, pos, out)
-        elif kind in {"call_expression", "new_expression"}:
-            callee = node.child_by_field_name("function") or node.child_by_field_name("constructor")
-            if callee is None:
-                continue
-            callee_text = _text(callee)
+    captures: dict[str, list[Any]] = tree_sitter.QueryCursor(_outline_query(language)).captures(tree.root_node)
+    for kind, sym_kind in _DECL_KIND.items():
+        for name in captures.get(kind, ()):
+            node = name.parent
+            line, col = pos.of(name)
+            out.symbols.append(
+                SymbolDef(_head(source, name), sym_kind, line, col, _enclosing_class(node), _is_top_level(node))
+            )
+    for name in captures.get("variable_declarator", ()):
+        node = name.parent
+        if _is_top_level(node.parent):
+            value = node.child_by_field_name("value")
+            sym_kind = SymbolKind.FUNCTION if value is not None and value.type in _FUNCTION_VALUES else SymbolKind.VARIABLE
+            line, col = pos.of(name)
+            out.symbols.append(SymbolDef(_head(source, name), sym_kind, line, col, None, True))
+    for source_node in captures.get("import", ()):
+        line, col = pos.of(source_node.parent)
+        out.imports.append(CodeRef(_string_value(source_node), line, col, _head(source, source_node.parent).split("\n")[0]))
+    for node in captures.get("export", ()):
+        source_node = node.child_by_field_name("source")
+        if source_node is not None:
             line, col = pos.of(node)
+            out.imports.append(CodeRef(_string_value(source_node), line, col, _head(source, node).split("\n")[0]))
+        _collect_exports(node, pos, out)
+    for capture, prefix in (("call", ""), ("new", "new ")):
+        for callee in captures.get(capture, ()):
+            node = callee.parent
+            line, col = pos.of(node)
+            callee_text = _head(source, callee, 120)
             if callee_text == "require" or callee.type == "import":
                 args = node.child_by_field_name("arguments")
                 first = args.named_children[0] if args is not None and args.named_children else None
                 if first is not None and first.type == "string":
-                    out.imports.append(CodeRef(_string_value(first), line, col, _text(node)[:200]))
-            label = ("new " if kind == "new_expression" else "") + " ".join(callee_text.split())
-            out.calls.append(CodeRef(label[:120], line, col))
+                    out.imports.append(CodeRef(_string_value(first), line, col, _head(source, node)))
+            out.calls.append(CodeRef(prefix + " ".join(callee_text.split()), line, col))
+    if tree.root_node.has_error:
+        _collect_errors(tree.root_node, pos, out)
+    for items in (out.symbols, out.imports, out.exports, out.calls):
+        items.sort(key=lambda item: (item.line, item.column))
+    return out
+
+
+def _collect_errors(root: Any, pos: _Positions, out: Outline) -> None:
+    """ERROR and MISSING nodes, descending only into subtrees that hold an error."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
         if node.type == "ERROR" or node.is_missing:
             line, col = pos.of(node)
-            message = f"missing {node.type}" if node.is_missing else f"unexpected {_text(node)[:40]!r}"
+            message = f"missing {node.type}" if node.is_missing else f"unexpected {node.text[:40].decode('utf-8', 'replace')!r}"
             out.errors.append(SyntaxIssue(line, col, f"syntax error: {message}"))
-    return out
+        stack.extend(child for child in reversed(node.children) if child.has_error or child.is_missing)
+    out.errors.sort(key=lambda issue: (issue.line, issue.column))
 
 
 def _collect_exports(node: Any, pos: _Positions, out: Outline) -> None:
@@ -337,8 +398,16 @@ def resolve_ts_import(from_rel: str, spec: str, exists: Callable[[str], bool]) -
 
 def same_name_identifiers(tree: Any, source: bytes, name: str) -> list[tuple[int, int]]:
     """1-based (line, column) of every identifier spelled ``name`` in one parsed file."""
+    import tree_sitter
+
+    if not re.fullmatch(r"[\w$]+", name):
+        return []
+    ts_language = tree.language
+    kinds = [kind for kind in sorted(IDENTIFIER_TYPES) if ts_language.id_for_node_kind(kind, True)]
+    query = tree_sitter.Query(ts_language, "\n".join(f'(({kind}) @id (#eq? @id "{name}"))' for kind in kinds))
     pos = _Positions(source)
-    return sorted(pos.of(n) for n in _walk(tree.root_node) if n.type in IDENTIFIER_TYPES and _text(n) == name)
+    nodes: list[Any] = tree_sitter.QueryCursor(query).captures(tree.root_node).get("id", [])
+    return sorted({pos.of(node) for node in nodes})
 
 
 # ---------------------------------------------------------------- tsc

@@ -327,3 +327,16 @@ async def test_a_broken_rg_falls_back_to_python(tree: Path, monkeypatch: pytest.
     monkeypatch.setattr(search, "find_rg", lambda: str(tree.parent / "bin" / "missing-rg"))
     again = await call("searchFiles", {"pattern": "handler", "filePattern": "*.ts"}, tree)
     assert again.data is not None and again.data["engine"] == "python" and rows(again) == rows(result)
+
+
+@pytest.mark.asyncio
+async def test_minified_bundles_are_text_searchable_but_not_outlined(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    bundle = "function bundledHelper(){return 1};" + ";".join(f"var v{i}=f{i}(x)" for i in range(3000))
+    write(root, "static/app.min.js", bundle + "\n")
+    write(root, "src/feed.py", "\f\n# a form feed above must not shift line numbers\ndef bundled_helper_py():\n    pass\n")
+    assert await codebase(root, patternType="function", searchTerm="bundled") == [
+        ("src/feed.py", 3, "function", "bundled_helper_py")
+    ]
+    text_hits = await call("searchFiles", {"pattern": "bundledHelper"}, root)
+    assert [r[0] for r in rows(text_hits)] == ["static/app.min.js"]
