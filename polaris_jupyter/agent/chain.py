@@ -121,13 +121,22 @@ class ProviderChain:
         return cls(await discover_providers(**kwargs))
 
     async def _client(self, p: ProviderConfig) -> tuple[openai.AsyncOpenAI, str]:
-        """The client and model for ``p`` (starting the bundled model on first use)."""
-        if p.name in self._clients:
-            return self._clients[p.name]
+        """The client and model for ``p`` (starting the bundled model on first use, and again
+        after its process died: it comes back on a new port, so the client is rebuilt)."""
+        cached = self._clients.get(p.name)
+        if cached is not None and self._usable(p):
+            return cached
         async with self._client_lock:  # concurrent first calls share one client
+            cached = self._clients.get(p.name)
+            if cached is not None and not self._usable(p):
+                del self._clients[p.name]
+                await cached[0].close()
             if p.name not in self._clients:
                 self._clients[p.name] = await self._new_client(p)
             return self._clients[p.name]
+
+    def _usable(self, p: ProviderConfig) -> bool:
+        return not p.bundled or (self._local_server is not None and bool(self._local_server.running))
 
     async def _new_client(self, p: ProviderConfig) -> tuple[openai.AsyncOpenAI, str]:
         base_url, model = p.base_url, p.model

@@ -316,6 +316,14 @@ def _schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
 
 
 _PATH = {"type": "string", "description": "Path relative to the workspace root, e.g. 'src/app.py'."}
+#: A file path a model may write: relative, no `..`, no empty parts. Servers that turn the schema
+#: into a grammar (llama.cpp with a forced tool) then cannot even produce an absolute path.
+_WRITE_PATH = {
+    **_PATH,
+    "pattern": r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$",
+    "minLength": 1,
+    "maxLength": 512,
+}
 
 TOOLS: list[Tool] = [
     Tool(
@@ -343,7 +351,7 @@ TOOLS: list[Tool] = [
             "write is atomic and can be reverted; the result shows a diff. Give the COMPLETE file content."
         ),
         parameters=_schema(
-            {"path": _PATH, "content": {"type": "string", "description": "The complete new file content."}},
+            {"path": _WRITE_PATH, "content": {"type": "string", "minLength": 1, "description": "The complete new file content."}},
             ["path", "content"],
         ),
         fn=os_errors_as_tool_errors(write_file),
