@@ -54,15 +54,13 @@ def _has_remote_provider() -> bool:
     return any(os.environ.get(k) for k in ("OPENAI_API_KEY", "CEREBRAS_API_KEY", "OPENROUTER_API_KEY", "OPENAI_BASE_URL"))
 
 
-async def _generate(args: argparse.Namespace) -> int:
+async def _generate(args: argparse.Namespace, workspace: Path) -> int:
     from polaris_jupyter.agent.local_model import bundled_model_available
     from polaris_jupyter.tasks.generate import follow_generation, start_generation
     from polaris_jupyter.tasks.project_kinds import register_project_kind
 
     register_project_kind(DEMO_KIND, replace=True)
 
-    workspace = Path(args.workspace).resolve()
-    workspace.mkdir(parents=True, exist_ok=True)
     scripted = None
     if args.scripted or (not _has_remote_provider() and not bundled_model_available()):
         if not args.scripted:
@@ -126,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
     parser.add_argument("--scripted", action="store_true", help="use the scripted model server (no real model)")
     args = parser.parse_args(argv)
-    return asyncio.run(_generate(args))
+    workspace = Path(args.workspace).resolve()
+    workspace.mkdir(parents=True, exist_ok=True)
+    return asyncio.run(_generate(args, workspace))
 
 
 if __name__ == "__main__":
