@@ -408,7 +408,8 @@ class Engine:
         run.started_at = run.started_at or now
         run.next_attempt_at = None
         run.updated_at = now
-        self.store.put_attempt(attempt)
+        # The attempt row is written when the attempt ends; while it runs, the run row (status
+        # EXECUTING, attempt_count) is what recovery needs.
         self._put_status(run)
         ctx = RunContext(self, run, attempt.number)
         timeout_cm: asyncio.Timeout | None = None

@@ -82,8 +82,9 @@ def check_json_size(value: Any, name: str, limit_bytes: int = MAX_PAYLOAD_BYTES)
 
 
 def validate_tags(tags: Any) -> list[str]:
-    if tags is None:
-        return []
+    if not tags:
+        if tags is None or tags == []:
+            return []
     if isinstance(tags, str):
         tags = [tags]
     if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
