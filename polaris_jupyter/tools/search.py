@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,9 @@ def search_codebase(
     root = os.path.realpath(root)
     glob_match = compile_glob(file_glob)[0] if file_glob else None
     needle = term.lower() if term else None
+    # a name-like term must occur in the text of a file for any of its entries to match it,
+    # so uncached files without it are not parsed at all
+    must_contain = needle.encode() if needle and re.fullmatch(r"[\w$]+", needle) else None
     cache = OutlineCache.for_root(root)
     results: list[dict[str, Any]] = []
     parsed = 0
@@ -147,7 +151,7 @@ def search_codebase(
     for rel in walk_files(root):
         if language_of(rel) is None or (glob_match is not None and not glob_match(rel)):
             continue
-        outline = cache.get(rel)
+        outline = cache.get(rel, must_contain=must_contain)
         parsed += 1
         if outline is None:
             continue
