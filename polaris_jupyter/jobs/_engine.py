@@ -128,6 +128,8 @@ class Engine:
         self._cancel_requested: set[str] = set()
         self._waiters: dict[str, list[asyncio.Future[Run]]] = {}
         self._idem: dict[tuple[str, str], str] = {}
+        #: Tasks whose host went away (a kernel): id → (why runs wait, last definition seen).
+        self._absent: dict[str, tuple[str, TaskDef | None]] = {}
         self._timers: list[tuple[float, int, str, str]] = []
         self._timer_counter = 0
         self._timer_wake = asyncio.Event()
@@ -191,6 +193,7 @@ class Engine:
     def register(self, definition: TaskDef) -> TaskDef:
         """Add a task at run time and start any runs that were waiting for it."""
         self.registry.add(definition)
+        self._absent.pop(definition.id, None)
         waiting = [r for r in self._active.values() if r.task_id == definition.id and r.waiting_reason]
         for run in waiting:
             run.waiting_reason = None
@@ -201,8 +204,11 @@ class Engine:
         return definition
 
     def unregister(self, task_id: str, reason: str) -> None:
-        """Remove a task (e.g. its kernel is gone); its queued runs wait with ``reason``."""
+        """Remove a task (e.g. its kernel is gone); its queued runs, and runs triggered from
+        now on, wait with ``reason`` until the task is registered again."""
+        definition = self.registry.get(task_id)
         self.registry.remove(task_id)
+        self._absent[task_id] = (reason, definition)
         for run in self._active.values():
             if run.task_id == task_id and run.status in (RunStatus.QUEUED, RunStatus.REATTEMPTING):
                 run.waiting_reason = reason
@@ -282,6 +288,9 @@ class Engine:
         self, task_id: str, payload: Any, opts: TriggerOptions, parent: RunContext | None
     ) -> tuple[Any, str | None]:
         definition = self.registry.get(task_id)
+        waiting_reason = None
+        if definition is None and task_id in self._absent:
+            waiting_reason, definition = self._absent[task_id]
         if definition is None:
             raise TaskNotFound(f"no task with id {task_id!r}; known tasks: {', '.join(sorted(t.id for t in self.registry.all())) or 'none'}")
         check_json_size(payload, "payload", MAX_PAYLOAD_BYTES)
@@ -321,6 +330,7 @@ class Engine:
             parent_run_id=parent.run_id if parent else None,
             conversation_id=opts.conversation_id,
             max_duration_s=opts.max_duration_s or definition.max_duration_s,
+            waiting_reason=waiting_reason,
         )
         if key is not None:
             again = self._idem.get((task_id, key))  # a concurrent trigger may have won meanwhile

@@ -438,3 +438,29 @@ async def test_bad_inputs_are_refused(make_engine: Any, registry: TaskRegistry) 
         await engine.trigger("echo", "x" * (4 * 1024 * 1024))
     with pytest.raises(InvalidInput, match="async def"):
         registry.add(type(registry.get("echo"))(id="sync", fn=lambda p, c: None))  # type: ignore[arg-type,misc]
+
+
+@pytest.mark.asyncio
+async def test_runs_of_a_departed_task_wait_with_a_reason(make_engine: Any, registry: TaskRegistry) -> None:
+    clock = FakeClock()
+
+    @task(id="kernel-task", registry=registry)
+    async def kernel_task(payload: Any, ctx: RunContext) -> str:
+        return "ran"
+
+    definition = registry.get("kernel-task")
+    assert definition is not None
+    engine = await make_engine(clock=clock)
+    engine.unregister("kernel-task", reason="defined in kernel k1, which is gone")
+    waiting = await engine.trigger("kernel-task")
+    expiring = await engine.trigger("kernel-task", None, TriggerOptions(ttl_s=60))
+    await asyncio.sleep(0.02)
+    run = await engine.get_run(waiting.id)
+    assert run.status is RunStatus.QUEUED and run.waiting_reason == "defined in kernel k1, which is gone"
+    clock.advance(61)
+    assert (await engine.wait_for(expiring.id, timeout_s=5)).status is RunStatus.EXPIRED
+    engine.register(definition)  # a kernel defines the task again
+    result = await waiting.result(timeout_s=5)
+    assert result.ok and result.output == "ran" and result.run.waiting_reason is None
+    with pytest.raises(TaskNotFound):
+        await engine.trigger("never-defined")
