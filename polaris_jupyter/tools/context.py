@@ -48,6 +48,9 @@ WEIGHTS = {
     "same_language": 0.3,
     "source_file": 0.2,
 }
+#: Seconds one call may spend indexing new files; a first call on a huge tree answers from a
+#: partial index and the next calls carry on (``indexComplete`` in the result says which).
+INDEX_BUDGET_S = 3.0
 BM25_K1 = 1.2
 BM25_B = 0.75
 MAX_FILES = 20
@@ -228,23 +231,26 @@ async def _relevant_files_tool(args: dict[str, Any], ctx: ToolContext) -> ToolRe
             ctx.log.warning("getRelevantFiles: recent edits unavailable: %s", exc)
     index = await asyncio.to_thread(WorkspaceIndex.for_root, ctx.root)
 
-    def run() -> list[Ranked]:
-        index.refresh(also_check=[current, *recent] if current else recent)
+    def run() -> tuple[list[Ranked], int, int]:
+        index.refresh(also_check=[current, *recent] if current else recent, budget_s=INDEX_BUDGET_S)
         with index.lock:
-            return rank_files(index, query, current, recent, max_files)
+            return rank_files(index, query, current, recent, max_files), len(index.docs), len(index.pending)
 
-    results = await asyncio.to_thread(run)
+    results, indexed, pending = await asyncio.to_thread(run)
     if not results:
         text = f"No files look relevant to {query!r}" + (f" from {current}" if current else "") + "."
     else:
         lines = [f"{len(results)} file(s) most relevant to {query!r}" + (f" (current file {current})" if current else "") + ":"]
         lines += [f"{i}. {r.path} (score {r.score}): {'; '.join(r.reasons)}" for i, r in enumerate(results, 1)]
         text = "\n".join(lines)
+    if pending:
+        text += (f"\n(The workspace index is still being built: {indexed} of {indexed + pending} files so far; "
+                 "later calls rank with more of it.)")
     return ToolResult(
         text=text,
         summary=f"{len(results)} relevant file(s) for {query!r}",
         data={"files": [{"path": r.path, "score": r.score, "reasons": r.reasons} for r in results],
-              "indexedFiles": len(index.docs)},
+              "indexedFiles": indexed, "indexComplete": not pending},
     )
 
 

@@ -200,6 +200,7 @@ class WorkspaceIndex:
         self.test_files: dict[str, set[str]] = {}  # tested stem (``models`` for test_models.py) → test files
         self._next_id = 0
         self._last_sweep_s = 0.0
+        self.pending: dict[str, None] = {}  # found by a walk, not indexed yet (ordered set)
         self._sweep_order: list[str] = []
         self._sweep_pos = 0
 
@@ -303,68 +304,108 @@ class WorkspaceIndex:
             if is_dir:
                 self.dirs[rel] = st.st_mtime_ns
                 continue
-            if len(self.docs) >= MAX_INDEX_FILES and rel not in self.docs:
+            if len(self.docs) + len(self.pending) >= MAX_INDEX_FILES and rel not in self.docs:
                 continue
             seen.add(rel)
             doc = self.docs.get(rel)
             if doc is None or (doc.mtime_ns, doc.size) != (st.st_mtime_ns, st.st_size):
-                self._remove(rel)
-                self._add(rel, st)
+                self.pending[rel] = None
         return seen
+
+    def _index_now(self, rel: str) -> None:
+        self.pending.pop(rel, None)
+        try:
+            st = os.stat(os.path.join(self.root, rel))
+        except OSError:
+            self._remove(rel)
+            return
+        doc = self.docs.get(rel)
+        if doc is None or (doc.mtime_ns, doc.size) != (st.st_mtime_ns, st.st_size):
+            self._remove(rel)
+            self._add(rel, st)
+
+    def _drain(self, deadline_s: float | None) -> None:
+        """Index pending files, oldest first, until done or ``deadline_s`` (monotonic) passes."""
+        while self.pending:
+            if deadline_s is not None and time.monotonic() >= deadline_s:
+                return
+            self._index_now(next(iter(self.pending)))
+
+    @property
+    def complete(self) -> bool:
+        """False while files found by the walk still wait to be indexed (see ``budget_s``)."""
+        return self.built and not self.pending
 
     def _under(self, folder: str, rel: str) -> bool:
         return not folder or rel.startswith(folder + "/")
 
-    def refresh(self, also_check: Iterable[str] = ()) -> None:
-        """Bring the index up to date with the disk (see the module docstring); ``also_check``
-        names files to re-stat even between sweeps (e.g. recently edited ones)."""
+    def refresh(self, also_check: Iterable[str] = (), budget_s: float | None = None) -> None:
+        """Bring the index up to date with the disk (see the module docstring).
+
+        ``also_check`` names files to re-stat even between sweeps (the current file, recent
+        edits); they are also indexed first. With ``budget_s``, indexing new files stops after
+        that long and goes on at the next call, so a first call on a huge tree answers in time.
+        """
+        deadline_s = None if budget_s is None else time.monotonic() + budget_s
+        also_check = list(also_check)
         with self.lock:
-            if not self.built:
-                self._walk("")
-                self.built = True
-                self._last_sweep_s = time.monotonic()
-                return
-            changed = self._changed_dirs()
-            if self._ignore_rules_changed() or any(
-                os.path.isfile(os.path.join(self.root, f, ".gitignore"))
-                and posixpath.join(f, ".gitignore") not in self.ignore_files
-                for f in changed
-            ):
-                old = dict(self.docs)
-                self.rules = IgnoreRules.for_root(self.root)
-                self.dirs = {}
-                seen = self._walk("")
-                for rel in set(old) - seen:
+            self._refresh_files(also_check)
+            for rel in also_check:
+                if rel in self.pending:
+                    self._index_now(rel)
+            self._drain(deadline_s)
+
+    def _refresh_files(self, also_check: list[str]) -> None:
+        """Folder and file (mtime, size) checks; new and changed files go to ``pending``."""
+        if not self.built:
+            self._walk("")
+            self.built = True
+            self._last_sweep_s = time.monotonic()
+            return
+        changed = self._changed_dirs()
+        if self._ignore_rules_changed() or any(
+            os.path.isfile(os.path.join(self.root, f, ".gitignore"))
+            and posixpath.join(f, ".gitignore") not in self.ignore_files
+            for f in changed
+        ):
+            old = dict(self.docs)
+            self.rules = IgnoreRules.for_root(self.root)
+            self.dirs = {}
+            self.pending = {}
+            seen = self._walk("")
+            for rel in set(old) - seen:
+                self._remove(rel)
+            return
+        outermost = [f for f in sorted(changed) if not any(f != o and self._under(o, f) for o in changed)]
+        walked: list[str] = []
+        for folder in outermost:
+            for old_dir in [d for d in self.dirs if d != folder and self._under(folder, d)]:
+                del self.dirs[old_dir]
+            self.dirs.pop(folder, None)
+            if not os.path.isdir(os.path.join(self.root, folder or ".")):
+                for rel in [r for r in [*self.docs, *self.pending] if self._under(folder, r)]:
                     self._remove(rel)
-                return
-            outermost = [f for f in sorted(changed) if not any(f != o and self._under(o, f) for o in changed)]
-            walked: list[str] = []
-            for folder in outermost:
-                for old_dir in [d for d in self.dirs if d != folder and self._under(folder, d)]:
-                    del self.dirs[old_dir]
-                self.dirs.pop(folder, None)
-                if not os.path.isdir(os.path.join(self.root, folder or ".")):
-                    for rel in [r for r in self.docs if self._under(folder, r)]:
-                        self._remove(rel)
-                    continue
-                seen = self._walk(folder)
-                for rel in [r for r in self.docs if self._under(folder, r) and r not in seen]:
-                    self._remove(rel)
-                walked.append(folder)
-            to_check = [r for r in also_check if r in self.docs] + self._sweep_slice()
-            prefix = self.root + os.sep
-            for rel in to_check:
-                doc = self.docs.get(rel)
-                if doc is None or (walked and any(self._under(folder, rel) for folder in walked)):
-                    continue
-                try:
-                    st = os.stat(prefix + rel)
-                except OSError:
-                    self._remove(rel)
-                    continue
-                if (doc.mtime_ns, doc.size) != (st.st_mtime_ns, st.st_size):
-                    self._remove(rel)
-                    self._add(rel, st)
+                    self.pending.pop(rel, None)
+                continue
+            seen = self._walk(folder)
+            for rel in [r for r in [*self.docs, *self.pending] if self._under(folder, r) and r not in seen]:
+                self._remove(rel)
+                self.pending.pop(rel, None)
+            walked.append(folder)
+        to_check = [r for r in also_check if r in self.docs] + self._sweep_slice()
+        prefix = self.root + os.sep
+        for rel in to_check:
+            doc = self.docs.get(rel)
+            if doc is None or (walked and any(self._under(folder, rel) for folder in walked)):
+                continue
+            try:
+                st = os.stat(prefix + rel)
+            except OSError:
+                self._remove(rel)
+                continue
+            if (doc.mtime_ns, doc.size) != (st.st_mtime_ns, st.st_size):
+                self._remove(rel)
+                self._add(rel, st)
 
     def _sweep_slice(self) -> list[str]:
         """The next files of the round-robin sweep, as many as the time since the last call earns."""

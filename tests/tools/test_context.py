@@ -209,3 +209,20 @@ def test_file_sweep_covers_every_file_within_one_interval(tmp_path: Path, monkey
     assert checked_per_call == [1] * 10
     assert all(f"edited_{i}" in index.postings for i in range(10))
     assert not any(f"value_{i}" in index.postings for i in range(10))
+
+
+@pytest.mark.asyncio
+async def test_first_call_on_a_big_tree_answers_within_the_index_budget(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(context, "INDEX_BUDGET_S", 0.0)
+    ctx = ToolContext(root=project)
+    first = await TOOL.fn({"query": "login", "currentFile": "app/views.py"}, ctx)
+    assert isinstance(first, ToolResult) and first.data is not None
+    assert first.data["indexComplete"] is False and "still being built" in first.text
+    assert list(WorkspaceIndex.for_root(project).docs) == ["app/views.py"]  # the current file goes first
+    monkeypatch.setattr(context, "INDEX_BUDGET_S", 60.0)
+    later = await TOOL.fn({"query": "login", "currentFile": "app/views.py"}, ctx)
+    assert isinstance(later, ToolResult) and later.data is not None
+    assert later.data["indexComplete"] is True and later.data["indexedFiles"] == 11
+    assert "imported by currentFile" in reasons(later.data["files"], "app/auth.py")
