@@ -91,7 +91,7 @@ def pct(values: list[float], q: float) -> float:
 
 async def bench_search(root: str, rg: str, repeats: int) -> dict[str, Any]:
     ctx = ToolContext(root=Path(root))
-    rows = []
+    rows: list[dict[str, Any]] = []
     agree = True
     for pattern, case, glob in PATTERNS:
         query = TextQuery(pattern, case, glob)
@@ -108,7 +108,7 @@ async def bench_search(root: str, rg: str, repeats: int) -> dict[str, Any]:
             times["python"].append(time.perf_counter() - start)
             if via_rg.matches != via_python.matches or via_rg.truncated != via_python.truncated:
                 agree = False
-        row = {"pattern": pattern, "glob": glob, "results": len(via_rg.matches), "more": via_rg.truncated,
+        row: dict[str, Any] = {"pattern": pattern, "glob": glob, "results": len(via_rg.matches), "more": via_rg.truncated,
                **{k: median(v) for k, v in times.items()}}
         rows.append(row)
         print(f"  /{pattern}/{'' if case else 'i'} {glob or '':8} {row['results']:>3}{'+' if row['more'] else ' '} "
@@ -155,11 +155,12 @@ async def bench_relevant(root: str, calls: int) -> dict[str, float]:
     build_s = time.perf_counter() - start
     print(f"  warm-up: first call {first_call_s:.2f} s (partial index), full index after {warmup_calls} calls, "
           f"{build_s:.1f} s")
+    existing = {c for _, c in RELEVANT_QUERIES if c and await asyncio.to_thread(Path(root, c).is_file)}
     latencies_ms = []
     for i in range(calls):
         query, current = RELEVANT_QUERIES[i % len(RELEVANT_QUERIES)]
         args: dict[str, Any] = {"query": query, "maxFiles": 5}
-        if current and await asyncio.to_thread(os.path.isfile, os.path.join(root, current)):
+        if current in existing:
             args["currentFile"] = current
         start = time.perf_counter()
         await tool.fn(args, ctx)
