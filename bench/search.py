@@ -155,7 +155,12 @@ async def bench_relevant(root: str, calls: int) -> dict[str, float]:
     build_s = time.perf_counter() - start
     print(f"  warm-up: first call {first_call_s:.2f} s (partial index), full index after {warmup_calls} calls, "
           f"{build_s:.1f} s")
-    existing = {c for _, c in RELEVANT_QUERIES if c and await asyncio.to_thread(Path(root, c).is_file)}
+    existing: set[str] = set()
+    for _, candidate in RELEVANT_QUERIES:
+        if candidate is not None:
+            is_file: bool = await asyncio.to_thread(Path(root, candidate).is_file)
+            if is_file:
+                existing.add(candidate)
     latencies_ms = []
     for i in range(calls):
         query, current = RELEVANT_QUERIES[i % len(RELEVANT_QUERIES)]
