@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,8 @@ __all__ = [
 
 RUFF_TIMEOUT_S = 60.0
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+#: jedi keeps process-wide caches and is not thread-safe: one call at a time.
+_JEDI_LOCK = threading.Lock()
 
 #: pyflakes messages that mean the code will fail at run time; the rest are warnings.
 _PYFLAKES_ERRORS = frozenset(
@@ -253,19 +256,21 @@ def _jedi_locations(root: Path, names: list, kind_label: str) -> list[Location]:
 
 
 def jedi_definitions(root: Path, abs_path: Path, source: str, line: int, column: int) -> list[Location]:
-    script = _script(root, abs_path, source)
     col0 = _to_jedi_column(source, line, column)
-    names = script.goto(line, col0, follow_imports=True, follow_builtin_imports=False)
-    if not names:
-        names = script.infer(line, col0)
-    return _jedi_locations(root, names, "definition")
+    with _JEDI_LOCK:
+        script = _script(root, abs_path, source)
+        names = script.goto(line, col0, follow_imports=True, follow_builtin_imports=False)
+        if not names:
+            names = script.infer(line, col0)
+        return _jedi_locations(root, names, "definition")
 
 
 def jedi_references(root: Path, abs_path: Path, source: str, line: int, column: int) -> list[Location]:
-    script = _script(root, abs_path, source)
     col0 = _to_jedi_column(source, line, column)
-    names = script.get_references(line, col0, include_builtins=False, scope="project")
-    return _jedi_locations(root, names, "reference")
+    with _JEDI_LOCK:
+        script = _script(root, abs_path, source)
+        names = script.get_references(line, col0, include_builtins=False, scope="project")
+        return _jedi_locations(root, names, "reference")
 
 
 # ---------------------------------------------------------------- diagnostics

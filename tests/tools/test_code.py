@@ -276,3 +276,19 @@ def test_schemas_match_design() -> None:
     assert code.TOOLS[0].parameters["properties"]["kind"]["enum"] == [
         "function", "class", "variable", "interface", "type", "all"
     ]
+
+
+@pytest.mark.asyncio
+async def test_concurrent_calls_give_the_same_answers(project: Path) -> None:
+    """The agent loop runs independent tool calls concurrently: jedi is serialised, parsers are per thread."""
+    import asyncio
+
+    calls = [
+        ("goToDefinition", {"path": "pkg/app.py", "line": 5, "column": 9}),
+        ("getReferences", {"path": "pkg/models.py", "line": 1, "column": 7}),
+        ("goToDefinition", {"path": "web/main.ts", "line": 4, "column": 13}),
+        ("getReferences", {"path": "web/util.ts", "line": 1, "column": 18}),
+    ]
+    alone = [locations(await call(name, args, project)) for name, args in calls]
+    together = await asyncio.gather(*(call(name, args, project) for name, args in calls * 3))
+    assert [locations(result) for result in together] == alone * 3
