@@ -73,6 +73,26 @@ class ChatService:
         if old is not None:
             await old.aclose()
 
+    async def config_snapshot(self) -> dict[str, Any]:
+        """Every known provider, the one answering now, and any override (GET /config)."""
+        from polaris_jupyter.agent import known_providers
+
+        active: dict[str, Any] = {"provider": None, "model": None}
+        error = None
+        try:
+            chain = await self.chain()
+            first = chain.providers[0]
+            active = {"provider": first.name, "model": first.model}
+            if chain.last_provider is not None:
+                active = {"provider": chain.last_provider.name, "model": chain.last_model}
+        except Exception as exc:  # no provider configured is a state to show, not a failure
+            error = str(exc)
+        providers = [
+            {"name": p.name, "baseUrl": p.base_url, "model": p.model, "configured": bool(getattr(p, "configured", True))}
+            for p in known_providers()
+        ]
+        return {"providers": providers, "active": active, "error": error, "override": dict(self.model_override)}
+
     def journal(self) -> SqliteEditJournal:
         if self._journal is None:
             from polaris_jupyter.tools.edits import SqliteEditJournal

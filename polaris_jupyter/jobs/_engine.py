@@ -210,7 +210,7 @@ class Engine:
         self.registry.remove(task_id)
         self._absent[task_id] = (reason, definition)
         for run in self._active.values():
-            if run.task_id == task_id and run.status in (RunStatus.QUEUED, RunStatus.REATTEMPTING):
+            if run.task_id == task_id and run.status in (RunStatus.QUEUED, RunStatus.DELAYED, RunStatus.REATTEMPTING):
                 run.waiting_reason = reason
                 self.store.put_run(run)
 
@@ -384,7 +384,8 @@ class Engine:
                 continue
             if run.waiting_reason is not None or self.registry.get(run.task_id) is None:
                 if run.waiting_reason is None:
-                    run.waiting_reason = f"task {run.task_id!r} is not registered in this server"
+                    absent = self._absent.get(run.task_id)
+                    run.waiting_reason = absent[0] if absent else f"task {run.task_id!r} is not registered in this server"
                     self.store.put_run(run)
                 continue
             expires = run.expires_at

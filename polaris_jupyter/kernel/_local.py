@@ -271,24 +271,7 @@ class LocalBackend(Backend):
 
     # -- config and generation ------------------------------------------------------------------
     async def config(self) -> dict[str, Any]:
-        from polaris_jupyter.agent import known_providers
-
-        chat = self.chat
-        active: dict[str, Any] = {"provider": None, "model": None}
-        error = None
-        try:
-            chain = await chat.chain()
-            first = chain.providers[0]
-            active = {"provider": first.name, "model": first.model}
-            if chain.last_provider is not None:
-                active = {"provider": chain.last_provider.name, "model": chain.last_model}
-        except Exception as exc:
-            error = str(exc)
-        providers = [
-            {"name": p.name, "baseUrl": p.base_url, "model": p.model, "configured": bool(getattr(p, "configured", True))}
-            for p in known_providers()
-        ]
-        return {"providers": providers, "active": active, "error": error, "override": dict(chat.model_override)}
+        return await self.chat.config_snapshot()
 
     async def set_model(self, provider: str | None = None, model: str | None = None) -> dict[str, Any]:
         if provider is None and model is None:

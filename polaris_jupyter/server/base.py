@@ -16,7 +16,7 @@ from polaris_jupyter.jobs import EngineError
 if TYPE_CHECKING:
     from polaris_jupyter.runtime import PolarisRuntime
 
-__all__ = ["ApiError", "PolarisHandler", "bearer_matches"]
+__all__ = ["ApiError", "BearerWebSocketMixin", "PolarisHandler", "bearer_matches"]
 
 #: Request bodies above this are refused before parsing (payloads are capped at 3 MiB anyway).
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -128,3 +128,22 @@ class PolarisHandler(APIHandler):
             self.send_error(error.status_code, exc_info=(ApiError, error, None))
             return
         super()._handle_request_exception(e)
+
+
+class BearerWebSocketMixin:
+    """For WebSocket handlers: accept ``Authorization: Bearer <internal key>`` (kernels) as well
+    as Jupyter auth. Put it first in the bases, before ``WebSocketMixin``."""
+
+    _polaris_bearer = False
+
+    async def prepare(self, *args: Any, **kwargs: Any) -> None:
+        handler: Any = self
+        if bearer_matches(handler, handler.settings.get("polaris_internal_key")):
+            CallContext.set(CallContext.JUPYTER_HANDLER, handler)
+            self._polaris_bearer = True
+            handler.current_user = handler._jupyter_current_user = INTERNAL_USER
+            return
+        await super().prepare(*args, **kwargs)  # type: ignore[misc]
+
+    def check_origin(self, origin: str | None = None) -> bool:
+        return True if self._polaris_bearer else bool(super().check_origin(origin))  # type: ignore[misc]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from tornado import web
 
 from polaris_jupyter.chat.service import ChatService
@@ -104,24 +102,7 @@ class ConfigHandler(ChatHandler):
         await self._send_config()
 
     async def _send_config(self) -> None:
-        from polaris_jupyter.agent import known_providers
-
-        chat = self.chat
-        active: dict[str, Any] = {"provider": None, "model": None}
-        error = None
-        try:
-            chain = await chat.chain()
-            first = chain.providers[0]
-            active = {"provider": first.name, "model": first.model}
-            if chain.last_provider is not None:
-                active = {"provider": chain.last_provider.name, "model": chain.last_model}
-        except Exception as exc:
-            error = str(exc)
-        providers = [
-            {"name": p.name, "baseUrl": p.base_url, "model": p.model, "configured": bool(getattr(p, "configured", True))}
-            for p in known_providers()
-        ]
-        self.send_json({"providers": providers, "active": active, "error": error, "override": chat.model_override})
+        self.send_json(await self.chat.config_snapshot())
 
     @web.authenticated
     async def put(self) -> None:

@@ -13,14 +13,13 @@ import json
 from typing import Any
 
 from jupyter_server.auth.decorator import ws_authenticated
-from jupyter_server.base.call_context import CallContext
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from polaris_jupyter.jobs import EventFilter, SubscriberLagging
-from polaris_jupyter.server.base import INTERNAL_USER, bearer_matches
+from polaris_jupyter.server.base import BearerWebSocketMixin
 
 __all__ = ["EventsWebSocket", "encode_event"]
 
@@ -30,22 +29,8 @@ def encode_event(data: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in data.items() if v is not None}, separators=(",", ":"), default=str)
 
 
-class EventsWebSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
+class EventsWebSocket(BearerWebSocketMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
     _pump: asyncio.Task[None] | None = None
-    _polaris_bearer = False
-
-    async def prepare(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        if bearer_matches(self, self.settings.get("polaris_internal_key")):
-            CallContext.set(CallContext.JUPYTER_HANDLER, self)
-            self._polaris_bearer = True
-            self.current_user = self._jupyter_current_user = INTERNAL_USER
-            return
-        await super().prepare(*args, **kwargs)
-
-    def check_origin(self, origin: str | None = None) -> bool:
-        if self._polaris_bearer:
-            return True
-        return bool(super().check_origin(origin))
 
     @ws_authenticated
     async def get(self, *args: Any, **kwargs: Any) -> None:

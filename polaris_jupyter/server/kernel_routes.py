@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from jupyter_server.auth.decorator import ws_authenticated
-from jupyter_server.base.call_context import CallContext
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web
@@ -32,7 +31,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from polaris_jupyter.jobs import AbortTaskError, QueueDef, RetryPolicy, RunContext, RunStatus, TaskDef
 from polaris_jupyter.server.app import EXTRA_HANDLERS
-from polaris_jupyter.server.base import INTERNAL_USER, PolarisHandler, bearer_matches
+from polaris_jupyter.server.base import BearerWebSocketMixin, PolarisHandler
 from polaris_jupyter.server.openapi import add_paths, errors, ok
 
 if TYPE_CHECKING:
@@ -281,23 +280,13 @@ def workers_for(settings: dict[str, Any]) -> KernelWorkers:
     return workers  # type: ignore[no-any-return]
 
 
-class KernelWorkerSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
+class KernelWorkerSocket(BearerWebSocketMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
     """One kernel's connection: it claims tasks and runs their attempts."""
 
-    _polaris_bearer = False
-
-    async def prepare(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    async def prepare(self, *args: Any, **kwargs: Any) -> None:
         self.tasks: set[str] = set()
         self.closed = False
-        if bearer_matches(self, self.settings.get("polaris_internal_key")):
-            CallContext.set(CallContext.JUPYTER_HANDLER, self)
-            self._polaris_bearer = True
-            self.current_user = self._jupyter_current_user = INTERNAL_USER
-            return
         await super().prepare(*args, **kwargs)
-
-    def check_origin(self, origin: str | None = None) -> bool:
-        return True if self._polaris_bearer else bool(super().check_origin(origin))
 
     @ws_authenticated
     async def get(self, *args: Any, **kwargs: Any) -> None:
