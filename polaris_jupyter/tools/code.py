@@ -214,6 +214,8 @@ async def _navigate(tool: str, args: dict[str, Any], ctx: ToolContext) -> ToolRe
             raise ToolError(f"{tool}: {exc} (positions are 1-based)") from exc
         how = "jedi"
     else:
+        if not code_ts.available():
+            raise ToolError(code_ts.MISSING_HINT)
         data = await asyncio.to_thread(abs_path.read_bytes)
         ts_fn = _ts_references if want_refs else _ts_definitions
         locations = await asyncio.to_thread(ts_fn, root, rel, data, language, line, column)
@@ -268,15 +270,19 @@ async def _ts_diagnostics(root: str, scope_rel: str | None, ts_files: list[str])
     found = await asyncio.to_thread(syntax)
     plan = await asyncio.to_thread(_tsc_plan, root, scope_rel, ts_files)
     if plan is None:
-        return found, ("tree-sitter syntax check; TypeScript type checking not available: no node_modules/.bin/tsc "
+        return found, (f"{_syntax_label()}; TypeScript type checking not available: no node_modules/.bin/tsc "
                        "in the workspace (install it with `npm install --save-dev typescript`)")
     tsc, project_dir, files_arg = plan
     try:
         raw = await code_ts.run_tsc(tsc, project_dir, files_arg)
     except (OSError, asyncio.TimeoutError) as exc:
-        return found, f"tree-sitter syntax check; tsc not available ({type(exc).__name__}: {exc})"
+        return found, f"{_syntax_label()}; tsc not available ({type(exc).__name__}: {exc})"
     found += await asyncio.to_thread(_tsc_results, root, project_dir, scope_rel, ts_files, raw)
-    return found, "tree-sitter + tsc"
+    return found, f"{_syntax_label()} + tsc"
+
+
+def _syntax_label() -> str:
+    return "tree-sitter syntax check" if code_ts.available() else f"no syntax check ({code_ts.MISSING_HINT})"
 
 
 def _tsc_plan(root: str, scope_rel: str | None, ts_files: list[str]) -> tuple[str, str, list[str] | None] | None:

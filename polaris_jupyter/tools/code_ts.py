@@ -9,6 +9,7 @@ findings when the workspace has TypeScript installed (``node_modules/.bin/tsc``)
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import posixpath
 import re
@@ -27,7 +28,9 @@ from polaris_jupyter.tools.outline import (
 
 __all__ = [
     "IDENTIFIER_TYPES",
+    "MISSING_HINT",
     "TSC_TIMEOUT_S",
+    "available",
     "best_binding",
     "binding_kind",
     "find_tsc",
@@ -71,6 +74,22 @@ _FUNCTION_VALUES = frozenset({"arrow_function", "function_expression", "function
 _RESOLVE_SUFFIXES = (".ts", ".tsx", ".d.ts", ".mts", ".cts", ".js", ".jsx", ".mjs", ".cjs")
 
 _local = threading.local()
+MISSING_HINT = (
+    "TypeScript/JavaScript analysis needs tree-sitter: pip install tree-sitter tree-sitter-typescript "
+    "tree-sitter-javascript"
+)
+
+
+@functools.cache
+def available() -> bool:
+    """Whether the tree-sitter packages are installed (TS/JS tools degrade without them)."""
+    try:
+        import tree_sitter  # noqa: F401
+        import tree_sitter_javascript  # noqa: F401
+        import tree_sitter_typescript  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _parser(language: Language) -> Any:

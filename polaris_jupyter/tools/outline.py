@@ -118,8 +118,10 @@ def outline_text(text: str, language: Language) -> Outline:
         from polaris_jupyter.tools.code_python import python_outline
 
         return python_outline(text)
-    from polaris_jupyter.tools.code_ts import ts_outline
+    from polaris_jupyter.tools.code_ts import available, ts_outline
 
+    if not available():
+        return Outline(language=language)  # no tree-sitter: TS/JS files have no syntax outline
     return ts_outline(text, language)
 
 

@@ -292,3 +292,18 @@ async def test_concurrent_calls_give_the_same_answers(project: Path) -> None:
     alone = [locations(await call(name, args, project)) for name, args in calls]
     together = await asyncio.gather(*(call(name, args, project) for name, args in calls * 3))
     assert [locations(result) for result in together] == alone * 3
+
+
+@pytest.mark.asyncio
+async def test_without_tree_sitter_ts_tools_say_what_to_install(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from polaris_jupyter.tools import code_ts
+
+    monkeypatch.setattr(code_ts, "available", lambda: False)
+    with pytest.raises(ToolError, match="pip install tree-sitter"):
+        await call("goToDefinition", {"path": "web/main.ts", "line": 4, "column": 13}, project)
+    symbols = await call("findSymbol", {"query": "Point"}, project)
+    assert symbols.data is not None and symbols.data["total"] == 0
+    diagnostics = await call("getDiagnostics", {"path": "web"}, project)
+    assert "no syntax check" in diagnostics.text and "not available" in diagnostics.text
+    python_still_works = await call("goToDefinition", {"path": "pkg/app.py", "line": 5, "column": 9}, project)
+    assert locations(python_still_works) == [("pkg/models.py", 9, 5)]
