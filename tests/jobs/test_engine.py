@@ -243,9 +243,11 @@ async def test_ttl_expires_runs_that_never_started(make_engine: Any, registry: T
 async def test_idempotency_keys(make_engine: Any, registry: TaskRegistry) -> None:
     clock = FakeClock()
     fail = True
+    both_triggered = asyncio.Event()
 
     @task(id="idem", registry=registry, retry=RetryPolicy(max_attempts=1))
     async def idem(payload: Any, ctx: RunContext) -> str:
+        await both_triggered.wait()  # still in progress while the second trigger arrives
         if fail:
             raise ValueError("first time fails")
         return "ok"
@@ -253,6 +255,7 @@ async def test_idempotency_keys(make_engine: Any, registry: TaskRegistry) -> Non
     engine = await make_engine(clock=clock)
     opts = TriggerOptions(idempotency_key="order-1", idempotency_key_ttl_s=3600)
     a, b = await asyncio.gather(engine.trigger("idem", 1, opts), engine.trigger("idem", 1, opts))
+    both_triggered.set()
     assert a.id == b.id and (a.is_cached or b.is_cached)
     assert (await a.result(timeout_s=5)).run.status is RunStatus.FAILED
     fail = False
