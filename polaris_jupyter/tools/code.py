@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from polaris_jupyter.tools import code_python, code_ts
+from polaris_jupyter.tools import code_python, code_ts, code_ts_nav, code_tsc
 from polaris_jupyter.tools._args import check_args, get_int, get_str
 from polaris_jupyter.tools.base import Tool, ToolContext, ToolError, ToolResult, cap_text
 from polaris_jupyter.tools.ignore import walk_files
@@ -112,92 +112,6 @@ def _read_source(abs_path: Path) -> str:
         return fh.read()
 
 
-def _ts_identifier(source: bytes, language: Language, line: int, column: int) -> tuple[Any, Any]:
-    tree = code_ts.parse(source, language)
-    node = code_ts.identifier_at(tree, source, line, column)
-    if node is None:
-        raise ToolError(f"no identifier at line {line}, column {column} (positions are 1-based)")
-    return tree, node
-
-
-def _ts_definitions(root: str, rel: str, source: bytes, language: Language, line: int, column: int) -> list[Loc]:
-    tree, node = _ts_identifier(source, language, line, column)
-    name = node.text.decode("utf-8", "replace")
-    lines = source.decode("utf-8", "replace").split("\n")
-
-    def loc(path: str, ln: int, col: int, kind: str, text_lines: list[str]) -> Loc:
-        snippet = text_lines[ln - 1].strip()[:200] if ln <= len(text_lines) else ""
-        return Loc(path, ln, col, snippet, kind, name)
-
-    binding = code_ts.best_binding(tree, node) if node.type != "property_identifier" else None
-    if binding is not None:
-        bound, what = binding
-        start_line, start_col = bound.start_point[0] + 1, bound.start_point[1]
-        label = code_ts.binding_kind(what)
-        here = loc(rel, start_line, len(lines[start_line - 1].encode()[:start_col].decode("utf-8", "ignore")) + 1,
-                   label, lines)
-        if what != "import":
-            return [here]
-        source_info = code_ts.import_source_of(bound)
-        if source_info is None:
-            return [here]
-        spec, exported = source_info
-        target = code_ts.resolve_ts_import(rel, spec, lambda p: os.path.isfile(os.path.join(root, p)))
-        if target is None:
-            return [Loc(here.path, here.line, here.column, here.snippet + f"  (module {spec!r} is outside the workspace)",
-                        "import", name)]
-        outline = OutlineCache.for_root(root).get(target)
-        if outline is not None:
-            with open(os.path.join(root, target), encoding="utf-8", errors="replace") as fh:
-                target_lines = fh.read().split("\n")
-            wanted = exported
-            if exported == "default":
-                wanted = next((e.name for e in outline.exports if e.detail == "default"), name)
-            defs = [s for s in outline.symbols if s.name == wanted and s.top_level]
-            if defs:
-                return [loc(target, s.line, s.column, s.kind.value, target_lines) for s in defs]
-        return [Loc(target, 1, 1, f"module imported as {spec!r}", "module", name)]
-    # no lexical binding (a property, a global): definitions with that name across the workspace
-    found: list[Loc] = []
-    cache = OutlineCache.for_root(root)
-    for other in walk_files(root):
-        if language_of(other) in (None, Language.PYTHON):
-            continue
-        outline = cache.get(other, must_contain=name.lower().encode())
-        for sym in outline.symbols if outline is not None else []:
-            if sym.name == name:
-                found.append(Loc(other, sym.line, sym.column, f"{sym.kind.value} {sym.name} (matched by name)",
-                                 sym.kind.value, name))
-        if len(found) >= MAX_LOCATIONS:
-            break
-    return found
-
-
-def _ts_references(root: str, rel: str, source: bytes, language: Language, line: int, column: int) -> list[Loc]:
-    _, node = _ts_identifier(source, language, line, column)
-    name = node.text.decode("utf-8", "replace")
-    needle = name.encode()
-    found: list[Loc] = []
-    for other in walk_files(root):
-        other_lang = language_of(other)
-        if other_lang in (None, Language.PYTHON):
-            continue
-        try:
-            with open(os.path.join(root, other), "rb") as fh:
-                data = fh.read(2_000_000)
-        except OSError:
-            continue
-        if needle not in data or code_ts.looks_minified(data):
-            continue
-        assert other_lang is not None
-        text_lines = data.decode("utf-8", "replace").split("\n")
-        for ln, col in code_ts.same_name_identifiers(code_ts.parse(data, other_lang), data, name):
-            found.append(Loc(other, ln, col, text_lines[ln - 1].strip()[:200], "reference", name))
-        if len(found) > MAX_LOCATIONS:
-            break
-    return found
-
-
 async def _navigate(tool: str, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
     abs_path, rel, line, column = _position_args(tool, args, ctx)
     language = language_of(rel)
@@ -217,7 +131,7 @@ async def _navigate(tool: str, args: dict[str, Any], ctx: ToolContext) -> ToolRe
         if not code_ts.available():
             raise ToolError(code_ts.MISSING_HINT)
         data = await asyncio.to_thread(abs_path.read_bytes)
-        ts_fn = _ts_references if want_refs else _ts_definitions
+        ts_fn = code_ts_nav.ts_references if want_refs else code_ts_nav.ts_definitions
         locations = await asyncio.to_thread(ts_fn, root, rel, data, language, line, column)
         how = "tree-sitter, by name (not type-checked)" if want_refs else "tree-sitter, lexical scope + imports"
     locations.sort(key=lambda loc: (path_key(loc.path), loc.line, loc.column))
@@ -256,60 +170,6 @@ def _scope_files(root: str, scope_rel: str | None, is_file: bool) -> tuple[list[
     return py, ts
 
 
-async def _ts_diagnostics(root: str, scope_rel: str | None, ts_files: list[str]) -> tuple[list[Diag], str]:
-    cache = OutlineCache.for_root(root)
-
-    def syntax() -> list[Diag]:
-        out: list[Diag] = []
-        for rel in ts_files:
-            outline = cache.get(rel)
-            for issue in outline.errors if outline is not None else []:
-                out.append(Diag(rel, issue.line, issue.column, "error", "syntax", issue.message, "tree-sitter"))
-        return out
-
-    found = await asyncio.to_thread(syntax)
-    plan = await asyncio.to_thread(_tsc_plan, root, scope_rel, ts_files)
-    if plan is None:
-        return found, (f"{_syntax_label()}; TypeScript type checking not available: no node_modules/.bin/tsc "
-                       "in the workspace (install it with `npm install --save-dev typescript`)")
-    tsc, project_dir, files_arg = plan
-    try:
-        raw = await code_ts.run_tsc(tsc, project_dir, files_arg)
-    except (OSError, asyncio.TimeoutError) as exc:
-        return found, f"{_syntax_label()}; tsc not available ({type(exc).__name__}: {exc})"
-    found += await asyncio.to_thread(_tsc_results, root, project_dir, scope_rel, ts_files, raw)
-    return found, f"{_syntax_label()} + tsc"
-
-
-def _syntax_label() -> str:
-    return "tree-sitter syntax check" if code_ts.available() else f"no syntax check ({code_ts.MISSING_HINT})"
-
-
-def _tsc_plan(root: str, scope_rel: str | None, ts_files: list[str]) -> tuple[str, str, list[str] | None] | None:
-    """(tsc, folder to run it in, files or None for project mode), or None without tsc. Blocking."""
-    start_dir = os.path.join(root, scope_rel or "")
-    tsc = code_ts.find_tsc(root, start_dir if os.path.isdir(start_dir) else os.path.dirname(start_dir))
-    if tsc is None:
-        return None
-    project_dir = os.path.dirname(os.path.dirname(os.path.dirname(tsc)))
-    if os.path.isfile(os.path.join(project_dir, "tsconfig.json")):
-        return tsc, project_dir, None
-    return tsc, project_dir, [os.path.relpath(os.path.join(root, f), project_dir) for f in ts_files]
-
-
-def _tsc_results(
-    root: str, project_dir: str, scope_rel: str | None, ts_files: list[str],
-    raw: list[tuple[str, int, int, str, str, str]],
-) -> list[Diag]:
-    wanted = set(ts_files)
-    out: list[Diag] = []
-    for file, line, col, sev, code, msg in raw:
-        rel = os.path.relpath(os.path.realpath(os.path.join(project_dir, file)), root).replace(os.sep, "/")
-        if rel in wanted or (scope_rel is None and not rel.startswith("..")):
-            out.append(Diag(rel, line, col, sev, code, msg, "tsc"))
-    return out
-
-
 async def _diagnostics_tool(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
     check_args("getDiagnostics", args, ("path", "severity"))
     severity = _choice(args, "severity", SEVERITIES, "all")
@@ -332,7 +192,7 @@ async def _diagnostics_tool(args: dict[str, Any], ctx: ToolContext) -> ToolResul
         diagnostics += found
         checkers.append(checker)
     if ts_files:
-        found, checker = await _ts_diagnostics(root, scope_rel, ts_files)
+        found, checker = await code_tsc.ts_diagnostics(root, scope_rel, ts_files)
         diagnostics += found
         checkers.append(checker)
     if severity != "all":

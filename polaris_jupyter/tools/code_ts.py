@@ -1,20 +1,14 @@
-"""TypeScript/JavaScript code intelligence through tree-sitter, plus ``tsc`` diagnostics.
+"""TypeScript/JavaScript parsing through tree-sitter: parsers, outlines, positions.
 
-There is no type checker in-process, so navigation is syntax-aware rather than type-aware:
-definitions are found through lexical scopes and one hop through relative imports, references
-are same-name identifiers. Diagnostics are tree-sitter syntax errors, and ``tsc --noEmit``
-findings when the workspace has TypeScript installed (``node_modules/.bin/tsc``).
+Navigation lives in ``code_ts_nav`` and diagnostics (syntax errors + ``tsc``) in ``code_tsc``;
+both build on the parsers and helpers here.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import os
-import posixpath
-import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from polaris_jupyter.tools.outline import (
@@ -28,24 +22,14 @@ from polaris_jupyter.tools.outline import (
 
 __all__ = [
     "IDENTIFIER_TYPES",
+    "MINIFIED_AVG_LINE_BYTES",
     "MISSING_HINT",
-    "TSC_TIMEOUT_S",
     "available",
-    "best_binding",
-    "binding_kind",
-    "find_tsc",
-    "identifier_at",
-    "import_source_of",
-    "local_bindings",
     "looks_minified",
     "parse",
-    "resolve_ts_import",
-    "run_tsc",
-    "same_name_identifiers",
     "ts_outline",
 ]
 
-TSC_TIMEOUT_S = 120.0
 #: Average bytes per line above which a file is treated as minified/bundled (no outline).
 MINIFIED_AVG_LINE_BYTES = 400
 IDENTIFIER_TYPES = frozenset(
@@ -293,185 +277,3 @@ def _collect_exports(node: Any, pos: _Positions, out: Outline) -> None:
         out.exports.append(CodeRef("default", line, col, _text(value)[:80] if value is not None else ""))
     elif node.child_by_field_name("source") is not None:
         out.exports.append(CodeRef("*", line, col, _text(node)[:200]))
-
-
-# ---------------------------------------------------------------- navigation
-
-
-def identifier_at(tree: Any, source: bytes, line: int, column: int) -> Any | None:
-    """The identifier node at 1-based ``line``/``column`` (character based), or None."""
-    lines = source.split(b"\n")
-    if line > len(lines):
-        return None
-    text = lines[line - 1].decode("utf-8", "replace")
-    byte_col = len(text[: column - 1].encode("utf-8"))
-    point = (line - 1, byte_col)
-    node = tree.root_node.named_descendant_for_point_range(point, point)
-    if node is not None and node.type not in IDENTIFIER_TYPES and byte_col > 0:
-        # the cursor may sit just after the name (``foo|(``): look one character to the left
-        prev = (line - 1, byte_col - 1)
-        node = tree.root_node.named_descendant_for_point_range(prev, prev)
-    return node if node is not None and node.type in IDENTIFIER_TYPES else None
-
-
-def _scope_of(node: Any) -> Any:
-    parent = node.parent
-    while parent is not None and parent.type not in _SCOPE_TYPES:
-        parent = parent.parent
-    return parent
-
-
-def _binding_names(node: Any) -> list[tuple[Any, str]]:
-    """(name node, what) pairs that ``node`` binds, if it is a declaration/parameter/import."""
-    kind = node.type
-    if kind in _DECL_KIND or kind == "variable_declarator":
-        name = node.child_by_field_name("name")
-        if name is None:
-            return []
-        if name.type in IDENTIFIER_TYPES:
-            return [(name, kind)]
-        return [(n, kind) for n in _walk(name) if n.type in {"identifier", "shorthand_property_identifier_pattern"}]
-    if kind in {"required_parameter", "optional_parameter"}:
-        pattern = node.child_by_field_name("pattern")
-        return [(pattern, "parameter")] if pattern is not None and pattern.type == "identifier" else []
-    if kind == "formal_parameters":
-        return [(c, "parameter") for c in node.named_children if c.type == "identifier"]
-    if kind == "import_specifier":
-        bound = node.child_by_field_name("alias") or node.child_by_field_name("name")
-        return [(bound, "import")] if bound is not None else []
-    if kind in {"import_clause", "namespace_import"}:
-        return [(c, "import") for c in node.named_children if c.type == "identifier"]
-    return []
-
-
-def binding_kind(what: str) -> str:
-    """A readable kind for a binding node type from :func:`local_bindings`."""
-    if what in _DECL_KIND:
-        return _DECL_KIND[what].value
-    return "variable" if what == "variable_declarator" else what
-
-
-def local_bindings(tree: Any, name: str) -> list[tuple[Any, str]]:
-    """Every node in the file that binds ``name`` (declarations, parameters, imports)."""
-    return [(n, what) for node in _walk(tree.root_node) for n, what in _binding_names(node) if _text(n) == name]
-
-
-def _contains(outer: Any, inner: Any) -> bool:
-    return outer.start_byte <= inner.start_byte and inner.end_byte <= outer.end_byte
-
-
-def _depth(node: Any) -> int:
-    depth = 0
-    while node.parent is not None:
-        node, depth = node.parent, depth + 1
-    return depth
-
-
-def best_binding(tree: Any, usage: Any) -> tuple[Any, str] | None:
-    """The binding of ``usage`` whose scope encloses it most closely (lexical lookup)."""
-    candidates = []
-    for bound, what in local_bindings(tree, _text(usage)):
-        if bound.start_byte == usage.start_byte:
-            return bound, what
-        scope = _scope_of(bound.parent if what in {"function_declaration", "class_declaration"} else bound)
-        if what == "parameter":
-            scope = _scope_of(bound.parent) or scope
-        if scope is None or _contains(scope, usage):
-            candidates.append((_depth(scope) if scope is not None else 0, -bound.start_byte, bound, what))
-    if not candidates:
-        return None
-    candidates.sort(key=lambda c: (c[0], c[1]), reverse=True)
-    return candidates[0][2], candidates[0][3]
-
-
-def import_source_of(bound: Any) -> tuple[str, str] | None:
-    """For an import binding: (module specifier, name exported by that module)."""
-    node = bound.parent
-    imported = _text(bound)
-    if node.type == "import_specifier":
-        imported = _text(node.child_by_field_name("name"))
-    elif node.type == "import_clause":
-        imported = "default"
-    elif node.type == "namespace_import":
-        imported = "*"
-    while node is not None and node.type != "import_statement":
-        node = node.parent
-    if node is None:
-        return None
-    source = node.child_by_field_name("source")
-    return (_string_value(source), imported) if source is not None else None
-
-
-def resolve_ts_import(from_rel: str, spec: str, exists: Callable[[str], bool]) -> str | None:
-    """Workspace-relative file a relative import ``spec`` in ``from_rel`` points to, if any."""
-    if not spec.startswith("."):
-        return None
-    base = posixpath.normpath(posixpath.join(posixpath.dirname(from_rel), spec))
-    if base.startswith(".."):
-        return None
-    stem = re.sub(r"\.(m|c)?js$", "", base)
-    candidates = [base] + [stem + suffix for suffix in _RESOLVE_SUFFIXES]
-    candidates += [f"{base}/index{suffix}" for suffix in _RESOLVE_SUFFIXES]
-    return next((c for c in candidates if exists(c)), None)
-
-
-def same_name_identifiers(tree: Any, source: bytes, name: str) -> list[tuple[int, int]]:
-    """1-based (line, column) of every identifier spelled ``name`` in one parsed file."""
-    import tree_sitter
-
-    if not re.fullmatch(r"[\w$]+", name):
-        return []
-    ts_language = tree.language
-    kinds = [kind for kind in sorted(IDENTIFIER_TYPES) if ts_language.id_for_node_kind(kind, True)]
-    query = tree_sitter.Query(ts_language, "\n".join(f'(({kind}) @id (#eq? @id "{name}"))' for kind in kinds))
-    pos = _Positions(source)
-    nodes: list[Any] = tree_sitter.QueryCursor(query).captures(tree.root_node).get("id", [])
-    return sorted({pos.of(node) for node in nodes})
-
-
-# ---------------------------------------------------------------- tsc
-
-
-def find_tsc(root: str, start_dir: str) -> str | None:
-    """``node_modules/.bin/tsc`` in ``start_dir`` or a parent, up to the workspace root."""
-    current = start_dir
-    while True:
-        candidate = os.path.join(current, "node_modules", ".bin", "tsc")
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-        if os.path.realpath(current) == os.path.realpath(root):
-            return None
-        parent = os.path.dirname(current)
-        if parent == current:
-            return None
-        current = parent
-
-
-_TSC_LINE = re.compile(r"^(?P<file>.+?)\((?P<line>\d+),(?P<col>\d+)\): (?P<sev>error|warning) (?P<code>TS\d+): (?P<msg>.*)$")
-
-
-async def run_tsc(tsc: str, cwd: str, files: list[str] | None) -> list[tuple[str, int, int, str, str, str]]:
-    """Run ``tsc --noEmit`` (project mode when ``files`` is None) → (file, line, col, sev, code, msg)."""
-    args = [tsc, "--noEmit", "--pretty", "false"]
-    if files is None:
-        args += ["-p", "."]
-    else:
-        args += ["--allowJs", "--skipLibCheck", "--", *files]
-    proc = await asyncio.create_subprocess_exec(
-        *args, cwd=cwd, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        stdout, _ = await asyncio.wait_for(proc.communicate(), TSC_TIMEOUT_S)
-    except (asyncio.TimeoutError, asyncio.CancelledError):
-        proc.kill()
-        await proc.wait()
-        raise
-    found = []
-    for raw in stdout.decode("utf-8", "replace").splitlines():
-        match = _TSC_LINE.match(raw.strip())
-        if match:
-            found.append(
-                (match["file"], int(match["line"]), int(match["col"]), match["sev"], match["code"], match["msg"])
-            )
-    return found

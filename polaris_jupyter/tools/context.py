@@ -20,12 +20,10 @@ from typing import Any
 
 from polaris_jupyter.tools._args import check_args, get_int, get_str
 from polaris_jupyter.tools.base import Tool, ToolContext, ToolError, ToolResult
-from polaris_jupyter.tools.context_index import (
-    MAX_INDEX_BYTES,
+from polaris_jupyter.tools.context_index import MAX_INDEX_BYTES, DocInfo, WorkspaceIndex
+from polaris_jupyter.tools.context_terms import (
     PY_SUFFIXES,
     TS_SUFFIXES,
-    DocInfo,
-    WorkspaceIndex,
     identifiers_of,
     module_keys,
     terms_of,

@@ -15,13 +15,13 @@ from typing import Any
 
 from polaris_jupyter.tools._args import check_args, get_bool, get_str
 from polaris_jupyter.tools.base import Tool, ToolContext, ToolError, ToolResult, cap_text
+from polaris_jupyter.tools.globs import compile_glob
 from polaris_jupyter.tools.ignore import walk_files
 from polaris_jupyter.tools.outline import Outline, OutlineCache, language_of
 from polaris_jupyter.tools.search_text import (
     MAX_RESULTS,
     SearchOutcome,
     TextQuery,
-    compile_glob,
     find_rg,
     search_with_python,
     search_with_rg,

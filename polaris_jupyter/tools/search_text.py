@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from polaris_jupyter.tools.base import ToolError
+from polaris_jupyter.tools.globs import compile_glob
 from polaris_jupyter.tools.ignore import BUILTIN_IGNORED_DIRS, IgnoreRules, walk_files
 
 __all__ = [
@@ -37,7 +38,6 @@ __all__ = [
     "LineMatch",
     "SearchOutcome",
     "TextQuery",
-    "compile_glob",
     "find_rg",
     "path_key",
     "rg_base_args",
@@ -49,7 +49,6 @@ MAX_RESULTS = 50
 MAX_FILE_BYTES = 10 * 1024 * 1024
 SNIPPET_CHARS = 200
 _HEAD_BYTES = 65_536
-_RG_BATCH = 64
 #: The only non-ASCII characters Python's ``re.IGNORECASE`` matches to an ASCII letter
 #: (İ ı ſ and the Kelvin sign), UTF-8 encoded: without them, lower-casing ASCII bytes finds
 #: every case-insensitive occurrence of an ASCII literal.
@@ -80,79 +79,6 @@ def path_key(rel_path: str) -> list[str]:
 
 def find_rg() -> str | None:
     return shutil.which("rg")
-
-
-# ---------------------------------------------------------------- globs
-
-
-def _glob_body(pattern: str) -> str:
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    while i < n:
-        char = pattern[i]
-        if pattern.startswith("**/", i) and (i == 0 or pattern[i - 1] == "/"):
-            out.append("(?:[^/]*/)*")
-            i += 3
-            continue
-        if pattern.startswith("**", i) and (i == 0 or pattern[i - 1] == "/") and i + 2 == n:
-            out.append(".*")
-            i += 2
-            continue
-        if char == "*":
-            out.append("[^/]*")
-        elif char == "?":
-            out.append("[^/]")
-        elif char == "[":
-            end = pattern.find("]", i + 2 if pattern[i + 1 : i + 2] in ("!", "^") else i + 1)
-            if end < 0:
-                out.append(re.escape(char))
-            else:
-                body = pattern[i + 1 : end]
-                if body[:1] in ("!", "^"):
-                    body = "^" + body[1:]
-                out.append("(?!/)[" + body.replace("\\", "\\\\") + "]")
-                i = end
-        elif char == "{":
-            end = pattern.find("}", i)
-            if end < 0:
-                out.append(re.escape(char))
-            else:
-                options = pattern[i + 1 : end].split(",")
-                out.append("(?:" + "|".join(_glob_body(opt) for opt in options) + ")")
-                i = end
-        elif char == "\\" and i + 1 < n:
-            i += 1
-            out.append(re.escape(pattern[i]))
-        else:
-            out.append(re.escape(char))
-        i += 1
-    return "".join(out)
-
-
-def compile_glob(pattern: str) -> tuple[Callable[[str], bool], str | None]:
-    """A matcher for workspace-relative POSIX paths, and the basename glob rg may pre-filter on.
-
-    A glob without ``/`` matches the file name at any depth (``*.py``, ``test_*.ts``); one with
-    ``/`` matches the whole relative path; ``**`` spans folders, ``{a,b}`` is alternation.
-    """
-    glob = pattern.strip()
-    while glob.startswith("./"):
-        glob = glob[2:]
-    if not glob:
-        raise ToolError("empty glob pattern; try '**/*.py' or 'src/**/*.ts'")
-    if glob.startswith("/") or ".." in glob.split("/"):
-        raise ToolError(f"glob {pattern!r} must be relative to the workspace root and must not contain '..'")
-    basename = glob
-    while basename.startswith("**/"):
-        basename = basename[3:]
-    try:
-        if "/" not in basename:
-            regex = re.compile(_glob_body(basename) + r"\Z")
-            return (lambda rel: regex.match(rel.rsplit("/", 1)[-1]) is not None), basename
-        regex = re.compile(_glob_body(glob) + r"\Z")
-    except re.error as exc:
-        raise ToolError(f"invalid glob {pattern!r}: {exc}") from exc
-    return (lambda rel: regex.match(rel) is not None), None
 
 
 # ---------------------------------------------------------------- one query

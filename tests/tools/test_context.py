@@ -10,7 +10,8 @@ import pytest
 
 from polaris_jupyter.tools import context, context_index
 from polaris_jupyter.tools.base import ToolContext, ToolError, ToolResult
-from polaris_jupyter.tools.context_index import WorkspaceIndex, module_keys, terms_of
+from polaris_jupyter.tools.context_index import WorkspaceIndex
+from polaris_jupyter.tools.context_terms import module_keys, terms_of
 from polaris_jupyter.tools.edits import MemoryEditJournal
 
 TOOL = context.TOOLS[0]
