@@ -164,6 +164,9 @@ async def _batched(stream: Any, window_s: float) -> Any:
             await stream.aclose()
 
 
+SNAPSHOT_MESSAGES = 50
+
+
 class ChatPanel(_PolarisWidget):
     """The chat panel: conversation picker, streamed messages, tool cards, Stop/Retry/Revert."""
 
@@ -174,6 +177,9 @@ class ChatPanel(_PolarisWidget):
     conversations = List(Dict()).tag(sync=True)
     status_text = Unicode("").tag(sync=True)
     busy = Bool(False).tag(sync=True)
+    #: The latest snapshot (last SNAPSHOT_MESSAGES messages), synced with the widget state so a
+    #: view renders at once, even while the kernel is busy and cannot answer a refresh request.
+    snapshot = Dict().tag(sync=True)
 
     def __init__(self, client: Polaris, conversation_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
@@ -181,6 +187,7 @@ class ChatPanel(_PolarisWidget):
         self.call = client.call
         cid = conversation_id or client.current_conversation()
         self.call(self._switch(cid))
+        self.call(self._snapshot())
         self.status_text = "" if client.mode == "remote" else "engine in this kernel"
 
     def __repr__(self) -> str:
@@ -214,6 +221,7 @@ class ChatPanel(_PolarisWidget):
         conversation = await backend.conversation(self.conversation_id)
         messages = await backend.messages(self.conversation_id)
         status = await self._status_line()
+        self.snapshot = {"conversation": conversation, "messages": messages[-SNAPSHOT_MESSAGES:], "status": status}
         self._push({"kind": "snapshot", "conversation": conversation, "messages": messages, "status": status})
 
     async def _pump_events(self, conversation_id: str, since: int) -> None:

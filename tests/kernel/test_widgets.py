@@ -97,6 +97,13 @@ def test_chat_panel_streams_deltas_in_batches(local_client: Polaris, model: Scri
         assert text == "".join(words) and len(deltas) > 1
         stored = next(m for m in local_client.messages() if m["id"] == message_id)
         assert stored["content"] == text and stored["toolCalls"][0]["name"] == "listFiles"
+        # A new view of the panel (re-render, or a browser joining while the kernel is busy)
+        # gets the conversation from the synced snapshot traitlet, without asking the kernel.
+        browser.request(panel, "refresh")
+        synced = panel.snapshot
+        assert synced["conversation"]["id"] == panel.conversation_id
+        assert [m["id"] for m in synced["messages"]][-1] == message_id
+        assert synced["messages"][-1]["content"] == text
 
         times = [t for t, c in browser.sent if c.get("kind") == "events"]
         gaps = [b - a for a, b in itertools.pairwise(times)]

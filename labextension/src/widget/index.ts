@@ -48,10 +48,23 @@ function render({ model, el }: RenderProps): () => void {
   };
   comm = new CommClient(model, onMessage);
 
+  // The kernel syncs its latest snapshot with the widget state: render it at once, so a busy
+  // kernel (Run All, a long cell) that cannot answer "refresh" yet still shows the chat.
+  const initial = model.get('snapshot') as Record<string, unknown> | undefined;
+  const hasSnapshot = Boolean(initial && 'conversation' in initial);
+  if (hasSnapshot) {
+    onMessage({ kind: 'snapshot', ...initial } as KernelMessage);
+  }
   const refresh = (): Promise<void> =>
     comm.request('refresh').then(
       () => view.showError(null),
-      error => view.showError(errorText(error))
+      error => {
+        // Events keep arriving from the kernel's background loop even while it is busy; a slow
+        // refresh is only an error when there is nothing to show.
+        if (!hasSnapshot || !String(errorText(error)).includes('did not answer')) {
+          view.showError(errorText(error));
+        }
+      }
     );
 
   const renderConversations = (): void => {
