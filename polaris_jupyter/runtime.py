@@ -72,11 +72,13 @@ class PolarisRuntime:
     async def stop(self) -> None:
         if not self._started:
             return
+        # The engine first: running attempts are interrupted (and resume after a restart) while
+        # the clients they use are still open; closing a client under them would fail them.
+        await self.engine.stop()
         for service in reversed(list(self.services.values())):
             stop = getattr(service, "stop", None)
             if stop is not None:
                 await stop()
-        await self.engine.stop()
         await _stop_bundled_model()
         self._started = False
 
