@@ -23,6 +23,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default=None, help="model id reported by the server")
     parser.add_argument("--repeat", action="store_true", help="cycle through the script forever")
     parser.add_argument("--api-key", default=None, help="require this bearer key (default: none)")
+    parser.add_argument(
+        "--generation",
+        action="store_true",
+        help="answer project-generation steps (each step writes one file) instead of a script",
+    )
     return parser
 
 
@@ -32,8 +37,13 @@ async def _serve(args: argparse.Namespace) -> None:
     if args.script:
         responses, options = load_script(args.script)
     model = args.model or str(options.get("model") or "scripted-model")
+    responder = None
+    if args.generation:
+        from polaris_jupyter.tasks.generate_script import ScriptedGeneration  # imported only when asked
+
+        responder = ScriptedGeneration(tokens_per_file=120)
     server = ScriptedModelServer(
-        responses, model=model, host=args.host, port=args.port, api_key=args.api_key,
+        responses, responder=responder, model=model, host=args.host, port=args.port, api_key=args.api_key,
         repeat_script=bool(args.repeat or options.get("repeat")),
     )
     async with server:

@@ -103,12 +103,13 @@ class ScriptedModelProcess:
     workdir: Path
     proc: subprocess.Popen[str] | None = None
     base_url: str = ""
+    extra_args: list[str] = field(default_factory=list)
 
     def start(self, timeout_s: float = 30) -> ScriptedModelProcess:
         script_path = self.workdir / "model-script.json"
         script_path.write_text(json.dumps({"responses": self.script, "repeat": True}))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "polaris_jupyter.testing", "--port", "0", "--script", str(script_path)],
+            [sys.executable, "-m", "polaris_jupyter.testing", "--port", "0", "--script", str(script_path), *self.extra_args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -151,8 +152,9 @@ def scripted_model(
     """A scripted model (the test module's ``MODEL_SCRIPT``, replies in order, then again from
     the start), or None where polaris_jupyter.testing cannot run (the lab still starts)."""
     script = getattr(request.module, "MODEL_SCRIPT", DEFAULT_SCRIPT)
+    extra_args = list(getattr(request.module, "MODEL_ARGS", []))
     try:
-        model = ScriptedModelProcess(script, tmp_path_factory.mktemp("model")).start()
+        model = ScriptedModelProcess(script, tmp_path_factory.mktemp("model"), extra_args=extra_args).start()
     except (OSError, RuntimeError):
         yield None
         return
