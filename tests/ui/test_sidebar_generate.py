@@ -49,6 +49,11 @@ def test_generate_project_from_the_palette(page: Any, lab_server: LabServer, art
         )
     finally:
         page.screenshot(path=str(artifacts_dir / "sidebar-generate.png"))
+    # Timestamps and duration come from the server after the final status: they must show up.
+    page.wait_for_function(
+        "() => /Finished/.test(document.querySelector('#polaris-sidebar .pj-view-runs').innerText)",
+        timeout=10_000,
+    )
     steps = progress.locator(".pj-progress-steps li")
     assert steps.count() == 6, steps.all_inner_texts()
     assert all("finished" in text or "skipped" in text for text in steps.all_inner_texts()), steps.all_inner_texts()

@@ -24,6 +24,7 @@ export class RunDetailView {
   private bodyEl: HTMLElement;
   private errorEl: HTMLElement;
   private reloadTimer: ReturnType<typeof setTimeout> | null = null;
+  private reloadAgain = false;
   private renderTimer: ReturnType<typeof setTimeout> | null = null;
   private disposed = false;
 
@@ -129,16 +130,24 @@ export class RunDetailView {
   /** Durations, attempts and timestamps come from the server: refresh after a status change. */
   private scheduleReload(): void {
     if (this.reloadTimer) {
+      // A change while a reload is pending (EXECUTING then COMPLETED within the window) must
+      // still be fetched: the pending request may read the earlier state.
+      this.reloadAgain = true;
       return;
     }
     this.reloadTimer = setTimeout(() => {
-      this.reloadTimer = null;
       void this.client.getRun(this.runId).then(run => {
         if (!this.disposed) {
           this.run = run;
           this.render();
         }
-      }, () => undefined);
+      }, () => undefined).finally(() => {
+        this.reloadTimer = null;
+        if (this.reloadAgain && !this.disposed) {
+          this.reloadAgain = false;
+          this.scheduleReload();
+        }
+      });
     }, 300);
   }
 
