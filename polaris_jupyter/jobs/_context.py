@@ -7,6 +7,7 @@ the UI can show live progress and a retried attempt can pick up from the last ch
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from polaris_jupyter.jobs._models import InvalidInput, Run, TriggerOptions
@@ -74,13 +75,17 @@ class Metadata:
 
 
 class RunLogger:
-    """``ctx.logger``: log lines stored with the run (per attempt) and streamed as events."""
+    """``ctx.logger``: log lines stored with the run (per attempt) and streamed as events.
 
-    def __init__(self, ctx: RunContext) -> None:
-        self._ctx = ctx
+    ``sink(level, message, data)`` does the storing, so a context living elsewhere (a task run
+    by a kernel, whose lines travel over a socket) uses the same logger.
+    """
+
+    def __init__(self, sink: Callable[[str, str, Any], None]) -> None:
+        self._sink = sink
 
     def log(self, level: str, message: str, data: Any = None) -> None:
-        self._ctx.engine._log(self._ctx.run, self._ctx.attempt, level, str(message), data)
+        self._sink(level, str(message), data)
 
     def debug(self, message: str, data: Any = None) -> None:
         self.log("debug", message, data)
@@ -105,7 +110,7 @@ class RunContext:
         self.run = run
         self.attempt = attempt
         self.metadata = Metadata(self)
-        self.logger = RunLogger(self)
+        self.logger = RunLogger(lambda level, message, data: engine._log(run, attempt, level, message, data))
 
     @property
     def run_id(self) -> str:

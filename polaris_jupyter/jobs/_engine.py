@@ -41,7 +41,7 @@ from polaris_jupyter.jobs._options import MAX_PAYLOAD_BYTES, check_json_size, va
 from polaris_jupyter.jobs._registry import TaskDef, TaskRegistry, default_registry
 from polaris_jupyter.jobs._store import SqliteStore
 
-__all__ = ["MAX_BATCH_ITEMS", "BatchHandle", "Engine", "RunHandle", "RunResult"]
+__all__ = ["MAX_BATCH_ITEMS", "BatchHandle", "Engine", "RunHandle", "RunResult", "call_hook"]
 
 MAX_BATCH_ITEMS = 1000
 DAY_S = 86400.0
@@ -426,7 +426,7 @@ class Engine:
         timeout_cm: asyncio.Timeout | None = None
         try:
             if attempt.number == 1:
-                await _call_hook(definition.on_start, run.payload, ctx)
+                await call_hook(definition.on_start, run.payload, ctx)
             if run.max_duration_s:
                 timeout_cm = asyncio.timeout(run.max_duration_s)
                 async with timeout_cm:
@@ -438,7 +438,7 @@ class Engine:
             check_json_size(output, "task output", 10 * MAX_PAYLOAD_BYTES)
         except asyncio.CancelledError:
             if run.id in self._cancel_requested:
-                await _call_hook(definition.on_cancel, run.payload, ctx)
+                await call_hook(definition.on_cancel, run.payload, ctx)
                 self._finish(run, RunStatus.CANCELED, error={"name": "Canceled", "message": "the run was canceled"})
             elif self._stopping:
                 self._interrupted(run, attempt)
@@ -453,7 +453,7 @@ class Engine:
         except Exception as exc:
             await self._failed(run, definition, ctx, exc)
         else:
-            await _call_hook(definition.on_success, run.payload, output, ctx)
+            await call_hook(definition.on_success, run.payload, output, ctx)
             self._finish(run, RunStatus.COMPLETED, output=output)
         finally:
             self._release(run, lane)
@@ -472,7 +472,7 @@ class Engine:
             self._put_status(run, extra={"nextAttemptAt": run.next_attempt_at, "delayS": delay_s})
             self._add_timer(run.next_attempt_at, run.id, "retry")
             return
-        await _call_hook(definition.on_failure, run.payload, exc, ctx)
+        await call_hook(definition.on_failure, run.payload, exc, ctx)
         self._finish(run, RunStatus.FAILED, error=error)
 
     def _interrupted(self, run: Run, attempt: Attempt) -> None:
@@ -705,7 +705,7 @@ class Engine:
             raise RuntimeError("the engine is not running; call `await engine.start()` first")
 
 
-async def _call_hook(hook: Any, *args: Any) -> None:
+async def call_hook(hook: Any, *args: Any) -> None:
     """Run a lifecycle hook (sync or async); a failing hook is logged, never fails the run."""
     if hook is None:
         return

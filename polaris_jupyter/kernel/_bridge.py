@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import itertools
 import json
 import logging
@@ -25,6 +24,8 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from polaris_jupyter.jobs import AbortTaskError, TaskDef, TaskRegistry, default_registry
+from polaris_jupyter.jobs._context import RunLogger
+from polaris_jupyter.jobs._engine import call_hook
 from polaris_jupyter.kernel._base import PolarisError
 
 if TYPE_CHECKING:
@@ -93,28 +94,6 @@ class _Metadata:
         self.increment(key, -by)
 
 
-class _Logger:
-    def __init__(self, ctx: KernelRunContext) -> None:
-        self._ctx = ctx
-
-    def log(self, level: str, message: str, data: Any = None) -> None:
-        self._ctx._send({"type": "log", "level": level, "message": str(message), "data": data})
-
-    def debug(self, message: str, data: Any = None) -> None:
-        self.log("debug", message, data)
-
-    def info(self, message: str, data: Any = None) -> None:
-        self.log("info", message, data)
-
-    def warn(self, message: str, data: Any = None) -> None:
-        self.log("warn", message, data)
-
-    warning = warn
-
-    def error(self, message: str, data: Any = None) -> None:
-        self.log("error", message, data)
-
-
 class KernelRunContext:
     """The ``ctx`` a kernel-defined task gets: the engine's RunContext API, forwarded over the wire."""
 
@@ -129,7 +108,7 @@ class KernelRunContext:
         self.tags: list[str] = list(run.get("tags") or [])
         self._checkpoints: dict[str, Any] = dict(run.get("checkpoints") or {})
         self.metadata = _Metadata(self, dict(run.get("metadata") or {}))
-        self.logger = _Logger(self)
+        self.logger = RunLogger(lambda level, message, data: self._send({"type": "log", "level": level, "message": message, "data": data}))
 
     def _send(self, frame: dict[str, Any]) -> None:
         self._bridge.send({**frame, "runId": self.run_id})
@@ -153,19 +132,6 @@ class KernelRunContext:
         """Trigger another run and wait until it is final; returns the run."""
         handle = await self.trigger(task_id, payload, options)
         return await self._bridge.backend.wait_run(handle["id"])
-
-
-async def _hook(hook: Any, *args: Any) -> None:
-    if hook is None:
-        return
-    try:
-        result = hook(*args)
-        if inspect.isawaitable(result):
-            await result
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("hook %r failed", getattr(hook, "__name__", hook))
 
 
 class TaskBridge:
@@ -327,17 +293,17 @@ class TaskBridge:
             ctx = KernelRunContext(self, frame)
             try:
                 if ctx.attempt == 1:
-                    await _hook(definition.on_start, ctx.payload, ctx)
+                    await call_hook(definition.on_start, ctx.payload, ctx)
                 output = await definition.fn(ctx.payload, ctx)  # type: ignore[arg-type]
                 json.dumps(output)
             except asyncio.CancelledError:
-                await _hook(definition.on_cancel, ctx.payload, ctx)
+                await call_hook(definition.on_cancel, ctx.payload, ctx)
                 raise
             except Exception as exc:
                 if isinstance(exc, AbortTaskError) or ctx.attempt >= ctx.max_attempts:
-                    await _hook(definition.on_failure, ctx.payload, exc, ctx)
+                    await call_hook(definition.on_failure, ctx.payload, exc, ctx)
                 raise
-            await _hook(definition.on_success, ctx.payload, output, ctx)
+            await call_hook(definition.on_success, ctx.payload, output, ctx)
             result.update(ok=True, output=output)
         except asyncio.CancelledError:
             result.update(ok=False, canceled=True, error={"name": "Canceled", "message": "canceled in the kernel"})
