@@ -332,8 +332,19 @@ class PageLog:
         return [e for e in errors if not any(re.search(pattern, e) for pattern in allow)]
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.stash[_CALL_FAILED] = report.failed
+
+
+_CALL_FAILED = pytest.StashKey[bool]()
+
+
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
+def page(browser: Any, request: pytest.FixtureRequest, artifacts_dir: Path) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     page = context.new_page()
     log = PageLog()
@@ -341,4 +352,7 @@ def page(browser: Any) -> Iterator[Any]:
     page.on("pageerror", lambda exc: log.page_errors.append(str(exc)))
     page.polaris_log = log
     yield page
+    if request.node.stash.get(_CALL_FAILED, False):  # what the browser showed when the test failed
+        page.screenshot(path=str(artifacts_dir / f"FAILED-{request.node.name}.png"))
+        (artifacts_dir / f"FAILED-{request.node.name}.log").write_text("\n".join(log.console_errors + log.page_errors))
     context.close()

@@ -74,6 +74,11 @@ export class ChatPanel {
     if (this.disposed) {
       return;
     }
+    if (this.current) {
+      // The user sent a first message while this was loading: keep that conversation open.
+      this.renderPicker();
+      return;
+    }
     const saved = localStorage.getItem(STORAGE_KEY);
     const initial = this.conversations.find(c => c.id === saved) ?? this.conversations[0] ?? null;
     this.open(initial);
@@ -100,7 +105,10 @@ export class ChatPanel {
   async refreshConversations(): Promise<void> {
     try {
       const result = await this.client.listConversations();
-      this.conversations = result.data ?? [];
+      const listed = result.data ?? [];
+      // A conversation created while the list was in flight is not in it yet: keep it.
+      const current = this.current;
+      this.conversations = current && !listed.some(c => c.id === current.id) ? [current, ...listed] : listed;
       this.renderPicker();
     } catch (error) {
       this.view.showError(`Cannot load conversations: ${errorText(error)}`);
