@@ -173,16 +173,19 @@ export class RunDetailView {
     if (!run) {
       return;
     }
+    // Keep what the user opened or closed; a section shown for the first time (e.g. Progress,
+    // once the first generation event arrives) starts in its default state.
     const openSections = new Set<string>();
+    const shownSections = new Set<string>();
     this.bodyEl.querySelectorAll<HTMLDetailsElement>('details[data-section]').forEach(d => {
+      shownSections.add(d.dataset.section ?? '');
       if (d.open) {
         openSections.add(d.dataset.section ?? '');
       }
     });
-    const firstRender = !this.bodyEl.querySelector('details[data-section]');
     const section = (name: string, title: string, content: Node, openByDefault = false): HTMLElement => {
       const details = h('details', { className: 'pj-section', 'data-section': name }, h('summary', null, title), content);
-      details.open = firstRender ? openByDefault : openSections.has(name);
+      details.open = shownSections.has(name) ? openSections.has(name) : openByDefault;
       return details;
     };
 
