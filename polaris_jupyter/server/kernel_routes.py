@@ -46,7 +46,16 @@ CANCEL_CONFIRM_S = 5.0
 
 
 class KernelGone(Exception):
-    """The kernel running an attempt disconnected before it answered."""
+    """The kernel running an attempt disconnected before it answered.
+
+    ``waiting_reason`` is set when no other kernel defines the task: the runner copies it onto
+    the run only as the attempt fails, so a reader never sees a run that is still EXECUTING
+    but already "waiting" (the status and the reason change in the same step).
+    """
+
+    def __init__(self, message: str, waiting_reason: str | None = None) -> None:
+        super().__init__(message)
+        self.waiting_reason = waiting_reason
 
 
 class KernelTaskError(Exception):
@@ -170,9 +179,9 @@ class KernelWorkers:
                     self.engine.store.put_run(run)
         for attempt in list(self.attempts.values()):
             if attempt.conn is conn and not attempt.future.done():
-                if self.owner(attempt.ctx.task_id) is None:
-                    attempt.ctx.run.waiting_reason = reason
-                attempt.future.set_exception(KernelGone(f"kernel {conn.label} disconnected during attempt {attempt.ctx.attempt}"))
+                waiting = reason if self.owner(attempt.ctx.task_id) is None else None
+                message = f"kernel {conn.label} disconnected during attempt {attempt.ctx.attempt}"
+                attempt.future.set_exception(KernelGone(message, waiting))
         await self.engine.store.commit()
 
     # -- running attempts in kernels --------------------------------------------------------------
@@ -202,6 +211,10 @@ class KernelWorkers:
             )
             try:
                 return await attempt.future
+            except KernelGone as exc:
+                if exc.waiting_reason:
+                    ctx.run.waiting_reason = exc.waiting_reason
+                raise
             except asyncio.CancelledError:
                 if not conn.closed:
                     conn.send_json({"type": "cancel", "runId": ctx.run_id})
