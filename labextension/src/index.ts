@@ -4,7 +4,7 @@
  */
 
 import { ILabShell, ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { ICommandPalette, Notification } from '@jupyterlab/apputils';
+import { ICommandPalette, Notification, WidgetTracker } from '@jupyterlab/apputils';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
@@ -12,6 +12,7 @@ import { Widget } from '@lumino/widgets';
 import { PolarisClient } from './api';
 import { generateProject } from './generateDialog';
 import { errorText } from './renderer/chatView';
+import { RunsDashboard } from './runs/dashboard';
 import { PolarisSidebar } from './sidebar';
 
 const PLUGIN_ID = 'polaris-jupyter:plugin';
@@ -21,6 +22,7 @@ export namespace CommandIDs {
   export const newConversation = 'polaris:new-conversation';
   export const generateProject = 'polaris:generate-project';
   export const openRuns = 'polaris:open-runs';
+  export const openRunsDashboard = 'polaris:open-runs-dashboard';
 }
 
 export const polarisIcon = new LabIcon({
@@ -51,7 +53,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     labShell: ILabShell | null
   ) => {
     const client = new PolarisClient(app.serviceManager.serverSettings);
-    const sidebar = new PolarisSidebar(client, 100);
+    const sidebar = new PolarisSidebar(client, 100, () => void app.commands.execute(CommandIDs.openRunsDashboard));
     sidebar.title.icon = polarisIcon;
     app.shell.add(sidebar, 'left', { rank: 650 });
     if (restorer) {
@@ -81,6 +83,27 @@ const plugin: JupyterFrontEndPlugin<void> = {
       caption: 'Open the Polaris runs dashboard',
       execute: () => reveal('runs')
     });
+    // One dashboard tab at a time; the tracker restores it after a reload.
+    const dashboards = new WidgetTracker<RunsDashboard>({ namespace: 'polaris-runs-dashboard' });
+    app.commands.addCommand(CommandIDs.openRunsDashboard, {
+      label: 'Polaris: Open Runs Dashboard in a Tab',
+      caption: 'Open the Polaris runs dashboard in the main area, with room for every column',
+      icon: polarisIcon,
+      execute: () => {
+        let dashboard = dashboards.currentWidget;
+        if (!dashboard || dashboard.isDisposed) {
+          dashboard = new RunsDashboard(client);
+          dashboard.title.icon = polarisIcon;
+          app.shell.add(dashboard, 'main');
+          void dashboards.add(dashboard);
+        }
+        app.shell.activateById(dashboard.id);
+        return dashboard;
+      }
+    });
+    if (restorer) {
+      void restorer.restore(dashboards, { command: CommandIDs.openRunsDashboard, name: () => 'dashboard' });
+    }
     app.commands.addCommand(CommandIDs.generateProject, {
       label: 'Polaris: Generate Project…',
       execute: async () => {
@@ -96,7 +119,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
     if (palette) {
-      for (const command of [CommandIDs.openChat, CommandIDs.newConversation, CommandIDs.generateProject, CommandIDs.openRuns]) {
+      const commands = [CommandIDs.openChat, CommandIDs.newConversation, CommandIDs.generateProject, CommandIDs.openRuns, CommandIDs.openRunsDashboard];
+      for (const command of commands) {
         palette.addItem({ command, category: 'Polaris' });
       }
     }

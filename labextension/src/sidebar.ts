@@ -20,13 +20,13 @@ export class PolarisSidebar extends Widget {
   private hosts: Record<SidebarView, HTMLElement>;
   private started = false;
 
-  constructor(client: PolarisClient, streamWindowMs: number) {
+  constructor(client: PolarisClient, streamWindowMs: number, onOpenDashboard?: () => void) {
     super();
     this.id = 'polaris-sidebar';
     this.addClass('pj-sidebar');
     this.title.caption = 'Polaris';
     this.chat = new ChatPanel(client, streamWindowMs);
-    this.runs = new RunsPanel(client);
+    this.runs = new RunsPanel(client, onOpenDashboard);
     this.buttons = {
       chat: h('button', { className: 'pj-tab pj-tab-chat', type: 'button', role: 'tab' }, 'Chat') as HTMLButtonElement,
       runs: h('button', { className: 'pj-tab pj-tab-runs', type: 'button', role: 'tab' }, 'Runs') as HTMLButtonElement

@@ -57,7 +57,7 @@ def test_cancel_and_replay_a_running_job(page: Any, lab_server: LabServer, artif
         f"() => document.querySelector('.pj-run-row[data-run-id=\"{run_id}\"]').innerText.includes('executing')",
         timeout=15_000,
     )
-    assert "ui-test" in row.inner_text()
+    assert "ui-test" in str(row.text_content())  # the Tags cell (hidden at the side panel's width)
 
     # Filters: by status (only the executing run), then back to all.
     sidebar.locator("select.pj-status-filter").select_option("EXECUTING")
@@ -77,6 +77,7 @@ def test_cancel_and_replay_a_running_job(page: Any, lab_server: LabServer, artif
     detail = sidebar.locator(".pj-run-detail")
     detail.locator(".pj-run-header").wait_for(timeout=10_000)
     assert run_detail_status(detail) == "executing"
+    assert "ui-test" in detail.locator(".pj-kv").inner_text()
     assert "going to sleep" in detail.locator('details[data-section="logs"]').inner_text()
     detail.locator('details[data-section="metadata"] > summary').click()
     assert '"phase": "sleeping"' in detail.locator('details[data-section="metadata"] pre').inner_text()
@@ -104,3 +105,70 @@ def test_cancel_and_replay_a_running_job(page: Any, lab_server: LabServer, artif
     assert replay["payload"] == {"seconds": 90}
     lab_server.request("POST", f"/polaris/api/v1/runs/{replay_id}/cancel", {})
     assert not page.polaris_log.unexpected(ALLOWED_ERRORS)
+
+
+def computed(page: Any, selector: str, prop: str) -> str:
+    return str(page.evaluate(f"() => getComputedStyle(document.querySelector({selector!r}))[{prop!r}]"))
+
+
+def test_dashboard_tab_has_room_for_every_column(page: Any, lab_server: LabServer, artifacts_dir: Path) -> None:
+    """The side panel shows the four scanning columns; the tab shows all, and the run detail
+    lays its sections side by side."""
+    status, tasks = lab_server.get("/polaris/api/v1/tasks")
+    if status != 200 or "ui-sleepy" not in {t["id"] for t in tasks.get("tasks", [])}:
+        pytest.skip(f"the server did not load the test task (GET tasks -> {status}): {lab_server.log_tail(600)}")
+    batch = [{"payload": {"seconds": 0}, "options": {"tags": ["nightly", f"part-{n}"]}} for n in range(3)]
+    status, triggered = lab_server.request("POST", "/polaris/api/v1/tasks/ui-sleepy/batch", {"items": batch})
+    assert status == 200, triggered
+    status, started = lab_server.request(
+        "POST", "/polaris/api/v1/tasks/ui-sleepy/trigger", {"payload": {"seconds": 90}, "options": {"tags": ["wide-view"]}}
+    )
+    assert status == 200, started
+    run_id = started["id"]
+    try:
+        open_lab(page, lab_server)
+        sidebar = open_sidebar(page)
+        sidebar.locator(".pj-tab-runs").click()
+        sidebar.locator(f'.pj-run-row[data-run-id="{run_id}"]').wait_for(timeout=15_000)
+        narrow = "#polaris-sidebar .pj-runs-table thead th:nth-child(6)"
+        assert computed(page, narrow, "display") == "none", "the Tags column is hidden in the narrow side panel"
+        assert computed(page, "#polaris-sidebar .pj-runs-table thead th:nth-child(3)", "display") != "none"
+
+        sidebar.locator("button.pj-open-dashboard").click()
+        dashboard = page.locator("#polaris-runs-dashboard")
+        dashboard.wait_for(state="visible", timeout=10_000)
+        tab = page.locator('#jp-main-dock-panel .lm-TabBar-tab:has-text("Polaris Runs")')
+        assert tab.count() == 1
+        row = dashboard.locator(f'.pj-run-row[data-run-id="{run_id}"]')
+        row.wait_for(timeout=15_000)
+        assert "wide-view" in row.inner_text(), "every column, tags included, fits in the tab"
+        assert computed(page, "#polaris-runs-dashboard .pj-runs-table thead th:nth-child(6)", "display") != "none"
+        page.screenshot(path=str(artifacts_dir / "runs-dashboard-history.png"))
+
+        # The pop-out button again activates the same tab instead of opening a second one.
+        sidebar.locator("button.pj-open-dashboard").click()
+        assert page.locator("#polaris-runs-dashboard").count() == 1
+
+        row.click()
+        detail = dashboard.locator(".pj-run-detail")
+        detail.locator(".pj-run-header").wait_for(timeout=10_000)
+        assert run_detail_status(detail) == "executing"
+        assert computed(page, "#polaris-runs-dashboard .pj-run-detail-body", "display") == "grid"
+        page.screenshot(path=str(artifacts_dir / "runs-dashboard-tab.png"))
+
+        detail.locator("button.pj-cancel-run").click()
+        page.wait_for_function(
+            "() => document.querySelector('#polaris-runs-dashboard .pj-run-header .pj-badge').innerText === 'canceled'",
+            timeout=15_000,
+        )
+        # The sidebar's table heard the same event over its own stream.
+        page.wait_for_function(
+            f"() => document.querySelector('#polaris-sidebar .pj-run-row[data-run-id=\"{run_id}\"]')"
+            ".innerText.includes('canceled')",
+            timeout=15_000,
+        )
+        tab.locator(".lm-TabBar-tabCloseIcon").click()
+        dashboard.wait_for(state="detached", timeout=10_000)
+        assert not page.polaris_log.unexpected(ALLOWED_ERRORS)
+    finally:
+        lab_server.request("POST", f"/polaris/api/v1/runs/{run_id}/cancel", {})

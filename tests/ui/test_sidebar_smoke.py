@@ -94,15 +94,15 @@ def test_command_palette_lists_polaris_commands(page: Any, lab_server: LabServer
     palette_input.fill("Polaris")
     items = page.locator(".jp-ModalCommandPalette .lm-CommandPalette-item")
     page.wait_for_function(
-        "() => document.querySelectorAll('.jp-ModalCommandPalette .lm-CommandPalette-item').length >= 4",
+        "() => document.querySelectorAll('.jp-ModalCommandPalette .lm-CommandPalette-item').length >= 5",
         timeout=10_000,
     )
     labels = [t.strip() for t in items.all_inner_texts()]
-    for expected in ("Open Chat", "New Conversation", "Generate Project", "Open Runs"):
+    for expected in ("Open Chat", "New Conversation", "Generate Project", "Open Runs", "Open Runs Dashboard in a Tab"):
         assert any(expected in label for label in labels), f"{expected!r} missing from {labels}"
 
     # Running "Open Runs" from the palette reveals the Runs view.
-    items.filter(has_text="Open Runs").first.click()
+    items.filter(has_text="Open Runs").filter(has_not_text="in a Tab").first.click()
     page.locator("#polaris-sidebar .pj-view-runs .pj-runs-table").wait_for(state="visible", timeout=10_000)
 
     # "Generate Project…" asks for a description, a kind and a folder.

@@ -3,7 +3,7 @@
  * task, live over the event stream), a run detail, and metrics.
  */
 
-import { refreshIcon } from '@jupyterlab/ui-components';
+import { launchIcon, refreshIcon } from '@jupyterlab/ui-components';
 
 import { PolarisClient, Run } from '../api';
 import { iconButton } from '../chat/chatPanel';
@@ -43,7 +43,11 @@ export class RunsPanel {
   private liveEl: HTMLElement;
   private tabButtons: Record<Tab, HTMLButtonElement>;
 
-  constructor(private client: PolarisClient) {
+  /** `onPopOut`, when given, adds a button that opens the dashboard in a main-area tab. */
+  constructor(
+    private client: PolarisClient,
+    onPopOut?: () => void
+  ) {
     this.statusFilter = h('select', { className: 'pj-select pj-status-filter', 'aria-label': 'Filter by status' }, h('option', { value: '' }, 'All statuses'), ...RUN_STATUSES.map(s => h('option', { value: s }, statusLabel(s)))) as HTMLSelectElement;
     this.taskFilter = h('select', { className: 'pj-select pj-task-filter', 'aria-label': 'Filter by task' }, h('option', { value: '' }, 'All tasks')) as HTMLSelectElement;
     this.statusFilter.addEventListener('change', () => void this.reload());
@@ -57,6 +61,11 @@ export class RunsPanel {
       }
     });
     this.liveEl = h('span', { className: 'pj-conn pj-conn-connecting', title: 'connecting' });
+    let popOut: HTMLButtonElement | null = null;
+    if (onPopOut) {
+      popOut = iconButton(launchIcon, 'pj-open-dashboard', 'Open the runs dashboard in a tab');
+      popOut.addEventListener('click', onPopOut);
+    }
 
     this.tabButtons = {
       history: h('button', { className: 'pj-subtab pj-subtab-history', type: 'button' }, 'History') as HTMLButtonElement,
@@ -88,7 +97,7 @@ export class RunsPanel {
     this.node = h(
       'div',
       { className: 'pj-runs-panel' },
-      h('div', { className: 'pj-toolbar pj-runs-tabs' }, this.tabButtons.history, this.tabButtons.metrics, h('span', { className: 'pj-spacer' }), this.liveEl, refresh),
+      h('div', { className: 'pj-toolbar pj-runs-tabs' }, this.tabButtons.history, this.tabButtons.metrics, h('span', { className: 'pj-spacer' }), this.liveEl, refresh, popOut),
       this.contentEl
     );
     this.updateTabs();
