@@ -20,6 +20,9 @@ MODEL_SCRIPT: list[dict[str, Any]] = [
     # test_message_streams_with_a_tool_card: a tool call, then the answer streamed in tokens.
     {"tool_calls": [{"name": "writeFile", "arguments": {"path": "hello.py", "content": "print('hello')\n"}}]},
     {"text": "Created `hello.py`. It prints **hello** when you run it, and nothing else at all.", "delay_s": 0.08},
+    # test_revert_in_the_sidebar_restores_the_file: an edit of an existing file, then a short answer.
+    {"tool_calls": [{"name": "writeFile", "arguments": {"path": "notes.md", "content": "# Notes\nrewritten by the model\n"}}]},
+    {"text": "Rewrote `notes.md`."},
     # test_stop_stops_a_streaming_reply: a slow reply to stop half way.
     {"text": STORY, "delay_s": 0.25},
 ]
@@ -94,6 +97,37 @@ def test_runs_view_lists_the_run_with_its_events(page: Any, lab_server: LabServe
     sidebar.locator(".pj-subtab-metrics").click()
     sidebar.locator(".pj-metrics-table td:text-is('process-message')").wait_for(timeout=10_000)
     page.screenshot(path=str(artifacts_dir / "sidebar-metrics-live.png"))
+    assert not page.polaris_log.unexpected(ALLOWED_ERRORS)
+
+
+def test_revert_in_the_sidebar_restores_the_file(page: Any, lab_server: LabServer, artifacts_dir: Path) -> None:
+    """The tool card's "Revert this run" in the live sidebar puts the workspace back as it was."""
+    skip_without_chat(lab_server)
+    notes = lab_server.root / "notes.md"
+    notes.write_text("# Notes\nwritten by the user\n")
+    open_lab(page, lab_server)
+    sidebar = open_sidebar(page)
+    sidebar.locator(".pj-msg-assistant").first.wait_for(timeout=15_000)  # the earlier conversation
+    send(sidebar, "Rewrite notes.md")
+    card = sidebar.locator('.pj-msg-assistant .pj-tool:has(.pj-diff-del:has-text("written by the user"))')
+    card.wait_for(timeout=30_000)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#polaris-sidebar .pj-msg-assistant')].pop()"
+        ".classList.contains('pj-msg-status-completed')",
+        timeout=30_000,
+    )
+    assert notes.read_text() == "# Notes\nrewritten by the model\n"
+    assert "rewritten by the model" in card.locator(".pj-diff-add").all_inner_texts()[0]
+
+    card.locator("button.pj-revert").click()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#polaris-sidebar .pj-tool button.pj-revert')].pop().innerText === 'Reverted'",
+        timeout=15_000,
+    )
+    assert notes.read_text() == "# Notes\nwritten by the user\n"
+    assert card.locator("button.pj-revert").is_disabled()
+    assert (lab_server.root / "hello.py").exists(), "only the reverted run's edits are undone"
+    page.screenshot(path=str(artifacts_dir / "sidebar-chat-reverted.png"))
     assert not page.polaris_log.unexpected(ALLOWED_ERRORS)
 
 
