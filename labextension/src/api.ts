@@ -207,8 +207,9 @@ export class PolarisClient {
   replayRun(runId: string): Promise<{ id: string }> {
     return this.request('POST', `runs/${encodeURIComponent(runId)}/replay`, {});
   }
-  revertRun(runId: string): Promise<{ reverted: string[] }> {
-    return this.request('POST', `runs/${encodeURIComponent(runId)}/revert`, {});
+  /** 409 (nothing changed) when a file changed after the run, unless `force`. */
+  revertRun(runId: string, force = false): Promise<{ reverted: string[] }> {
+    return this.request('POST', `runs/${encodeURIComponent(runId)}/revert`, { force });
   }
   runEvents(runId: string, since = 0): Promise<{ events: any[]; lastSeq: number }> {
     return this.request('GET', `runs/${encodeURIComponent(runId)}/events`, undefined, { since });

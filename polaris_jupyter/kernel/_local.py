@@ -24,6 +24,8 @@ from polaris_jupyter.jobs import (
     options_from_json,
 )
 from polaris_jupyter.kernel._base import Backend, PolarisError
+from polaris_jupyter.tools.base import ToolError
+from polaris_jupyter.tools.edits import RevertConflict
 
 __all__ = ["LocalBackend", "default_kernel_db_path"]
 
@@ -200,12 +202,17 @@ class LocalBackend(Backend):
             raise _engine_error(exc) from exc
         return {"id": handle.id}
 
-    async def revert_run(self, run_id: str) -> dict[str, Any]:
+    async def revert_run(self, run_id: str, force: bool = False) -> dict[str, Any]:
         try:
             await self.engine.get_run(run_id)
         except EngineError as exc:
             raise _engine_error(exc) from exc
-        return {"reverted": await self.chat.journal().revert_run(self.runtime.root_dir, run_id)}
+        try:
+            return {"reverted": await self.chat.journal().revert_run(self.runtime.root_dir, run_id, force=force)}
+        except RevertConflict as exc:  # the same answers as the REST route
+            raise PolarisError(str(exc), 409) from exc
+        except ToolError as exc:
+            raise PolarisError(str(exc), 400) from exc
 
     async def run_events(self, run_id: str, since: int = 0) -> dict[str, Any]:
         await self.run(run_id)

@@ -167,8 +167,8 @@ class RemoteBackend(Backend):
     async def replay_run(self, run_id: str, resume: bool = False) -> dict[str, Any]:
         return dict(await self._request("POST", f"{API}/runs/{_q(run_id)}/replay", {"resume": resume}))
 
-    async def revert_run(self, run_id: str) -> dict[str, Any]:
-        return dict(await self._request("POST", f"{API}/runs/{_q(run_id)}/revert", {}))
+    async def revert_run(self, run_id: str, force: bool = False) -> dict[str, Any]:
+        return dict(await self._request("POST", f"{API}/runs/{_q(run_id)}/revert", {"force": force}))
 
     async def run_events(self, run_id: str, since: int = 0) -> dict[str, Any]:
         return dict(await self._request("GET", f"{API}/runs/{_q(run_id)}/events", params={"since": since, "limit": 10_000}))

@@ -192,9 +192,10 @@ class Polaris:
     def replay(self, run_id: str, *, resume: bool = False) -> RunRef:
         return RunRef(self.call(self.backend.replay_run(run_id, resume))["id"], self)
 
-    def revert(self, run_id: str) -> list[str]:
-        """Undo the file edits a run made; returns the reverted paths."""
-        return list(self.call(self.backend.revert_run(run_id))["reverted"])
+    def revert(self, run_id: str, *, force: bool = False) -> list[str]:
+        """Undo the file edits a run made; returns the reverted paths. A file changed after the
+        run is a conflict (PolarisError 409, nothing changed) unless ``force``."""
+        return list(self.call(self.backend.revert_run(run_id, force))["reverted"])
 
     def schedules(self) -> list[dict[str, Any]]:
         return self.call(self.backend.schedules())

@@ -35,7 +35,7 @@ USAGE = """\
 %polaris run ID                one run: status, attempts, output or error, logs
 %polaris cancel ID             cancel a run
 %polaris replay ID [--resume]  run it again with the same payload
-%polaris revert ID             undo the file edits a run made
+%polaris revert ID [--force]   undo the file edits a run made (--force: even files changed since)
 %polaris tasks                 the tasks the engine knows (yours from @task included)
 %polaris model [NAME] [--provider P]
                                show or set the model (and provider)
@@ -92,7 +92,7 @@ _PARSERS: dict[str, _Parser] = {
     "run": _parser("run", (("run_id",), {})),
     "cancel": _parser("cancel", (("run_id",), {})),
     "replay": _parser("replay", (("run_id",), {}), (("--resume",), {"action": "store_true"})),
-    "revert": _parser("revert", (("run_id",), {})),
+    "revert": _parser("revert", (("run_id",), {}), (("--force",), {"action": "store_true"})),
     "retry": _parser("retry", (("message_id",), {"nargs": "?"})),
     "new": _parser("new", (("title",), {"nargs": "*"})),
     "tasks": _parser("tasks"),
@@ -252,7 +252,7 @@ class PolarisMagics(Magics):
         print(f"Replayed {args.run_id} as {new.id}")
 
     def _cmd_revert(self, args: argparse.Namespace) -> None:
-        paths = self._client().revert(args.run_id)
+        paths = self._client().revert(args.run_id, force=args.force)
         print(f"Reverted {len(paths)} file(s): {', '.join(paths)}" if paths else f"Run {args.run_id} made no file edits to revert")
 
     def _cmd_tasks(self, args: argparse.Namespace) -> Any:

@@ -86,7 +86,8 @@ class _PolarisWidget(anywidget.AnyWidget):
                 raise PolarisError(f"unknown widget action {action!r}")
             data = await handler(args)
         except Exception as exc:
-            self._push({"kind": "response", "id": request_id, "ok": False, "error": _error_text(exc)})
+            status = exc.status if isinstance(exc, PolarisError) else None  # 409: the UI offers to force
+            self._push({"kind": "response", "id": request_id, "ok": False, "error": _error_text(exc), "status": status})
             return
         self._push({"kind": "response", "id": request_id, "ok": True, "data": data})
 
@@ -262,7 +263,7 @@ class ChatPanel(_PolarisWidget):
         return await self._client.backend.retry_message(str(args.get("messageId") or ""))
 
     async def _do_revert(self, args: dict[str, Any]) -> dict[str, Any]:
-        return await self._client.backend.revert_run(str(args.get("runId") or ""))
+        return await self._client.backend.revert_run(str(args.get("runId") or ""), args.get("force") is True)
 
     async def _do_select_conversation(self, args: dict[str, Any]) -> dict[str, Any]:
         conversation_id = args.get("conversationId")

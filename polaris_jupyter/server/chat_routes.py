@@ -8,6 +8,8 @@ from polaris_jupyter.chat.service import ChatService
 from polaris_jupyter.server.app import EXTRA_HANDLERS
 from polaris_jupyter.server.base import ApiError, PolarisHandler
 from polaris_jupyter.server.openapi import add_paths, add_schemas, errors, json_body, ok, path_param, ref
+from polaris_jupyter.tools.base import ToolError
+from polaris_jupyter.tools.edits import RevertConflict
 
 __all__ = ["CHAT_HANDLERS"]
 
@@ -84,8 +86,16 @@ class MessageRetryHandler(ChatHandler):
 class RevertHandler(ChatHandler):
     @web.authenticated
     async def post(self, run_id: str) -> None:
+        force = self.json_body(required=False).get("force", False)
+        if not isinstance(force, bool):
+            raise ApiError(400, "force must be true or false")
         await self.runtime.engine.get_run(run_id)  # 404 for unknown runs
-        reverted = await self.chat.journal().revert_run(self.runtime.root_dir, run_id)
+        try:
+            reverted = await self.chat.journal().revert_run(self.runtime.root_dir, run_id, force=force)
+        except RevertConflict as exc:
+            raise ApiError(409, str(exc)) from exc
+        except ToolError as exc:
+            raise ApiError(400, str(exc)) from exc
         self.send_json({"reverted": reverted})
 
 
@@ -195,7 +205,13 @@ add_paths(
             "post": {"summary": "Retry a failed or cancelled answer", "parameters": _MSG, "responses": {**ok(_ACCEPTED, "202", "Accepted"), **errors(400, 404, 409)}}
         },
         "/polaris/api/v1/runs/{runId}/revert": {
-            "post": {"summary": "Undo every file edit a run made", "parameters": _RUN, "responses": {**ok({"type": "object", "required": ["reverted"], "properties": {"reverted": {"type": "array", "items": {"type": "string"}}}}), **errors(404)}}
+            "post": {
+                "summary": "Undo every file edit a run made",
+                "description": "Refused with 409 (nothing changed) when a file changed after the run; `force` overwrites those changes.",
+                "parameters": _RUN,
+                "requestBody": json_body({"type": "object", "properties": {"force": {"type": "boolean"}}}, required=False),
+                "responses": {**ok({"type": "object", "required": ["reverted"], "properties": {"reverted": {"type": "array", "items": {"type": "string"}}}}), **errors(400, 404, 409)},
+            }
         },
         "/polaris/api/v1/runs/{runId}/edits": {
             "get": {"summary": "File edits of a run with their diffs", "parameters": _RUN, "responses": {**ok({"type": "object", "required": ["edits"], "properties": {"edits": {"type": "array"}}}), **errors(404)}}

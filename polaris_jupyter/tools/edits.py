@@ -6,8 +6,14 @@ Folders are journalled too, as paths ending in ``/``: ``before=None`` means the 
 the folder, ``before=b""`` that it existed (and is being deleted). ``revert_run`` puts every
 path the run touched back to its state before the run's FIRST edit of it: files are rewritten
 atomically, files the run created are deleted, folders it created are removed when empty.
-Reverting twice gives the same result. Paths are re-checked against the workspace root, so a
-journal row can never make a revert write outside it.
+Paths are re-checked against the workspace root, so a journal row can never make a revert
+write outside it.
+
+A revert never silently throws away work done after the run: each file must still be as the
+run left it (its content hash is journalled) or already as it was before the run (so
+reverting twice is harmless and gives the same result). A file changed since, by the user or
+by a later run, makes the whole revert fail with :class:`RevertConflict`, changing nothing,
+unless the caller passes ``force=True``.
 
 Two implementations: :class:`MemoryEditJournal` (tests, in-process kernels) and
 :class:`SqliteEditJournal` (table ``file_edits`` in the store's SQLite file; every SQLite call
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import hashlib
 import os
 import sqlite3
 import time
@@ -36,6 +43,7 @@ __all__ = [
     "MAX_DIFF_CHARS",
     "EditEntry",
     "MemoryEditJournal",
+    "RevertConflict",
     "SqliteEditJournal",
     "journal_edit",
     "journal_folder",
@@ -106,6 +114,9 @@ class EditEntry:
     after_size: int
     diff: str
     created_at: str
+    #: sha256 of the content the edit wrote (None for deletions, folders and rows journalled
+    #: before the hash was kept; those are compared by size).
+    after_sha256: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -122,8 +133,28 @@ class EditEntry:
         }
 
 
+def _after_hash(rel_path: str, after: bytes | None) -> str | None:
+    return None if after is None or rel_path.endswith("/") else sha256_hex(after)
+
+
 def _now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class RevertConflict(ToolError):
+    """Files changed after the run: reverting would throw those changes away."""
+
+    def __init__(self, paths: list[str]) -> None:
+        shown = ", ".join(paths[:10]) + (f" and {len(paths) - 10} more" if len(paths) > 10 else "")
+        super().__init__(
+            f"{shown} changed after this run (by you or by a later run). Nothing was reverted, "
+            "so those changes are kept; force the revert to overwrite them."
+        )
+        self.paths = paths
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _first_edits(entries: Iterable[EditEntry]) -> list[EditEntry]:
@@ -134,8 +165,58 @@ def _first_edits(entries: Iterable[EditEntry]) -> list[EditEntry]:
     return list(first.values())
 
 
-def _restore(root: Path, entries: list[EditEntry]) -> list[str]:
-    """Blocking part of ``revert_run``: validate every path first, then restore."""
+def _last_edits(entries: Iterable[EditEntry]) -> dict[str, EditEntry]:
+    """The latest entry per path: what the run left on disk."""
+    return {entry.path: entry for entry in sorted(entries, key=lambda e: e.id)}
+
+
+def _read_state(target: Path) -> bytes | str | None:
+    """A file's bytes, None when it is missing, "folder" when a folder stands there (any str
+    is a state that matches no journalled one)."""
+    if os.path.isdir(target) and not os.path.islink(target):
+        return "folder"
+    try:
+        with open(target, "rb") as handle:
+            return handle.read()
+    except (FileNotFoundError, NotADirectoryError):  # a file now stands where a parent was
+        return None
+    except OSError:
+        return "unreadable"
+
+
+def _is_as_left(last: EditEntry, current: bytes | str | None) -> bool:
+    if isinstance(current, str):
+        return False
+    if not last.after_exists:
+        return current is None
+    if current is None:
+        return False
+    if last.after_sha256 is not None:
+        return sha256_hex(current) == last.after_sha256
+    return len(current) == last.after_size
+
+
+def _conflicts(targets: list[tuple[EditEntry, Path]], last: dict[str, EditEntry]) -> list[str]:
+    """Files that are neither as the run left them nor as they were before it."""
+    # Folders that stood before the run: a file the run created in such a folder's place is
+    # "as before" when the folder is back.
+    folders_before = {f.path.rstrip("/") for f, _ in targets if f.path.endswith("/") and f.before is not None}
+    changed: list[str] = []
+    for first, target in targets:
+        if first.path.endswith("/"):
+            continue
+        current = _read_state(target)
+        if _is_as_left(last[first.path], current) or current == first.before:
+            continue
+        if current == "folder" and first.before is None and first.path in folders_before:
+            continue
+        changed.append(first.path)
+    return changed
+
+
+def _restore(root: Path, entries: list[EditEntry], last: dict[str, EditEntry], force: bool) -> list[str]:
+    """Blocking part of ``revert_run``: validate every path and check for later changes
+    first, then restore."""
     targets: list[tuple[EditEntry, Path]] = []
     for entry in entries:
         rel = entry.path.rstrip("/")
@@ -146,6 +227,10 @@ def _restore(root: Path, entries: list[EditEntry]) -> list[str]:
             targets.append((entry, resolve_path(root, rel)))
         except ToolError as exc:
             raise ToolError(f"revert refused, nothing was changed: {exc}") from None
+    if not force:
+        changed = _conflicts(targets, last)
+        if changed:
+            raise RevertConflict(changed)
     files = [(e, t) for e, t in targets if not e.path.endswith("/")]
     folders = [(e, t) for e, t in targets if e.path.endswith("/")]
     # 1. files the run created go first, so a folder can take their place again.
@@ -179,14 +264,16 @@ class _JournalBase:
         """Every edit of a run, oldest first, as camelCase dicts (no file bytes)."""
         return [entry.to_json() for entry in await self._entries_for_run(run_id)]
 
-    async def revert_run(self, root: Path, run_id: str) -> list[str]:
+    async def revert_run(self, root: Path, run_id: str, *, force: bool = False) -> list[str]:
         """Undo every edit of ``run_id`` under ``root``; returns the file paths restored or
         removed, in the order the run first touched them. Raises ToolError (changing nothing)
-        if any journalled path would resolve outside ``root``."""
-        entries = _first_edits(await self._entries_for_run(run_id))
+        if any journalled path would resolve outside ``root``, and :class:`RevertConflict`
+        (changing nothing) if a file changed after the run, unless ``force``."""
+        all_entries = await self._entries_for_run(run_id)
+        entries = _first_edits(all_entries)
         if not entries:
             return []
-        return await asyncio.to_thread(_restore, Path(root), entries)
+        return await asyncio.to_thread(_restore, Path(root), entries, _last_edits(all_entries), force)
 
 
 class MemoryEditJournal(_JournalBase):
@@ -208,6 +295,7 @@ class MemoryEditJournal(_JournalBase):
                 after_size=len(after) if after is not None else 0,
                 diff=diff,
                 created_at=_now_iso(),
+                after_sha256=_after_hash(rel_path, after),
             )
         )
 
@@ -234,7 +322,8 @@ CREATE TABLE IF NOT EXISTS file_edits (
     after_size INTEGER NOT NULL,
     diff TEXT NOT NULL,
     created_at TEXT NOT NULL,
-    created_ts REAL NOT NULL
+    created_ts REAL NOT NULL,
+    after_sha256 TEXT
 );
 CREATE INDEX IF NOT EXISTS file_edits_run ON file_edits (run_id, id);
 CREATE INDEX IF NOT EXISTS file_edits_ts ON file_edits (created_ts);
@@ -261,6 +350,9 @@ class SqliteEditJournal(_JournalBase):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
+            columns = {str(row[1]) for row in conn.execute("PRAGMA table_info(file_edits)")}
+            if "after_sha256" not in columns:  # a journal written by an older version
+                conn.execute("ALTER TABLE file_edits ADD COLUMN after_sha256 TEXT")
             conn.commit()
             self._conn = conn
         return self._conn
@@ -283,13 +375,14 @@ class SqliteEditJournal(_JournalBase):
             diff,
             _now_iso(),
             time.time(),
+            _after_hash(rel_path, after),
         )
 
         def insert(conn: sqlite3.Connection) -> None:
             with conn:
                 conn.execute(
                     "INSERT INTO file_edits (run_id, path, before, after_exists, after_size, diff,"
-                    " created_at, created_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " created_at, created_ts, after_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     row,
                 )
 
@@ -309,7 +402,7 @@ class SqliteEditJournal(_JournalBase):
     async def _entries_for_run(self, run_id: str) -> list[EditEntry]:
         def query(conn: sqlite3.Connection) -> list[EditEntry]:
             rows = conn.execute(
-                "SELECT id, run_id, path, before, after_exists, after_size, diff, created_at"
+                "SELECT id, run_id, path, before, after_exists, after_size, diff, created_at, after_sha256"
                 " FROM file_edits WHERE run_id = ? ORDER BY id",
                 (run_id,),
             ).fetchall()
@@ -323,6 +416,7 @@ class SqliteEditJournal(_JournalBase):
                     after_size=int(r[5]),
                     diff=str(r[6]),
                     created_at=str(r[7]),
+                    after_sha256=None if r[8] is None else str(r[8]),
                 )
                 for r in rows
             ]

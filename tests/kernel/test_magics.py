@@ -110,8 +110,11 @@ def test_revert_undoes_the_edits_of_an_answer(ip: Any, model: ScriptedModelServe
     assert (workspace / "app.py").read_text() == "print('changed')\n"
     table = ip.run_line_magic("polaris", "runs --task process-message --limit 1")
     run_id = table.runs[0]["id"]
+    (workspace / "app.py").write_text("print('changed')\nprint('and my own line')\n")
+    assert "app.py changed after this run" in usage_error(ip, f"%polaris revert {run_id}")
+    assert (workspace / "app.py").read_text() == "print('changed')\nprint('and my own line')\n"
     with capture_output() as io:
-        ip.run_line_magic("polaris", f"revert {run_id}")
+        ip.run_line_magic("polaris", f"revert {run_id} --force")
     assert "Reverted 1 file(s): app.py" in io.stdout
     assert (workspace / "app.py").read_text() == original
 

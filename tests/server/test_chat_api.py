@@ -115,9 +115,18 @@ async def test_tool_loop_edits_a_file_and_revert_undoes_it(jp_fetch: Any, polari
     assert write["durationMs"] >= 0
     tool_messages = [m for m in model.requests[1].body["messages"] if m["role"] == "tool"]
     assert tool_messages and model.requests[1].body["messages"][-2]["content"] == ""  # assistant with tool_calls
-    status, reverted = await call(jp_fetch, "runs", accepted["runId"], "revert", method="POST")
+    # The user edits the file after the run: a plain revert would discard that, so it is refused.
+    (root / "notes.txt").write_text("new, and the user's line\n")
+    status, refused = await call(jp_fetch, "runs", accepted["runId"], "revert", method="POST")
+    assert status == 409 and "notes.txt changed after this run" in refused["message"]
+    assert (root / "notes.txt").read_text() == "new, and the user's line\n"
+    status, bad = await call(jp_fetch, "runs", accepted["runId"], "revert", method="POST", body={"force": "yes"})
+    assert status == 400 and "force must be true or false" in bad["message"]
+    status, reverted = await call(jp_fetch, "runs", accepted["runId"], "revert", method="POST", body={"force": True})
     assert status == 200 and reverted["reverted"] == ["notes.txt"]
     assert (root / "notes.txt").read_text() == "old\n"
+    status, again = await call(jp_fetch, "runs", accepted["runId"], "revert", method="POST")
+    assert status == 200 and again["reverted"] == ["notes.txt"]  # already as before: harmless
 
 
 async def test_fallback_when_first_provider_is_rate_limited(jp_fetch: Any, polaris: Any, model: ScriptedModelServer, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,7 @@ import pytest
 import pytest_asyncio
 
 from polaris_jupyter.tools.base import ToolContext, ToolError
-from polaris_jupyter.tools.edits import MemoryEditJournal, SqliteEditJournal, make_diff
+from polaris_jupyter.tools.edits import MemoryEditJournal, RevertConflict, SqliteEditJournal, make_diff
 from tests.tools.conftest import call, snapshot
 
 
@@ -80,6 +80,81 @@ async def test_revert_restores_first_pre_image_and_is_idempotent(
     assert after == initial  # includes: folders the run created are gone
     assert await any_journal.revert_run(workspace, "run-A") == reverted
     assert await any_journal.revert_run(workspace, "unknown-run") == []
+
+
+@pytest.mark.asyncio
+async def test_revert_refuses_to_discard_later_changes_unless_forced(
+    any_journal: MemoryEditJournal | SqliteEditJournal, workspace: Path
+) -> None:
+    (workspace / "a.txt").write_text("a before\n")
+    (workspace / "b.txt").write_text("b before\n")
+    (workspace / "gone.txt").write_text("deleted by the run\n")
+    ctx = ToolContext(root=workspace, run_id="run-A", edits=any_journal)
+    await call("writeFile", {"path": "a.txt", "content": "a by the run\n"}, ctx)
+    await call("writeFile", {"path": "b.txt", "content": "b by the run\n"}, ctx)
+    await call("writeFile", {"path": "new.txt", "content": "created by the run\n"}, ctx)
+    await call("deleteFile", {"path": "gone.txt"}, ctx)
+    # After the run: the user edits a.txt (same size: the hash, not the size, tells), a later
+    # run rewrites new.txt, and the user creates gone.txt again.
+    (workspace / "a.txt").write_text("a BY THE RUN\n")
+    later = ToolContext(root=workspace, run_id="run-B", edits=any_journal)
+    await call("writeFile", {"path": "new.txt", "content": "rewritten by run B\n"}, later)
+    (workspace / "gone.txt").write_text("the user's new gone.txt\n")
+    before = snapshot(workspace)
+
+    with pytest.raises(RevertConflict) as caught:
+        await any_journal.revert_run(workspace, "run-A")
+    assert caught.value.paths == ["a.txt", "new.txt", "gone.txt"]
+    assert "a.txt, new.txt, gone.txt changed after this run" in str(caught.value)
+    assert "Nothing was reverted" in str(caught.value) and "force" in str(caught.value)
+    assert snapshot(workspace) == before  # b.txt, which did not change, is not reverted either
+
+    # A file back as it was before the run is not a conflict (the user undid it by hand).
+    (workspace / "a.txt").write_text("a before\n")
+    with pytest.raises(RevertConflict) as caught:
+        await any_journal.revert_run(workspace, "run-A")
+    assert caught.value.paths == ["new.txt", "gone.txt"]
+
+    assert await any_journal.revert_run(workspace, "run-A", force=True) == ["a.txt", "b.txt", "new.txt", "gone.txt"]
+    assert (workspace / "a.txt").read_text() == "a before\n" and (workspace / "b.txt").read_text() == "b before\n"
+    assert not (workspace / "new.txt").exists()
+    assert (workspace / "gone.txt").read_text() == "deleted by the run\n"
+    # Reverting again is harmless: every file is as it was before the run.
+    assert await any_journal.revert_run(workspace, "run-A") == ["a.txt", "b.txt", "new.txt", "gone.txt"]
+
+
+@pytest.mark.asyncio
+async def test_rows_from_an_older_journal_are_migrated_and_compared_by_size(tmp_path: Path, workspace: Path) -> None:
+    """A journal written before content hashes were kept: the column is added on open, and
+    its rows are checked by size, which still catches most changes."""
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db)
+    conn.executescript(
+        "CREATE TABLE file_edits (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, path TEXT NOT NULL,"
+        " before BLOB, after_exists INTEGER NOT NULL, after_size INTEGER NOT NULL, diff TEXT NOT NULL,"
+        " created_at TEXT NOT NULL, created_ts REAL NOT NULL);"
+        "INSERT INTO file_edits (run_id, path, before, after_exists, after_size, diff, created_at, created_ts)"
+        " VALUES ('old-run', 'old.txt', X'6f6c640a', 1, 4, '', '2026-01-01T00:00:00.000Z', 0);"
+    )
+    conn.commit()
+    conn.close()
+    (workspace / "old.txt").write_text("longer than the run left it\n")
+    journal = SqliteEditJournal(db)
+    try:
+        with pytest.raises(RevertConflict):
+            await journal.revert_run(workspace, "old-run")
+        (workspace / "old.txt").write_text("new\n")  # the size the run left
+        assert await journal.revert_run(workspace, "old-run") == ["old.txt"]
+        assert (workspace / "old.txt").read_text() == "old\n"
+        await call("writeFile", {"path": "fresh.txt", "content": "hashed\n"}, ToolContext(root=workspace, run_id="r", edits=journal))
+    finally:
+        await journal.close()
+    conn = sqlite3.connect(db)
+    try:
+        rows = conn.execute("SELECT path, after_sha256 IS NULL FROM file_edits ORDER BY id").fetchall()
+    finally:
+        conn.close()
+    assert rows == [("old.txt", 1), ("fresh.txt", 0)]
 
 
 @pytest.mark.asyncio

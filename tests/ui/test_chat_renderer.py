@@ -193,10 +193,23 @@ def test_tool_cards_show_status_duration_diff_and_revert(widget_page: Any, artif
     assert card.locator(".pj-diff-hunk").count() == 1
     page.screenshot(path=str(artifacts_dir / "widget-chat.png"), full_page=True)
 
+    # The file changed after the run: the kernel answers 409, the card says why and offers to
+    # revert anyway; that second request carries force.
+    page.evaluate("() => { window.model.autoRespond = false; }")
     card.locator("button.pj-revert").click()
     page.wait_for_function("() => window.model.sent.some(m => m.action === 'revert')")
-    assert sent_requests(page, "revert")[0]["args"] == {"runId": "run_1"}
+    first = sent_requests(page, "revert")[0]
+    assert first["args"] == {"runId": "run_1", "force": False}
+    why = "src/parser.py changed after this run (by you or by a later run); reverting would discard those changes"
+    push(page, {"kind": "response", "id": first["id"], "ok": False, "error": why, "status": 409})
+    page.wait_for_function("() => document.querySelector('[data-tool-id=t1] button.pj-revert').innerText === 'Revert anyway'")
+    assert "src/parser.py changed after this run" in card.locator(".pj-tool-error").inner_text()
+    assert "Revert failed" not in card.inner_text()
+    page.evaluate("() => { window.model.autoRespond = true; }")
+    card.locator("button.pj-revert-force").click()
     page.wait_for_function("() => document.querySelector('[data-tool-id=t1] button.pj-revert').innerText === 'Reverted'")
+    assert sent_requests(page, "revert")[1]["args"] == {"runId": "run_1", "force": True}
+    assert card.locator(".pj-tool-error").count() == 0
 
 
 def test_stop_while_processing_and_retry_after_failure(widget_page: Any, artifacts_dir: Path) -> None:

@@ -119,7 +119,16 @@ def test_revert_in_the_sidebar_restores_the_file(page: Any, lab_server: LabServe
     assert notes.read_text() == "# Notes\nrewritten by the model\n"
     assert "rewritten by the model" in card.locator(".pj-diff-add").all_inner_texts()[0]
 
+    # The user adds a line after the run: Revert refuses to throw it away and says so.
+    notes.write_text("# Notes\nrewritten by the model\nthe user's own line\n")
     card.locator("button.pj-revert").click()
+    card.locator("button.pj-revert-force").wait_for(timeout=15_000)
+    assert "notes.md changed after this run" in card.locator(".pj-tool-error").inner_text()
+    assert notes.read_text() == "# Notes\nrewritten by the model\nthe user's own line\n"
+    page.screenshot(path=str(artifacts_dir / "sidebar-chat-revert-conflict.png"))
+
+    # "Revert anyway" overwrites the user's line: their explicit choice.
+    card.locator("button.pj-revert-force").click()
     page.wait_for_function(
         "() => [...document.querySelectorAll('#polaris-sidebar .pj-tool button.pj-revert')].pop().innerText === 'Reverted'",
         timeout=15_000,
@@ -128,7 +137,8 @@ def test_revert_in_the_sidebar_restores_the_file(page: Any, lab_server: LabServe
     assert card.locator("button.pj-revert").is_disabled()
     assert (lab_server.root / "hello.py").exists(), "only the reverted run's edits are undone"
     page.screenshot(path=str(artifacts_dir / "sidebar-chat-reverted.png"))
-    assert not page.polaris_log.unexpected(ALLOWED_ERRORS)
+    # The browser logs the refused (409) revert as a failed request: that one was expected.
+    assert not page.polaris_log.unexpected((*ALLOWED_ERRORS, r"status of 409 .*@ \S*/polaris/api/v1/runs/\S+/revert"))
 
 
 def test_stop_stops_a_streaming_reply(page: Any, lab_server: LabServer, artifacts_dir: Path) -> None:

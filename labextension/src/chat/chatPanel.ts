@@ -50,7 +50,7 @@ export class ChatPanel {
         send: (text, context) => this.send(text, context),
         stop: messageId => this.client.cancelMessage(messageId).then(() => this.loadMessages()),
         retry: messageId => this.client.retryMessage(messageId).then(() => this.loadMessages()),
-        revert: runId => this.client.revertRun(runId),
+        revert: (runId, force) => this.client.revertRun(runId, force),
         resync: () => {
           void this.loadMessages();
         }

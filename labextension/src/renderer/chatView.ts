@@ -7,7 +7,7 @@
 import { clear, h } from './dom';
 import { renderMarkdown } from './markdown';
 import { isFinal, mergeDelta, mergeMessage, upsertToolCall } from './stream';
-import { renderToolCard } from './toolcard';
+import { REVERT_CONFLICT, renderToolCard } from './toolcard';
 import {
   ChatActions,
   ChatContext,
@@ -406,14 +406,15 @@ export class ChatView {
       );
   }
 
-  private revert(runId: string): void {
+  private revert(runId: string, force = false): void {
     this.revertStates.set(runId, 'reverting');
     this.markRunDirty(runId);
     Promise.resolve()
-      .then(() => this.actions.revert(runId))
+      .then(() => this.actions.revert(runId, force))
       .then(
         () => this.revertStates.set(runId, 'reverted'),
-        (error: unknown) => this.revertStates.set(runId, `Revert failed: ${errorText(error)}`)
+        (error: unknown) =>
+          this.revertStates.set(runId, (error as { status?: unknown })?.status === 409 ? `${REVERT_CONFLICT}${errorText(error)}` : `Revert failed: ${errorText(error)}`)
       )
       .finally(() => this.markRunDirty(runId));
   }
@@ -533,7 +534,7 @@ export class ChatView {
       tools.appendChild(
         renderToolCard(
           call,
-          { runId: m.runId, onRevert: runId => this.revert(runId), revertState: m.runId ? this.revertStates.get(m.runId) : undefined },
+          { runId: m.runId, onRevert: (runId, force) => this.revert(runId, force), revertState: m.runId ? this.revertStates.get(m.runId) : undefined },
           oldCards.get(call.id)
         )
       );

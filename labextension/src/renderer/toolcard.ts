@@ -28,10 +28,15 @@ function argsHint(args: Record<string, unknown> | undefined): string {
   return text === '{}' ? '' : text;
 }
 
+/** Prefix of a revert state that is a conflict: files changed after the run. */
+export const REVERT_CONFLICT = 'conflict:';
+
 export interface ToolCardOptions {
   runId?: string | null;
-  onRevert?: (runId: string) => void;
-  /** Set while a revert of this run is in flight or done: 'reverting' | 'reverted' | an error text. */
+  onRevert?: (runId: string, force?: boolean) => void;
+  /** Set while a revert of this run is in flight or done: 'reverting' | 'reverted' |
+   *  'conflict:' + why (files changed since the run; the button then offers to overwrite) |
+   *  an error text. */
   revertState?: string;
 }
 
@@ -100,20 +105,21 @@ export function renderToolCard(call: ToolCall, options: ToolCardOptions, previou
     if (runId && options.onRevert) {
       const state = options.revertState;
       const busy = state === 'reverting' || state === 'reverted';
+      const conflict = state?.startsWith(REVERT_CONFLICT) ? state.slice(REVERT_CONFLICT.length) : null;
       const button = h(
         'button',
         {
-          className: 'pj-button pj-button-secondary pj-revert',
+          className: conflict === null ? 'pj-button pj-button-secondary pj-revert' : 'pj-button pj-button-danger pj-revert pj-revert-force',
           type: 'button',
-          title: `Undo every file edit of run ${runId}`,
+          title: conflict === null ? `Undo every file edit of run ${runId}` : 'Revert anyway, overwriting the changes made since the run',
           disabled: busy
         },
-        state === 'reverting' ? 'Reverting…' : state === 'reverted' ? 'Reverted' : 'Revert this run'
+        state === 'reverting' ? 'Reverting…' : state === 'reverted' ? 'Reverted' : conflict !== null ? 'Revert anyway' : 'Revert this run'
       ) as HTMLButtonElement;
-      button.addEventListener('click', () => options.onRevert?.(runId));
+      button.addEventListener('click', () => options.onRevert?.(runId, conflict !== null));
       const actions = h('div', { className: 'pj-tool-actions' }, button);
       if (state && !busy) {
-        actions.appendChild(h('span', { className: 'pj-tool-error' }, state));
+        actions.appendChild(h('span', { className: 'pj-tool-error' }, conflict ?? state));
       }
       body.appendChild(actions);
     }

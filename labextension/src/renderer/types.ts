@@ -84,7 +84,8 @@ export interface ChatActions {
   send(text: string, context?: ChatContext): void | Promise<unknown>;
   stop(messageId: string): void | Promise<unknown>;
   retry(messageId: string): void | Promise<unknown>;
-  revert(runId: string): void | Promise<unknown>;
+  /** Undo a run's file edits; `force` overwrites files changed since (after a 409 conflict). */
+  revert(runId: string, force?: boolean): void | Promise<unknown>;
   /** Called when the view saw a gap it cannot repair (missed delta, unknown message). */
   resync?(reason: string): void;
 }

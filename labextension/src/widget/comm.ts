@@ -14,7 +14,18 @@ export interface AnyModel {
 export type KernelMessage =
   | { kind: 'snapshot'; [key: string]: any }
   | { kind: 'events'; events: any[] }
-  | { kind: 'response'; id: string; ok: boolean; data?: any; error?: string };
+  | { kind: 'response'; id: string; ok: boolean; data?: any; error?: string; status?: number };
+
+/** A refused request, with the HTTP-style status the kernel gave (409: a conflict, …). */
+export class CommRequestError extends Error {
+  constructor(
+    message: string,
+    readonly status: number | null
+  ) {
+    super(message);
+    this.name = 'CommRequestError';
+  }
+}
 
 interface Pending {
   resolve: (data: any) => void;
@@ -83,7 +94,7 @@ export class CommClient {
       if (message.ok) {
         pending.resolve(message.data);
       } else {
-        pending.reject(new Error(message.error || 'The request failed.'));
+        pending.reject(new CommRequestError(message.error || 'The request failed.', typeof message.status === 'number' ? message.status : null));
       }
       return;
     }

@@ -29,7 +29,7 @@ function render({ model, el }: RenderProps): () => void {
     send: (text, context) => comm.request('send', { text, context: context ?? null }),
     stop: messageId => comm.request('stop', { messageId }),
     retry: messageId => comm.request('retry', { messageId }),
-    revert: runId => comm.request('revert', { runId }),
+    revert: (runId, force) => comm.request('revert', { runId, force: Boolean(force) }),
     resync: () => {
       void refresh();
     }
