@@ -100,6 +100,37 @@ class ChatService:
             self._journal = SqliteEditJournal(self.runtime.config.db_path)
         return self._journal
 
+    # -- reverting a run's file edits ---------------------------------------------------------
+    async def revert_run(self, run_id: str, *, force: bool = False) -> list[str]:
+        """Undo a run's file edits (see ``EditJournal.revert_run``: refuses to discard later
+        changes unless ``force``) and tell every open chat view, which marks the run's tool
+        cards as reverted (another tab, the notebook panel, a ``%polaris revert``)."""
+        run = await self.engine.get_run(run_id)  # RunNotFound → 404
+        reverted = await self.journal().revert_run(self.runtime.root_dir, run_id, force=force)
+        if reverted:
+            payload = run.payload if isinstance(run.payload, dict) else {}
+            conversation_id = payload.get("conversationId")
+            self.engine.bus.emit(
+                "run.reverted",
+                {"runId": run_id, "paths": reverted},
+                self.engine.clock.now(),
+                conversation_id=conversation_id if isinstance(conversation_id, str) else None,
+            )
+        return reverted
+
+    async def messages_json(self, conversation_id: str) -> list[dict[str, Any]]:
+        """The conversation's messages as the API sends them, each answer with ``revertedAt``
+        when its run's edits were reverted (so a reloaded view still shows it)."""
+        messages = await self.store.list_messages(conversation_id)
+        reverted = await self.journal().reverted_runs(m.run_id for m in messages if m.run_id)
+        out = []
+        for message in messages:
+            data = message.to_json()
+            if message.run_id in reverted:
+                data["revertedAt"] = reverted[message.run_id]
+            out.append(data)
+        return out
+
     async def stop(self) -> None:
         if self._chain is not None:
             await self._chain.aclose()

@@ -204,11 +204,9 @@ class LocalBackend(Backend):
 
     async def revert_run(self, run_id: str, force: bool = False) -> dict[str, Any]:
         try:
-            await self.engine.get_run(run_id)
+            return {"reverted": await self.chat.revert_run(run_id, force=force)}
         except EngineError as exc:
             raise _engine_error(exc) from exc
-        try:
-            return {"reverted": await self.chat.journal().revert_run(self.runtime.root_dir, run_id, force=force)}
         except RevertConflict as exc:  # the same answers as the REST route
             raise PolarisError(str(exc), 409) from exc
         except ToolError as exc:
@@ -252,7 +250,7 @@ class LocalBackend(Backend):
 
     async def messages(self, conversation_id: str) -> list[dict[str, Any]]:
         await self.conversation(conversation_id)
-        return [m.to_json() for m in await self.chat.store.list_messages(conversation_id)]
+        return await self.chat.messages_json(conversation_id)
 
     async def post_message(
         self, conversation_id: str, content: str, context: dict[str, Any] | None = None

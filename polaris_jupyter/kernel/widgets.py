@@ -38,7 +38,9 @@ BATCH_WINDOW_S = 0.05
 #: Until the browser asked for its first snapshot, the progress widget pushes whole snapshots
 #: (a view that rendered while the kernel was busy must not miss the start), at most this often.
 UNSYNCED_SNAPSHOT_INTERVAL_S = 0.5
-CHAT_EVENT_TYPES = frozenset({"message.created", "message.delta", "message.status", "toolcall.started", "toolcall.finished"})
+CHAT_EVENT_TYPES = frozenset(
+    {"message.created", "message.delta", "message.status", "toolcall.started", "toolcall.finished", "run.reverted"}
+)
 
 
 def _bundle(name: str) -> Any:

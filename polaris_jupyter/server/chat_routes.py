@@ -60,8 +60,7 @@ class MessagesHandler(ChatHandler):
     @web.authenticated
     async def get(self, conversation_id: str) -> None:
         await self.chat.conversation(conversation_id)
-        messages = await self.chat.store.list_messages(conversation_id)
-        self.send_json({"data": [m.to_json() for m in messages]})
+        self.send_json({"data": await self.chat.messages_json(conversation_id)})
 
     @web.authenticated
     async def post(self, conversation_id: str) -> None:
@@ -89,9 +88,8 @@ class RevertHandler(ChatHandler):
         force = self.json_body(required=False).get("force", False)
         if not isinstance(force, bool):
             raise ApiError(400, "force must be true or false")
-        await self.runtime.engine.get_run(run_id)  # 404 for unknown runs
         try:
-            reverted = await self.chat.journal().revert_run(self.runtime.root_dir, run_id, force=force)
+            reverted = await self.chat.revert_run(run_id, force=force)
         except RevertConflict as exc:
             raise ApiError(409, str(exc)) from exc
         except ToolError as exc:
@@ -163,6 +161,7 @@ add_schemas(
                 "runId": {"type": "string", "nullable": True},
                 "toolCalls": {"type": "array", "items": {"type": "object"}},
                 "error": {"type": "object", "nullable": True},
+                "revertedAt": {"type": "string", "description": "set when the answer's file edits were reverted"},
             },
         },
     }

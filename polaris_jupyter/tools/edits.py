@@ -117,6 +117,8 @@ class EditEntry:
     #: sha256 of the content the edit wrote (None for deletions, folders and rows journalled
     #: before the hash was kept; those are compared by size).
     after_sha256: str | None = None
+    #: When the run's edits were last reverted (ISO-8601 UTC), so every client can show it.
+    reverted_at: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -130,6 +132,7 @@ class EditEntry:
             "afterSize": self.after_size if self.after_exists else None,
             "diff": self.diff,
             "createdAt": self.created_at,
+            "revertedAt": self.reverted_at,
         }
 
 
@@ -273,7 +276,16 @@ class _JournalBase:
         entries = _first_edits(all_entries)
         if not entries:
             return []
-        return await asyncio.to_thread(_restore, Path(root), entries, _last_edits(all_entries), force)
+        restored = await asyncio.to_thread(_restore, Path(root), entries, _last_edits(all_entries), force)
+        await self._mark_reverted(run_id, _now_iso())
+        return restored
+
+    async def _mark_reverted(self, run_id: str, when: str) -> None:
+        raise NotImplementedError
+
+    async def reverted_runs(self, run_ids: Iterable[str]) -> dict[str, str]:
+        """``{run id: revertedAt}`` for those of ``run_ids`` whose edits were reverted."""
+        raise NotImplementedError
 
 
 class MemoryEditJournal(_JournalBase):
@@ -311,6 +323,15 @@ class MemoryEditJournal(_JournalBase):
     async def _entries_for_run(self, run_id: str) -> list[EditEntry]:
         return [entry for entry in self._entries if entry.run_id == run_id]
 
+    async def _mark_reverted(self, run_id: str, when: str) -> None:
+        for entry in self._entries:
+            if entry.run_id == run_id:
+                entry.reverted_at = when
+
+    async def reverted_runs(self, run_ids: Iterable[str]) -> dict[str, str]:
+        wanted = set(run_ids)
+        return {e.run_id: e.reverted_at for e in self._entries if e.run_id in wanted and e.reverted_at}
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS file_edits (
@@ -323,7 +344,8 @@ CREATE TABLE IF NOT EXISTS file_edits (
     diff TEXT NOT NULL,
     created_at TEXT NOT NULL,
     created_ts REAL NOT NULL,
-    after_sha256 TEXT
+    after_sha256 TEXT,
+    reverted_at TEXT
 );
 CREATE INDEX IF NOT EXISTS file_edits_run ON file_edits (run_id, id);
 CREATE INDEX IF NOT EXISTS file_edits_ts ON file_edits (created_ts);
@@ -351,8 +373,9 @@ class SqliteEditJournal(_JournalBase):
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
             columns = {str(row[1]) for row in conn.execute("PRAGMA table_info(file_edits)")}
-            if "after_sha256" not in columns:  # a journal written by an older version
-                conn.execute("ALTER TABLE file_edits ADD COLUMN after_sha256 TEXT")
+            for column in ("after_sha256", "reverted_at"):  # a journal written by an older version
+                if column not in columns:
+                    conn.execute(f"ALTER TABLE file_edits ADD COLUMN {column} TEXT")
             conn.commit()
             self._conn = conn
         return self._conn
@@ -402,8 +425,8 @@ class SqliteEditJournal(_JournalBase):
     async def _entries_for_run(self, run_id: str) -> list[EditEntry]:
         def query(conn: sqlite3.Connection) -> list[EditEntry]:
             rows = conn.execute(
-                "SELECT id, run_id, path, before, after_exists, after_size, diff, created_at, after_sha256"
-                " FROM file_edits WHERE run_id = ? ORDER BY id",
+                "SELECT id, run_id, path, before, after_exists, after_size, diff, created_at, after_sha256,"
+                " reverted_at FROM file_edits WHERE run_id = ? ORDER BY id",
                 (run_id,),
             ).fetchall()
             return [
@@ -417,9 +440,37 @@ class SqliteEditJournal(_JournalBase):
                     diff=str(r[6]),
                     created_at=str(r[7]),
                     after_sha256=None if r[8] is None else str(r[8]),
+                    reverted_at=None if r[9] is None else str(r[9]),
                 )
                 for r in rows
             ]
+
+        return await self._call(query)
+
+    async def _mark_reverted(self, run_id: str, when: str) -> None:
+        def update(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("UPDATE file_edits SET reverted_at = ? WHERE run_id = ?", (when, run_id))
+
+        await self._call(update)
+
+    async def reverted_runs(self, run_ids: Iterable[str]) -> dict[str, str]:
+        wanted = sorted({r for r in run_ids if r})
+        if not wanted:
+            return {}
+
+        def query(conn: sqlite3.Connection) -> dict[str, str]:
+            found: dict[str, str] = {}
+            for start in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    f"SELECT run_id, MAX(reverted_at) FROM file_edits WHERE run_id IN ({marks})"
+                    " AND reverted_at IS NOT NULL GROUP BY run_id",
+                    chunk,
+                ).fetchall()
+                found.update({str(r[0]): str(r[1]) for r in rows})
+            return found
 
         return await self._call(query)
 

@@ -95,7 +95,7 @@ async def test_plain_reply_streams_deltas(jp_fetch: Any, jp_ws_fetch: Any, polar
     assert request.body["messages"][-1] == {"role": "user", "content": "Say sixty words"}
 
 
-async def test_tool_loop_edits_a_file_and_revert_undoes_it(jp_fetch: Any, polaris: Any, model: ScriptedModelServer) -> None:
+async def test_tool_loop_edits_a_file_and_revert_undoes_it(jp_fetch: Any, jp_ws_fetch: Any, polaris: Any, model: ScriptedModelServer) -> None:
     root = Path(polaris.root_dir)
     (root / "notes.txt").write_text("old\n")
     model.enqueue(
@@ -122,9 +122,20 @@ async def test_tool_loop_edits_a_file_and_revert_undoes_it(jp_fetch: Any, polari
     assert (root / "notes.txt").read_text() == "new, and the user's line\n"
     status, bad = await call(jp_fetch, "runs", accepted["runId"], "revert", method="POST", body={"force": "yes"})
     assert status == 400 and "force must be true or false" in bad["message"]
+    status, listed = await call(jp_fetch, "conversations", conv, "messages")
+    assert "revertedAt" not in listed["data"][-1]  # a refused revert leaves no mark
+    ws = await jp_ws_fetch(*API, "events", params={"conversation": conv, "since": str(polaris.engine.bus.last_seq)})
     status, reverted = await call(jp_fetch, "runs", accepted["runId"], "revert", method="POST", body={"force": True})
     assert status == 200 and reverted["reverted"] == ["notes.txt"]
     assert (root / "notes.txt").read_text() == "old\n"
+    # Every view learns of it: the answer carries revertedAt, and a run.reverted event went out.
+    status, listed = await call(jp_fetch, "conversations", conv, "messages")
+    answer = next(m for m in listed["data"] if m["id"] == accepted["messageId"])
+    assert answer["revertedAt"].endswith("Z")
+    assert "revertedAt" not in listed["data"][0]  # the user's message
+    events = await read_until(ws, lambda e: e["type"] == "run.reverted")
+    ws.close()
+    assert events[-1]["data"] == {"runId": accepted["runId"], "paths": ["notes.txt"]}
     status, again = await call(jp_fetch, "runs", accepted["runId"], "revert", method="POST")
     assert status == 200 and again["reverted"] == ["notes.txt"]  # already as before: harmless
 

@@ -115,7 +115,12 @@ async def test_revert_refuses_to_discard_later_changes_unless_forced(
         await any_journal.revert_run(workspace, "run-A")
     assert caught.value.paths == ["new.txt", "gone.txt"]
 
+    assert await any_journal.reverted_runs(["run-A", "run-B"]) == {}  # refused reverts leave no mark
     assert await any_journal.revert_run(workspace, "run-A", force=True) == ["a.txt", "b.txt", "new.txt", "gone.txt"]
+    marks = await any_journal.reverted_runs(["run-A", "run-B", "nope"])
+    assert list(marks) == ["run-A"] and marks["run-A"].endswith("Z")
+    assert {e["revertedAt"] for e in await any_journal.edits_for_run("run-A")} == {marks["run-A"]}
+    assert {e["revertedAt"] for e in await any_journal.edits_for_run("run-B")} == {None}
     assert (workspace / "a.txt").read_text() == "a before\n" and (workspace / "b.txt").read_text() == "b before\n"
     assert not (workspace / "new.txt").exists()
     assert (workspace / "gone.txt").read_text() == "deleted by the run\n"
@@ -151,10 +156,10 @@ async def test_rows_from_an_older_journal_are_migrated_and_compared_by_size(tmp_
         await journal.close()
     conn = sqlite3.connect(db)
     try:
-        rows = conn.execute("SELECT path, after_sha256 IS NULL FROM file_edits ORDER BY id").fetchall()
+        rows = conn.execute("SELECT path, after_sha256 IS NULL, reverted_at IS NULL FROM file_edits ORDER BY id").fetchall()
     finally:
         conn.close()
-    assert rows == [("old.txt", 1), ("fresh.txt", 0)]
+    assert rows == [("old.txt", 1, 0), ("fresh.txt", 0, 1)]
 
 
 @pytest.mark.asyncio

@@ -212,6 +212,27 @@ def test_tool_cards_show_status_duration_diff_and_revert(widget_page: Any, artif
     assert card.locator(".pj-tool-error").count() == 0
 
 
+def test_reverts_made_elsewhere_show_on_the_cards(widget_page: Any) -> None:
+    """A revert made before the view loaded (revertedAt) or from another client (a
+    run.reverted event) shows as Reverted, without this view sending anything."""
+    page = widget_page
+    write = {"id": "t1", "name": "writeFile", "arguments": {"path": "a.py"}, "status": "succeeded", "diff": DIFF}
+    edit = {**write, "id": "t2", "arguments": {"path": "b.py"}}
+    load(page, snapshot(
+        message("u1", "user", "Write a.py", run_id=None),
+        message("a1", "assistant", "Wrote a.py.", run_id="run_1", toolCalls=[write], revertedAt="2026-11-29T15:00:00.000Z"),
+        message("u2", "user", "Write b.py", run_id=None),
+        message("a2", "assistant", "Wrote b.py.", run_id="run_2", toolCalls=[edit]),
+    ))
+    page.wait_for_selector('[data-tool-id="t2"] button.pj-revert')
+    assert page.locator('[data-tool-id="t1"] button.pj-revert').inner_text() == "Reverted"
+    assert page.locator('[data-tool-id="t1"] button.pj-revert').is_disabled()
+    assert page.locator('[data-tool-id="t2"] button.pj-revert').inner_text() == "Revert this run"
+    push(page, {"kind": "events", "events": [event(1, "run.reverted", {"runId": "run_2", "paths": ["b.py"]}, run_id="")]})
+    page.wait_for_function("() => document.querySelector('[data-tool-id=t2] button.pj-revert').innerText === 'Reverted'")
+    assert sent_requests(page, "revert") == []
+
+
 def test_stop_while_processing_and_retry_after_failure(widget_page: Any, artifacts_dir: Path) -> None:
     page = widget_page
     load(page, snapshot(message("u1", "user", "Write a long essay"), message("a1", "assistant", "Once upon", "processing")))

@@ -137,6 +137,14 @@ def test_revert_in_the_sidebar_restores_the_file(page: Any, lab_server: LabServe
     assert card.locator("button.pj-revert").is_disabled()
     assert (lab_server.root / "hello.py").exists(), "only the reverted run's edits are undone"
     page.screenshot(path=str(artifacts_dir / "sidebar-chat-reverted.png"))
+
+    # After a reload the card still says Reverted (the server knows), and the other run's does not.
+    open_lab(page, lab_server)
+    sidebar = open_sidebar(page)
+    card = sidebar.locator('.pj-msg-assistant .pj-tool:has(.pj-diff-del:has-text("written by the user"))')
+    card.wait_for(timeout=30_000)
+    assert card.locator("button.pj-revert").inner_text() == "Reverted" and card.locator("button.pj-revert").is_disabled()
+    assert sidebar.locator(".pj-msg-assistant .pj-tool button.pj-revert").first.inner_text() == "Revert this run"
     # The browser logs the refused (409) revert as a failed request: that one was expected.
     assert not page.polaris_log.unexpected((*ALLOWED_ERRORS, r"status of 409 .*@ \S*/polaris/api/v1/runs/\S+/revert"))
 

@@ -260,6 +260,14 @@ export class ChatView {
         this.markDirty(message.id);
         return;
       }
+      case 'run.reverted': {
+        const runId = typeof data.runId === 'string' ? data.runId : '';
+        if (runId && this.revertStates.get(runId) !== 'reverting') {
+          this.revertStates.set(runId, 'reverted');
+          this.markRunDirty(runId);
+        }
+        return;
+      }
       case 'toolcall.started':
       case 'toolcall.finished': {
         const entry = this.entries.get(data.messageId);
@@ -498,7 +506,9 @@ export class ChatView {
 
   private renderEntry(entry: Entry): void {
     const m = entry.message;
-    const revert = m.runId ? this.revertStates.get(m.runId) ?? '' : '';
+    // A revert in flight or refused here wins; otherwise what the server knows (a revert made
+    // before this view loaded, or from another tab, the notebook, a magic).
+    const revert = m.runId ? this.revertStates.get(m.runId) ?? (m.revertedAt ? 'reverted' : '') : '';
     const key = JSON.stringify([m.content, m.status, m.error, m.toolCalls, m.provider, m.model, revert]);
     if (key === entry.renderedKey) {
       return;
@@ -534,7 +544,7 @@ export class ChatView {
       tools.appendChild(
         renderToolCard(
           call,
-          { runId: m.runId, onRevert: (runId, force) => this.revert(runId, force), revertState: m.runId ? this.revertStates.get(m.runId) : undefined },
+          { runId: m.runId, onRevert: (runId, force) => this.revert(runId, force), revertState: revert || undefined },
           oldCards.get(call.id)
         )
       );

@@ -56,6 +56,8 @@ export interface Message {
   provider?: string | null;
   model?: string | null;
   usage?: Record<string, unknown> | null;
+  /** Set when the answer's file edits were reverted (from any client). */
+  revertedAt?: string | null;
   createdAt?: string;
   updatedAt?: string;
 }
