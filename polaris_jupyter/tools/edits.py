@@ -13,7 +13,8 @@ A revert never silently throws away work done after the run: each file must stil
 run left it (its content hash is journalled) or already as it was before the run (so
 reverting twice is harmless and gives the same result). A file changed since, by the user or
 by a later run, makes the whole revert fail with :class:`RevertConflict`, changing nothing,
-unless the caller passes ``force=True``.
+unless the caller passes ``force=True``. A revert that went through marks the run's rows
+(``reverted_at``), so every client can show the run as reverted.
 
 Two implementations: :class:`MemoryEditJournal` (tests, in-process kernels) and
 :class:`SqliteEditJournal` (table ``file_edits`` in the store's SQLite file; every SQLite call
