@@ -131,9 +131,14 @@ def test_chat_panel_actions(local_client: Polaris, model: ScriptedModelServer, b
         retried = browser.request(panel, "retry", messageId=first["messageId"])
         assert retried["ok"] is True and retried["data"]["messageId"] == first["messageId"]
         browser.wait_for(lambda: (workspace / "new.txt").exists() and final_status(browser, first["messageId"]) == "completed")
-        reverted = browser.request(panel, "revert", runId=retried["data"]["runId"])
+        (workspace / "new.txt").write_text("hi\nand the user's line\n")
+        conflict = browser.request(panel, "revert", runId=retried["data"]["runId"])
+        assert conflict["ok"] is False and conflict["status"] == 409 and "new.txt changed after this run" in conflict["error"]
+        reverted = browser.request(panel, "revert", runId=retried["data"]["runId"], force=True)
         assert reverted["ok"] is True and reverted["data"]["reverted"] == ["new.txt"]
         assert not (workspace / "new.txt").exists()
+        # The panel hears of it as an event (as would any other open view of the conversation).
+        browser.wait_for(lambda: any(e["type"] == "run.reverted" and e["data"]["runId"] == retried["data"]["runId"] for e in browser.events()))
 
         assert browser.request(panel, "stop", messageId="msg_nope")["ok"] is False
         assert "type a message" in browser.request(panel, "send", text="  ")["error"]
