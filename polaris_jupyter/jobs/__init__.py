@@ -36,7 +36,7 @@ from polaris_jupyter.jobs._models import (
     iso,
     new_id,
 )
-from polaris_jupyter.jobs._options import options_from_json, parse_duration_s
+from polaris_jupyter.jobs._options import options_from_json, options_to_json, parse_duration_s
 from polaris_jupyter.jobs._queries import RunFilter, RunPage, delete_finished_before, list_runs, task_metrics
 from polaris_jupyter.jobs._registry import QueueDef, TaskDef, TaskRegistry, default_registry, queue, task
 from polaris_jupyter.jobs._store import SqliteStore
@@ -79,6 +79,7 @@ __all__ = [
     "list_runs",
     "new_id",
     "options_from_json",
+    "options_to_json",
     "parse_duration_s",
     "queue",
     "task",

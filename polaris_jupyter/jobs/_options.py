@@ -7,13 +7,14 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
-from polaris_jupyter.jobs._models import InvalidInput, TriggerOptions
+from polaris_jupyter.jobs._models import InvalidInput, TriggerOptions, iso
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
     "MAX_TAGS",
     "check_json_size",
     "options_from_json",
+    "options_to_json",
     "parse_duration_s",
 ]
 
@@ -142,3 +143,30 @@ def options_from_json(data: Any, now: float) -> TriggerOptions:
         if opts.max_duration_s <= 0:
             raise InvalidInput("maxDuration must be greater than 0")
     return opts
+
+
+def options_to_json(opts: TriggerOptions) -> dict[str, Any]:
+    """The JSON ``options`` object that :func:`options_from_json` reads back as ``opts``
+    (used where options cross a process boundary: a task running in a kernel)."""
+    out: dict[str, Any] = {}
+    if opts.delay_until is not None:
+        out["delay"] = iso(opts.delay_until)
+    elif opts.delay_s is not None:
+        out["delay"] = opts.delay_s
+    pairs = (
+        ("ttl", opts.ttl_s),
+        ("idempotencyKey", opts.idempotency_key),
+        ("idempotencyKeyTTL", opts.idempotency_key_ttl_s),
+        ("concurrencyKey", opts.concurrency_key),
+        ("queue", opts.queue),
+        ("maxAttempts", opts.max_attempts),
+        ("maxDuration", opts.max_duration_s),
+    )
+    out.update({key: value for key, value in pairs if value is not None})
+    if opts.idempotency_scope != "global":
+        out["idempotencyKeyScope"] = opts.idempotency_scope
+    if opts.tags:
+        out["tags"] = list(opts.tags)
+    if opts.metadata:
+        out["metadata"] = dict(opts.metadata)
+    return out

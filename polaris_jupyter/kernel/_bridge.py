@@ -17,13 +17,22 @@ import logging
 import os
 import socket
 import traceback
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-from polaris_jupyter.jobs import AbortTaskError, TaskDef, TaskRegistry, default_registry
+from polaris_jupyter.jobs import (
+    AbortTaskError,
+    RunStatus,
+    TaskDef,
+    TaskRegistry,
+    TriggerOptions,
+    default_registry,
+    options_to_json,
+)
 from polaris_jupyter.jobs._context import RunLogger
 from polaris_jupyter.jobs._engine import call_hook
 from polaris_jupyter.kernel._base import PolarisError
@@ -32,7 +41,7 @@ if TYPE_CHECKING:
     from polaris_jupyter.kernel._loop import LoopThread
     from polaris_jupyter.kernel._remote import RemoteBackend
 
-__all__ = ["KernelRunContext", "TaskBridge", "kernel_id"]
+__all__ = ["KernelRunContext", "KernelRunHandle", "KernelRunResult", "TaskBridge", "kernel_id"]
 
 log = logging.getLogger("polaris_jupyter.kernel")
 CONNECT_TIMEOUT_S = 10.0
@@ -94,6 +103,39 @@ class _Metadata:
         self.increment(key, -by)
 
 
+@dataclass
+class KernelRunResult:
+    """What ``trigger_and_wait`` returns in a kernel: the engine's ``RunResult`` fields, with
+    the run as the API's JSON (the Run object lives in the server)."""
+
+    ok: bool
+    output: Any
+    error: dict[str, Any] | None
+    run: dict[str, Any]
+
+
+class KernelRunHandle:
+    """A run triggered from a kernel-defined task: the engine's ``RunHandle`` API over REST."""
+
+    def __init__(self, backend: RemoteBackend, run_id: str, *, is_cached: bool = False) -> None:
+        self._backend = backend
+        self.id = run_id
+        self.is_cached = is_cached
+
+    async def status(self) -> RunStatus:
+        return RunStatus((await self._backend.run(self.id))["status"])
+
+    async def result(self, timeout_s: float | None = None) -> KernelRunResult:
+        run = await self._backend.wait_run(self.id, timeout_s)
+        return KernelRunResult(run["status"] == RunStatus.COMPLETED.value, run.get("output"), run.get("error"), run)
+
+    async def cancel(self) -> dict[str, Any]:
+        return await self._backend.cancel_run(self.id)
+
+    def __repr__(self) -> str:
+        return f"KernelRunHandle({self.id!r})"
+
+
 class KernelRunContext:
     """The ``ctx`` a kernel-defined task gets: the engine's RunContext API, forwarded over the wire."""
 
@@ -124,14 +166,25 @@ class KernelRunContext:
     def emit(self, type: str, data: dict[str, Any]) -> None:
         self._send({"type": "emit", "eventType": type, "data": data})
 
-    async def trigger(self, task_id: str, payload: Any = None, options: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Trigger another run (through the server); returns ``{"id": ...}``."""
-        return await self._bridge.backend.trigger(task_id, payload, options)
+    async def trigger(
+        self, task_id: str, payload: Any = None, options: TriggerOptions | dict[str, Any] | None = None
+    ) -> KernelRunHandle:
+        """Trigger a child run, as the engine's ``ctx.trigger`` does: the server triggers it from
+        this attempt's context, so the child records its parent and idempotency keys scoped to
+        the run or the attempt work. ``options`` is a TriggerOptions or its JSON form."""
+        wire = options_to_json(options) if isinstance(options, TriggerOptions) else options
+        reply = await self._bridge.request(
+            {"type": "trigger", "runId": self.run_id, "taskId": task_id, "payload": payload, "options": wire}
+        )
+        data = reply.get("data") or {}
+        return KernelRunHandle(self._bridge.backend, str(data["id"]), is_cached=bool(data.get("isCached")))
 
-    async def trigger_and_wait(self, task_id: str, payload: Any = None, options: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Trigger another run and wait until it is final; returns the run."""
+    async def trigger_and_wait(
+        self, task_id: str, payload: Any = None, options: TriggerOptions | dict[str, Any] | None = None
+    ) -> KernelRunResult:
+        """Trigger a child run and wait until it is final."""
         handle = await self.trigger(task_id, payload, options)
-        return await self._bridge.backend.wait_run(handle["id"])
+        return await handle.result()
 
 
 class TaskBridge:

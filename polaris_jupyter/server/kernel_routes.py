@@ -9,8 +9,10 @@ wait, saying why, until a kernel claims the task again (or their ttl expires the
 
 Frames are JSON objects with a ``type``. Kernel → server: ``claim`` {id, tasks}, ``result``
 {runId, ok, output | error, abort}, ``log``, ``metadata`` {runId, op, key, value}, ``checkpoint``
-{id, runId, key, value}, ``emit`` {runId, eventType, data}. Server → kernel: ``claimed`` {id,
-tasks, refused}, ``run`` {runId, taskId, attempt, payload, run}, ``cancel`` {runId}, ``ack`` {id}.
+{id, runId, key, value}, ``trigger`` {id, runId, taskId, payload, options} (a child run, triggered
+from the attempt's context on the server), ``emit`` {runId, eventType, data}. Server → kernel:
+``claimed`` {id, tasks, refused}, ``run`` {runId, taskId, attempt, payload, run}, ``cancel``
+{runId}, ``ack`` {id, ok, data | error}.
 """
 
 from __future__ import annotations
@@ -29,7 +31,15 @@ from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from polaris_jupyter.jobs import AbortTaskError, QueueDef, RetryPolicy, RunContext, RunStatus, TaskDef
+from polaris_jupyter.jobs import (
+    AbortTaskError,
+    QueueDef,
+    RetryPolicy,
+    RunContext,
+    RunStatus,
+    TaskDef,
+    options_from_json,
+)
 from polaris_jupyter.server.app import EXTRA_HANDLERS
 from polaris_jupyter.server.base import BearerWebSocketMixin, PolarisHandler
 from polaris_jupyter.server.openapi import add_paths, errors, ok
@@ -43,6 +53,8 @@ log = logging.getLogger("polaris_jupyter.kernel_tasks")
 MAX_TASKS_PER_CLAIM = 200
 #: After asking a kernel to cancel a run, wait this long for it to confirm before giving up.
 CANCEL_CONFIRM_S = 5.0
+#: Frames the kernel waits an answer ("ack") for.
+_REQUESTS = ("checkpoint", "trigger")
 
 
 class KernelGone(Exception):
@@ -236,7 +248,7 @@ class KernelWorkers:
             return
         attempt = self.attempts.get(str(frame.get("runId")))
         if attempt is None or attempt.conn is not conn:
-            if kind == "checkpoint":
+            if kind in _REQUESTS:
                 conn.send_json({"type": "ack", "id": frame.get("id"), "ok": False, "error": "the run is not executing"})
             return
         ctx = attempt.ctx
@@ -263,6 +275,10 @@ class KernelWorkers:
             elif kind == "checkpoint":
                 await ctx.save_checkpoint(str(frame.get("key") or ""), frame.get("value"))
                 conn.send_json({"type": "ack", "id": frame.get("id"), "ok": True})
+            elif kind == "trigger":  # a child run, triggered from this attempt's context
+                options = options_from_json(frame.get("options"), self.engine.clock.now())
+                handle = await ctx.trigger(str(frame.get("taskId") or ""), frame.get("payload"), options)
+                conn.send_json({"type": "ack", "id": frame.get("id"), "ok": True, "data": {"id": handle.id, "isCached": handle.is_cached}})
             elif kind == "emit":
                 event_type = str(frame.get("eventType") or "")
                 if event_type and not event_type.startswith(("run.", "message.", "toolcall.")):
@@ -270,7 +286,7 @@ class KernelWorkers:
                     ctx.emit(event_type, data if isinstance(data, dict) else {"value": data})
         except Exception as exc:
             log.info("kernel %s sent a frame the run refused: %s", conn.label, exc)
-            if kind == "checkpoint":
+            if kind in _REQUESTS:
                 conn.send_json({"type": "ack", "id": frame.get("id"), "ok": False, "error": str(exc)})
             else:
                 with contextlib.suppress(Exception):

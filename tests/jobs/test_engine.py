@@ -18,6 +18,8 @@ from polaris_jupyter.jobs import (
     TaskNotFound,
     TaskRegistry,
     TriggerOptions,
+    options_from_json,
+    options_to_json,
     queue,
     task,
     task_metrics,
@@ -467,3 +469,16 @@ async def test_runs_of_a_departed_task_wait_with_a_reason(make_engine: Any, regi
     assert result.ok and result.output == "ran" and result.run.waiting_reason is None
     with pytest.raises(TaskNotFound):
         await engine.trigger("never-defined")
+
+
+def test_trigger_options_survive_a_round_trip_through_json() -> None:
+    """How options cross into a kernel and back: ``options_to_json`` is read back as they were."""
+    full = TriggerOptions(
+        delay_s=90.0, ttl_s=600.0, idempotency_key="nightly", idempotency_key_ttl_s=3600.0,
+        idempotency_scope="attempt", tags=["a", "b"], metadata={"k": [1, 2]}, concurrency_key="user-1",
+        queue="images", max_attempts=5, max_duration_s=30.0,
+    )
+    assert options_from_json(options_to_json(full), 1_000.0) == full
+    assert options_to_json(TriggerOptions()) == {}
+    at = options_from_json(options_to_json(TriggerOptions(delay_until=1_800_000_000.25)), 1_000.0)
+    assert at.delay_until == pytest.approx(1_800_000_000.25) and at.delay_s is None

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from IPython.utils.capture import capture_output
 
-from polaris_jupyter.jobs import AbortTaskError, RetryPolicy, TaskRegistry, task
+from polaris_jupyter.jobs import AbortTaskError, RetryPolicy, TaskRegistry, TriggerOptions, task
 from polaris_jupyter.kernel import Polaris, PolarisError, connect, disconnect
 from polaris_jupyter.kernel._bridge import TaskBridge
 from tests.kernel.conftest import FOREIGN_ENV
@@ -107,6 +107,24 @@ class KernelTasks:
         async def abort(payload: Any, ctx: Any) -> None:
             raise AbortTaskError("retrying cannot help")
 
+        @task(id="kb-parent", registry=self.registry)
+        async def parent(payload: Any, ctx: Any) -> Any:
+            """Written as for the server's engine: handles, results, options, scoped keys."""
+            once = TriggerOptions(tags=["child"], idempotency_key="once", idempotency_scope="run")
+            first = await ctx.trigger("kb-echo", {"n": 1}, once)
+            again = await ctx.trigger("kb-echo", {"n": 2}, once)
+            waited = await ctx.trigger_and_wait("kb-echo", {"n": 3}, {"tags": ["waited"]})
+            try:
+                await ctx.trigger("no-such-task", None)
+                refused = ""
+            except PolarisError as exc:
+                refused = str(exc)
+            return {
+                "first": first.id, "again": again.id, "cached": again.is_cached, "waitedOk": waited.ok,
+                "waitedOutput": waited.output, "waitedRun": waited.run["id"], "refused": refused,
+                "firstStatus": (await first.result(timeout_s=30)).run["status"],
+            }
+
         @task(id="test-echo", registry=self.registry)  # the server has its own task with this id
         async def clash(payload: Any, ctx: Any) -> None:
             return None
@@ -124,7 +142,7 @@ def test_kernel_tasks_run_in_the_kernel(live: LiveServer) -> None:
     try:
         with capture_output() as io:
             claimed = client.serve_tasks()
-        assert claimed == ["kb-abort", "kb-echo", "kb-slow"]
+        assert claimed == ["kb-abort", "kb-echo", "kb-parent", "kb-slow"]
         assert "did not take task 'test-echo'" in io.stdout and "defined by the server itself" in io.stdout
         _, listing = live.request("GET", "/polaris/api/v1/kernel-tasks")
         assert listing["kernels"][0]["tasks"] == claimed and listing["waiting"] == []
@@ -158,6 +176,29 @@ def test_kernel_tasks_run_in_the_kernel(live: LiveServer) -> None:
         disconnect()
 
 
+def test_a_kernel_task_triggers_children_like_a_server_task(live: LiveServer) -> None:
+    """ctx.trigger / trigger_and_wait in a kernel return handles and results, and the child
+    runs are triggered from the parent's context: parent link, run-scoped idempotency key."""
+    client = attach(live, KernelTasks())
+    try:
+        client.serve_tasks()
+        parent_id = rest_trigger(live, "kb-parent", None)
+        parent = live.wait_run(parent_id, {"COMPLETED", "FAILED"})
+        assert parent["status"] == "COMPLETED", parent
+        out = parent["output"]
+        assert out["first"] == out["again"] and out["cached"] is True  # the key is scoped to this run
+        assert out["waitedOk"] is True and out["waitedOutput"]["echo"] == {"n": 3}
+        assert "no-such-task" in out["refused"] and out["firstStatus"] == "COMPLETED"
+        for child_id, tags in ((out["first"], ["child"]), (out["waitedRun"], ["waited"])):
+            child = get_run(live, child_id)
+            assert child["parentRunId"] == parent_id and child["tags"] == tags
+        # Another run of the parent gets its own child: the idempotency key was run-scoped.
+        second = live.wait_run(rest_trigger(live, "kb-parent", None), {"COMPLETED", "FAILED"})
+        assert second["output"]["first"] != out["first"]
+    finally:
+        disconnect()
+
+
 def test_runs_wait_while_no_kernel_defines_the_task(live: LiveServer) -> None:
     tasks = KernelTasks()
     client = attach(live, tasks)
@@ -175,7 +216,7 @@ def test_runs_wait_while_no_kernel_defines_the_task(live: LiveServer) -> None:
     delayed = get_run(live, delayed_id)
     assert delayed["status"] in ("DELAYED", "QUEUED") and "which is gone" in delayed["waitingReason"]
     _, listing = live.request("GET", "/polaris/api/v1/kernel-tasks")
-    assert listing["kernels"] == [] and {w["taskId"] for w in listing["waiting"]} == {"kb-abort", "kb-echo", "kb-slow"}
+    assert listing["kernels"] == [] and {w["taskId"] for w in listing["waiting"]} == {"kb-abort", "kb-echo", "kb-parent", "kb-slow"}
     _, page = live.request("GET", "/polaris/api/v1/runs?task=kb-echo")
     assert page["data"][0]["waitingReason"]
 
