@@ -72,6 +72,18 @@ export interface Metrics {
   series: MetricsBucket[];
 }
 
+export interface Schedule {
+  id: string;
+  taskId: string;
+  cron: string;
+  timezone: string;
+  active: boolean;
+  /** Declared in code (`@task(schedules=...)`): it comes back at the next start if deleted. */
+  declarative: boolean;
+  lastTimestamp: string | null;
+  nextRun: string | null;
+}
+
 export interface ProjectKind {
   id: string;
   title: string;
@@ -216,6 +228,15 @@ export class PolarisClient {
   }
   metrics(task?: string): Promise<Metrics> {
     return this.request('GET', 'metrics', undefined, { task });
+  }
+  listSchedules(): Promise<{ data: Schedule[] }> {
+    return this.request('GET', 'schedules');
+  }
+  createSchedule(body: { task: string; cron: string; timezone?: string; payload?: unknown }): Promise<Schedule> {
+    return this.request('POST', 'schedules', body);
+  }
+  deleteSchedule(scheduleId: string): Promise<null> {
+    return this.request('DELETE', `schedules/${encodeURIComponent(scheduleId)}`);
   }
 
   // ---- generation and config --------------------------------------------------

@@ -233,7 +233,9 @@ class LabServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"jupyter lab exited early:\n{self.log_tail()}")
-            if self.get("/api/status")[0] == 200:
+            # Ready when the Polaris engine answers too: it starts after Jupyter does, and
+            # answers 503 until then.
+            if self.get("/api/status")[0] == 200 and self.get("/polaris/api/v1/tasks")[0] == 200:
                 return self
             time.sleep(0.25)
         self.stop()

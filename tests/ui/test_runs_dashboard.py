@@ -30,14 +30,19 @@ async def sleepy(payload, ctx):
 '''
 
 
+def assert_test_task_loaded(lab_server: LabServer) -> None:
+    status, tasks = lab_server.get("/polaris/api/v1/tasks")
+    assert status == 200 and "ui-sleepy" in {t["id"] for t in tasks.get("tasks", [])}, (
+        f"the server did not load the test task (GET tasks -> {status}): {lab_server.log_tail(600)}"
+    )
+
+
 def run_detail_status(detail: Any) -> str:
     return str(detail.locator(".pj-run-header .pj-badge").inner_text())
 
 
 def test_cancel_and_replay_a_running_job(page: Any, lab_server: LabServer, artifacts_dir: Path) -> None:
-    status, tasks = lab_server.get("/polaris/api/v1/tasks")
-    if status != 200 or "ui-sleepy" not in {t["id"] for t in tasks.get("tasks", [])}:
-        pytest.skip(f"the server did not load the test task (GET tasks -> {status}): {lab_server.log_tail(600)}")
+    assert_test_task_loaded(lab_server)
     status, done = lab_server.request("POST", "/polaris/api/v1/tasks/ui-sleepy/trigger", {"payload": {"seconds": 0}})
     assert status == 200, done
     open_lab(page, lab_server)
@@ -114,9 +119,7 @@ def computed(page: Any, selector: str, prop: str) -> str:
 def test_dashboard_tab_has_room_for_every_column(page: Any, lab_server: LabServer, artifacts_dir: Path) -> None:
     """The side panel shows the four scanning columns; the tab shows all, and the run detail
     lays its sections side by side."""
-    status, tasks = lab_server.get("/polaris/api/v1/tasks")
-    if status != 200 or "ui-sleepy" not in {t["id"] for t in tasks.get("tasks", [])}:
-        pytest.skip(f"the server did not load the test task (GET tasks -> {status}): {lab_server.log_tail(600)}")
+    assert_test_task_loaded(lab_server)
     batch = [{"payload": {"seconds": 0}, "options": {"tags": ["nightly", f"part-{n}"]}} for n in range(3)]
     status, triggered = lab_server.request("POST", "/polaris/api/v1/tasks/ui-sleepy/batch", {"items": batch})
     assert status == 200, triggered
@@ -172,3 +175,45 @@ def test_dashboard_tab_has_room_for_every_column(page: Any, lab_server: LabServe
         assert not page.polaris_log.unexpected(ALLOWED_ERRORS)
     finally:
         lab_server.request("POST", f"/polaris/api/v1/runs/{run_id}/cancel", {})
+
+
+def test_schedules_tab_adds_and_deletes_a_schedule(page: Any, lab_server: LabServer, artifacts_dir: Path) -> None:
+    """Schedules: the built-in cleanup (declared in code), a bad cron refused with the reason,
+    a new schedule with its next run in its time zone, and Delete."""
+    assert_test_task_loaded(lab_server)
+    open_lab(page, lab_server)
+    sidebar = open_sidebar(page)
+    sidebar.locator(".pj-tab-runs").click()
+    sidebar.locator("button.pj-open-dashboard").click()
+    dashboard = page.locator("#polaris-runs-dashboard")
+    dashboard.locator(".pj-subtab-schedules").click()
+    cleanup = dashboard.locator('.pj-schedule-row:has(.pj-run-task:has-text("cleanup"))')
+    cleanup.wait_for(timeout=15_000)
+    assert "code" in cleanup.locator(".pj-tag").inner_text() and "0 2 * * *" in cleanup.inner_text()
+
+    form = dashboard.locator(".pj-schedule-form")
+    form.locator("select.pj-schedule-task").select_option("ui-sleepy")
+    form.locator("input.pj-schedule-cron").fill("every tuesday")
+    form.locator("button.pj-add-schedule").click()
+    error = form.locator(".pj-schedule-error")
+    error.wait_for(state="visible", timeout=10_000)
+    assert "cron" in error.inner_text().lower()
+
+    form.locator("input.pj-schedule-cron").fill("*/5 * * * *")
+    form.locator("input.pj-schedule-zone").fill("Europe/Paris")
+    form.locator("button.pj-add-schedule").click()
+    row = dashboard.locator('.pj-schedule-row:has(.pj-run-task:text-is("ui-sleepy"))')
+    row.wait_for(timeout=10_000)
+    assert error.is_hidden()
+    assert "*/5 * * * * Europe/Paris" in row.inner_text()
+    assert row.locator("td").nth(2).inner_text() not in ("", "—", "paused")  # the next run
+    status, listed = lab_server.get("/polaris/api/v1/schedules")
+    created = next(s for s in listed["data"] if s["taskId"] == "ui-sleepy")
+    assert created["timezone"] == "Europe/Paris" and created["nextRun"] and not created["declarative"]
+    page.screenshot(path=str(artifacts_dir / "runs-schedules.png"))
+
+    row.locator("button.pj-delete-schedule").click()
+    row.wait_for(state="detached", timeout=10_000)
+    status, listed = lab_server.get("/polaris/api/v1/schedules")
+    assert "ui-sleepy" not in {s["taskId"] for s in listed["data"]}
+    assert not page.polaris_log.unexpected((*ALLOWED_ERRORS, r"status of 400 .*@ \S*/polaris/api/v1/schedules"))

@@ -35,14 +35,13 @@ def send(sidebar: Any, text: str) -> None:
     box.press("Enter")
 
 
-def skip_without_chat(lab_server: LabServer) -> None:
+def assert_chat_routes(lab_server: LabServer) -> None:
     status, _ = lab_server.get("/polaris/api/v1/conversations")
-    if status != 200:
-        pytest.skip(f"the server has no chat routes yet (GET conversations -> {status})")
+    assert status == 200, f"the server has no chat routes (GET conversations -> {status})"
 
 
 def test_message_streams_with_a_tool_card(page: Any, lab_server: LabServer, artifacts_dir: Path) -> None:
-    skip_without_chat(lab_server)
+    assert_chat_routes(lab_server)
     open_lab(page, lab_server)
     sidebar = open_sidebar(page)
     # Record every text the assistant message shows, to see it grow (streaming, not one blob).
@@ -77,7 +76,7 @@ def test_message_streams_with_a_tool_card(page: Any, lab_server: LabServer, arti
 
 
 def test_runs_view_lists_the_run_with_its_events(page: Any, lab_server: LabServer, artifacts_dir: Path) -> None:
-    skip_without_chat(lab_server)
+    assert_chat_routes(lab_server)
     open_lab(page, lab_server)
     sidebar = open_sidebar(page)
     sidebar.locator(".pj-tab-runs").click()
@@ -102,7 +101,7 @@ def test_runs_view_lists_the_run_with_its_events(page: Any, lab_server: LabServe
 
 def test_revert_in_the_sidebar_restores_the_file(page: Any, lab_server: LabServer, artifacts_dir: Path) -> None:
     """The tool card's "Revert this run" in the live sidebar puts the workspace back as it was."""
-    skip_without_chat(lab_server)
+    assert_chat_routes(lab_server)
     notes = lab_server.root / "notes.md"
     notes.write_text("# Notes\nwritten by the user\n")
     open_lab(page, lab_server)
@@ -150,7 +149,7 @@ def test_revert_in_the_sidebar_restores_the_file(page: Any, lab_server: LabServe
 
 
 def test_stop_stops_a_streaming_reply(page: Any, lab_server: LabServer, artifacts_dir: Path) -> None:
-    skip_without_chat(lab_server)
+    assert_chat_routes(lab_server)
     open_lab(page, lab_server)
     sidebar = open_sidebar(page)
     sidebar.locator(".pj-msg-assistant").first.wait_for(timeout=15_000)  # the earlier conversation
@@ -176,7 +175,7 @@ def test_stop_stops_a_streaming_reply(page: Any, lab_server: LabServer, artifact
 
 
 def test_dark_theme_follows_jupyterlab_variables(page: Any, lab_server: LabServer, artifacts_dir: Path) -> None:
-    skip_without_chat(lab_server)
+    assert_chat_routes(lab_server)
     open_lab(page, lab_server)
     sidebar = open_sidebar(page)
     sidebar.locator(".pj-msg-assistant").first.wait_for(timeout=15_000)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.ui.conftest import LabServer
-from tests.ui.test_sidebar_chat import send, skip_without_chat
+from tests.ui.test_sidebar_chat import assert_chat_routes, send
 from tests.ui.test_sidebar_smoke import open_lab, open_sidebar
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -21,7 +21,7 @@ MODEL_SCRIPT: list[dict[str, Any]] = [{"text": FIRST, "delay_s": 0.02}, {"text":
 
 
 def test_stream_reconnects_after_server_restart(page: Any, lab_server: LabServer, artifacts_dir: Path) -> None:
-    skip_without_chat(lab_server)
+    assert_chat_routes(lab_server)
     open_lab(page, lab_server)
     sidebar = open_sidebar(page)
     send(sidebar, "Say something")

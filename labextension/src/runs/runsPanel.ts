@@ -1,6 +1,6 @@
 /**
  * The sidebar's Runs view: the run history table (filters by status and
- * task, live over the event stream), a run detail, and metrics.
+ * task, live over the event stream), a run detail, metrics and schedules.
  */
 
 import { launchIcon, refreshIcon } from '@jupyterlab/ui-components';
@@ -12,10 +12,11 @@ import { errorText } from '../renderer/chatView';
 import { clear, formatDuration, formatTime, h } from '../renderer/dom';
 import { PolarisEvent } from '../renderer/types';
 import { MetricsView } from './metricsView';
+import { SchedulesView } from './schedulesView';
 import { RunDetailView } from './runDetail';
 import { RUN_STATUSES, statusClass, statusLabel } from './status';
 
-type Tab = 'history' | 'metrics';
+type Tab = 'history' | 'metrics' | 'schedules';
 
 const PAGE_SIZE = 50;
 
@@ -27,6 +28,7 @@ export class RunsPanel {
   private stream: EventStream | null = null;
   private detail: RunDetailView | null = null;
   private metrics: MetricsView;
+  private schedules: SchedulesView;
   private tab: Tab = 'history';
   private active = false;
   private reloadTimer: ReturnType<typeof setTimeout> | null = null;
@@ -58,6 +60,8 @@ export class RunsPanel {
       void this.reload();
       if (this.tab === 'metrics') {
         void this.metrics.load();
+      } else if (this.tab === 'schedules') {
+        void this.schedules.load();
       }
     });
     this.liveEl = h('span', { className: 'pj-conn pj-conn-connecting', title: 'connecting' });
@@ -69,10 +73,12 @@ export class RunsPanel {
 
     this.tabButtons = {
       history: h('button', { className: 'pj-subtab pj-subtab-history', type: 'button' }, 'History') as HTMLButtonElement,
-      metrics: h('button', { className: 'pj-subtab pj-subtab-metrics', type: 'button' }, 'Metrics') as HTMLButtonElement
+      metrics: h('button', { className: 'pj-subtab pj-subtab-metrics', type: 'button' }, 'Metrics') as HTMLButtonElement,
+      schedules: h('button', { className: 'pj-subtab pj-subtab-schedules', type: 'button' }, 'Schedules') as HTMLButtonElement
     };
     this.tabButtons.history.addEventListener('click', () => this.showTab('history'));
     this.tabButtons.metrics.addEventListener('click', () => this.showTab('metrics'));
+    this.tabButtons.schedules.addEventListener('click', () => this.showTab('schedules'));
 
     this.errorEl = h('div', { className: 'pj-banner', role: 'alert', hidden: true });
     this.tableBody = h('tbody');
@@ -93,11 +99,12 @@ export class RunsPanel {
       this.moreButton
     );
     this.metrics = new MetricsView(client);
+    this.schedules = new SchedulesView(client);
     this.contentEl = h('div', { className: 'pj-runs-content' }, this.historyEl);
     this.node = h(
       'div',
       { className: 'pj-runs-panel' },
-      h('div', { className: 'pj-toolbar pj-runs-tabs' }, this.tabButtons.history, this.tabButtons.metrics, h('span', { className: 'pj-spacer' }), this.liveEl, refresh, popOut),
+      h('div', { className: 'pj-toolbar pj-runs-tabs' }, h('span', { className: 'pj-subtabs' }, this.tabButtons.history, this.tabButtons.metrics, this.tabButtons.schedules), h('span', { className: 'pj-runs-actions' }, this.liveEl, refresh, popOut)),
       this.contentEl
     );
     this.updateTabs();
@@ -114,6 +121,8 @@ export class RunsPanel {
       void this.reload();
       if (this.tab === 'metrics') {
         void this.metrics.load();
+      } else if (this.tab === 'schedules') {
+        void this.schedules.load();
       }
       this.stream = new EventStream({
         client: this.client,
@@ -136,9 +145,12 @@ export class RunsPanel {
     clear(this.contentEl);
     if (tab === 'history') {
       this.contentEl.appendChild(this.historyEl);
-    } else {
+    } else if (tab === 'metrics') {
       this.contentEl.appendChild(this.metrics.node);
       void this.metrics.load();
+    } else {
+      this.contentEl.appendChild(this.schedules.node);
+      void this.schedules.load();
     }
     this.updateTabs();
   }
@@ -159,6 +171,7 @@ export class RunsPanel {
     this.setActive(false);
     this.closeDetail();
     this.metrics.dispose();
+    this.schedules.dispose();
     if (this.reloadTimer) {
       clearTimeout(this.reloadTimer);
     }
@@ -203,6 +216,8 @@ export class RunsPanel {
       this.scheduleReload();
       if (this.tab === 'metrics') {
         this.metrics.scheduleLoad();
+      } else if (this.tab === 'schedules' && event.data?.status === 'QUEUED') {
+        this.schedules.scheduleLoad(); // a schedule may have fired: its last and next run moved
       }
     }
   }

@@ -1,0 +1,173 @@
+/**
+ * Schedules: the cron schedules of the engine (declared in code or created
+ * here), with their next and last slot, a form to add one and Delete.
+ * A bad cron expression or time zone comes back from the server as a 400
+ * whose message is shown next to the form.
+ */
+
+import { PolarisClient, Schedule } from '../api';
+import { errorText } from '../renderer/chatView';
+import { clear, formatTime, h } from '../renderer/dom';
+
+export class SchedulesView {
+  readonly node: HTMLElement;
+  private tableBody: HTMLElement;
+  private errorEl: HTMLElement;
+  private formError: HTMLElement;
+  private taskSelect: HTMLSelectElement;
+  private cronInput: HTMLInputElement;
+  private zoneInput: HTMLInputElement;
+  private loadSeq = 0;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+
+  constructor(private client: PolarisClient) {
+    this.errorEl = h('div', { className: 'pj-banner', role: 'alert', hidden: true });
+    this.tableBody = h('tbody');
+    const table = h(
+      'table',
+      { className: 'pj-table pj-schedules-table' },
+      h('thead', null, h('tr', null, h('th', null, 'Task'), h('th', null, 'Cron'), h('th', null, 'Next run'), h('th', null, 'Last run'), h('th', null, ''))),
+      this.tableBody
+    );
+    this.taskSelect = h('select', { className: 'pj-select pj-schedule-task', 'aria-label': 'Task to schedule' }) as HTMLSelectElement;
+    this.cronInput = h('input', { className: 'pj-input pj-schedule-cron', type: 'text', placeholder: '0 * * * *', 'aria-label': 'Cron expression' }) as HTMLInputElement;
+    this.zoneInput = h('input', { className: 'pj-input pj-schedule-zone', type: 'text', 'aria-label': 'Time zone' }) as HTMLInputElement;
+    this.zoneInput.value = browserZone();
+    const add = h('button', { className: 'pj-button pj-add-schedule', type: 'submit' }, 'Add schedule') as HTMLButtonElement;
+    this.formError = h('div', { className: 'pj-tool-error pj-schedule-error', role: 'alert', hidden: true });
+    const form = h(
+      'form',
+      { className: 'pj-toolbar pj-schedule-form' },
+      this.taskSelect,
+      this.cronInput,
+      this.zoneInput,
+      add,
+      this.formError
+    ) as HTMLFormElement;
+    form.addEventListener('submit', event => {
+      event.preventDefault();
+      void this.create(add);
+    });
+    this.node = h('div', { className: 'pj-schedules' }, form, this.errorEl, h('div', { className: 'pj-table-scroll' }, table));
+  }
+
+  async load(): Promise<void> {
+    const seq = ++this.loadSeq;
+    try {
+      const [schedules, tasks] = await Promise.all([this.client.listSchedules(), this.client.listTasks()]);
+      if (seq !== this.loadSeq) {
+        return;
+      }
+      this.errorEl.hidden = true;
+      this.setTasks((tasks.tasks ?? []).map(t => t.id));
+      this.render(schedules.data ?? []);
+    } catch (error) {
+      if (seq !== this.loadSeq) {
+        return;
+      }
+      this.errorEl.textContent = `Cannot load schedules: ${errorText(error)}`;
+      this.errorEl.hidden = false;
+    }
+  }
+
+  /** Reload soon, at most once every 2 s however many runs start. */
+  scheduleLoad(): void {
+    if (this.timer) {
+      return;
+    }
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.load();
+    }, 2000);
+  }
+
+  dispose(): void {
+    this.loadSeq += 1;
+    if (this.timer) {
+      clearTimeout(this.timer);
+    }
+    this.node.remove();
+  }
+
+  private setTasks(ids: string[]): void {
+    const current = this.taskSelect.value;
+    clear(this.taskSelect);
+    this.taskSelect.append(...[...ids].sort().map(id => h('option', { value: id }, id)));
+    if (ids.includes(current)) {
+      this.taskSelect.value = current;
+    }
+  }
+
+  private async create(button: HTMLButtonElement): Promise<void> {
+    const cron = this.cronInput.value.trim();
+    if (!cron) {
+      this.showFormError('Write a cron expression, e.g. "0 * * * *" for every hour.');
+      return;
+    }
+    button.disabled = true;
+    try {
+      await this.client.createSchedule({ task: this.taskSelect.value, cron, timezone: this.zoneInput.value.trim() || 'UTC' });
+      this.showFormError(null);
+      this.cronInput.value = '';
+      await this.load();
+    } catch (error) {
+      this.showFormError(errorText(error));
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  private showFormError(text: string | null): void {
+    this.formError.textContent = text ?? '';
+    this.formError.hidden = !text;
+  }
+
+  private render(schedules: Schedule[]): void {
+    clear(this.tableBody);
+    for (const schedule of schedules) {
+      const remove = h(
+        'button',
+        {
+          className: 'pj-button pj-button-secondary pj-delete-schedule',
+          type: 'button',
+          title: schedule.declarative ? 'Declared in code: it comes back when the server restarts' : 'Delete this schedule'
+        },
+        'Delete'
+      ) as HTMLButtonElement;
+      remove.addEventListener('click', () => {
+        remove.disabled = true;
+        this.client
+          .deleteSchedule(schedule.id)
+          .then(() => this.load())
+          .catch(error => {
+            remove.disabled = false;
+            this.errorEl.textContent = `Cannot delete the schedule: ${errorText(error)}`;
+            this.errorEl.hidden = false;
+          });
+      });
+      this.tableBody.appendChild(
+        h(
+          'tr',
+          { className: 'pj-schedule-row', 'data-schedule-id': schedule.id, title: schedule.id },
+          h('td', { className: 'pj-run-task' }, schedule.taskId, schedule.declarative ? h('span', { className: 'pj-tag', title: 'declared in code' }, 'code') : null),
+          h('td', null, h('code', null, schedule.cron), ` ${schedule.timezone}`),
+          h('td', null, schedule.active ? formatTime(schedule.nextRun) : 'paused'),
+          h('td', null, formatTime(schedule.lastTimestamp)),
+          h('td', null, remove)
+        )
+      );
+    }
+    if (!schedules.length) {
+      this.tableBody.appendChild(h('tr', null, h('td', { colspan: 5, className: 'pj-muted pj-empty-row' }, 'No schedules yet.')));
+    }
+  }
+}
+
+/** The browser's IANA time zone (the server validates it), UTC when unknown. */
+function browserZone(): string {
+  try {
+    return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+  } catch {
+    return 'UTC';
+  }
+}
