@@ -37,6 +37,10 @@ def assert_test_task_loaded(lab_server: LabServer) -> None:
     )
 
 
+def tags_of(lab_server: LabServer, run_id: str) -> list[str]:
+    return list(lab_server.get(f"/polaris/api/v1/runs/{run_id}")[1]["tags"])
+
+
 def run_detail_status(detail: Any) -> str:
     return str(detail.locator(".pj-run-header .pj-badge").inner_text())
 
@@ -147,6 +151,17 @@ def test_dashboard_tab_has_room_for_every_column(page: Any, lab_server: LabServe
         assert "wide-view" in row.inner_text(), "every column, tags included, fits in the tab"
         assert computed(page, "#polaris-runs-dashboard .pj-runs-table thead th:nth-child(6)", "display") != "none"
         page.screenshot(path=str(artifacts_dir / "runs-dashboard-history.png"))
+
+        # The tag filter: one of the batch's runs by its tag, then all again.
+        part_1 = next(r["id"] for r in triggered["runs"] if r["id"] != run_id and tags_of(lab_server, r["id"]) == ["nightly", "part-1"])
+        dashboard.locator("input.pj-tag-filter").fill("part-1")
+        page.wait_for_function(
+            f"() => {{ const rows = document.querySelectorAll('#polaris-runs-dashboard .pj-run-row');"
+            f" return rows.length === 1 && rows[0].dataset.runId === '{part_1}'; }}",
+            timeout=10_000,
+        )
+        dashboard.locator("input.pj-tag-filter").fill("")
+        row.wait_for(timeout=10_000)
 
         # The pop-out button again activates the same tab instead of opening a second one.
         sidebar.locator("button.pj-open-dashboard").click()

@@ -37,6 +37,8 @@ export class RunsPanel {
 
   private statusFilter: HTMLSelectElement;
   private taskFilter: HTMLSelectElement;
+  private tagFilter: HTMLInputElement;
+  private tagTimer: ReturnType<typeof setTimeout> | null = null;
   private tableBody: HTMLElement;
   private historyEl: HTMLElement;
   private contentEl: HTMLElement;
@@ -54,6 +56,17 @@ export class RunsPanel {
     this.taskFilter = h('select', { className: 'pj-select pj-task-filter', 'aria-label': 'Filter by task' }, h('option', { value: '' }, 'All tasks')) as HTMLSelectElement;
     this.statusFilter.addEventListener('change', () => void this.reload());
     this.taskFilter.addEventListener('change', () => void this.reload());
+    this.tagFilter = h('input', { className: 'pj-input pj-tag-filter', type: 'search', placeholder: 'Tag', 'aria-label': 'Filter by tag' }) as HTMLInputElement;
+    this.tagFilter.addEventListener('input', () => {
+      // One request once the user pauses typing, not one per key.
+      if (this.tagTimer) {
+        clearTimeout(this.tagTimer);
+      }
+      this.tagTimer = setTimeout(() => {
+        this.tagTimer = null;
+        void this.reload();
+      }, 300);
+    });
     const refresh = iconButton(refreshIcon, 'pj-refresh-runs', 'Refresh');
     refresh.addEventListener('click', () => {
       this.stream?.reconnectNow();
@@ -93,7 +106,7 @@ export class RunsPanel {
     this.historyEl = h(
       'div',
       { className: 'pj-runs-history' },
-      h('div', { className: 'pj-toolbar pj-runs-filters' }, this.statusFilter, this.taskFilter),
+      h('div', { className: 'pj-toolbar pj-runs-filters' }, this.statusFilter, this.taskFilter, this.tagFilter),
       this.errorEl,
       h('div', { className: 'pj-table-scroll' }, table),
       this.moreButton
@@ -172,6 +185,9 @@ export class RunsPanel {
     this.closeDetail();
     this.metrics.dispose();
     this.schedules.dispose();
+    if (this.tagTimer) {
+      clearTimeout(this.tagTimer);
+    }
     if (this.reloadTimer) {
       clearTimeout(this.reloadTimer);
     }
@@ -257,11 +273,19 @@ export class RunsPanel {
     this.taskFilter.value = current;
   }
 
+  private filters(): { status?: string; task?: string; tag?: string } {
+    return {
+      status: this.statusFilter.value || undefined,
+      task: this.taskFilter.value || undefined,
+      tag: this.tagFilter.value.trim() || undefined
+    };
+  }
+
   async reload(): Promise<void> {
     const seq = ++this.loadSeq;
     this.lastReloadMs = Date.now();
     try {
-      const result = await this.client.listRuns({ status: this.statusFilter.value || undefined, task: this.taskFilter.value || undefined, limit: PAGE_SIZE });
+      const result = await this.client.listRuns({ ...this.filters(), limit: PAGE_SIZE });
       if (seq !== this.loadSeq) {
         return;
       }
@@ -284,7 +308,7 @@ export class RunsPanel {
       return;
     }
     try {
-      const result = await this.client.listRuns({ status: this.statusFilter.value || undefined, task: this.taskFilter.value || undefined, limit: PAGE_SIZE, cursor: this.nextCursor });
+      const result = await this.client.listRuns({ ...this.filters(), limit: PAGE_SIZE, cursor: this.nextCursor });
       const known = new Set(this.runs.map(r => r.id));
       this.runs.push(...(result.data ?? []).filter(r => !known.has(r.id)));
       this.nextCursor = result.nextCursor ?? null;
