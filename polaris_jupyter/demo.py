@@ -37,6 +37,7 @@ DEMO_KIND: dict[str, Any] = {
             "prompt": "Write the Python script $folder/main.py for: $description. Call writeFile once with the whole file.",
             "maxModelSteps": 3,
             "firstTool": "writeFile",
+            "files": ["main.py"],
         },
         {
             "id": "readme",
@@ -44,6 +45,7 @@ DEMO_KIND: dict[str, Any] = {
             "prompt": "Write $folder/README.md explaining how to run main.py. Call writeFile once.",
             "maxModelSteps": 2,
             "firstTool": "writeFile",
+            "files": ["README.md"],
             "dependsOn": ["script"],
         },
     ],

@@ -9,6 +9,8 @@ so the run's revert route undoes a generation like any other run.
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 import posixpath
 import re
 import time
@@ -16,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from polaris_jupyter.tools.base import EditRecorder, ToolContext, ToolRegistry
+from polaris_jupyter.tools.base import EditRecorder, ToolContext, ToolError, ToolRegistry
 
 if TYPE_CHECKING:
     from polaris_jupyter.agent import LoopEvent, ProviderChain
@@ -154,6 +156,33 @@ async def file_tools() -> ToolRegistry:
     return _FILE_TOOLS
 
 
+def pin_write_paths(registry: ToolRegistry, files: tuple[str, ...]) -> ToolRegistry:
+    """The registry with a writeFile that may write only ``files``: its schema lists them as an
+    enum (a grammar-constrained local model then cannot name another file, which a 135M model
+    otherwise does) and a call naming another path is refused with the list, for models that
+    do not follow schemas strictly."""
+    tool = registry.get("writeFile")
+    if tool is None or not files:
+        return registry
+    parameters = copy.deepcopy(tool.parameters)
+    path_schema = parameters.setdefault("properties", {}).setdefault("path", {"type": "string"})
+    path_schema.pop("pattern", None)
+    path_schema["enum"] = list(files)
+    path_schema["description"] = f"The file to write; this step writes {', '.join(files)}."
+    allowed = {normalize_path(f) for f in files}
+    inner = tool.fn
+
+    async def write_planned_file(args: dict[str, Any], ctx: ToolContext) -> Any:
+        path = args.get("path")
+        if not isinstance(path, str) or normalize_path(path) not in allowed:
+            raise ToolError(f"this step writes {', '.join(files)}; call writeFile with one of those paths, not {path!r}")
+        return await inner(args, ctx)
+
+    pinned = dataclasses.replace(tool, parameters=parameters, fn=write_planned_file)
+    others = [t for t in (registry.get(name) for name in registry.names()) if t is not None and t.name != "writeFile"]
+    return ToolRegistry([pinned, *others])
+
+
 def preview_of(content: str) -> str:
     lines = content.splitlines()[:PREVIEW_LINES]
     text = "\n".join(lines)
@@ -179,7 +208,7 @@ async def run_model_step(
     """Run the tool loop for ``step``; ``written`` (shared by concurrent steps) is updated live."""
     from polaris_jupyter.agent import ToolCallFinished, ToolCallStarted, run_agent_loop
 
-    registry = await file_tools()
+    registry = pin_write_paths(await file_tools(), step.files)
     ctx = ToolContext(
         root=target.path,
         run_id=run_id,

@@ -42,6 +42,8 @@ FORCEABLE_TOOLS = ("readFile", "writeFile", "deleteFile", "listFiles", "getProje
 MAX_MODEL_STEPS = 50
 MAX_PLAN_STEPS = 50
 MAX_PROMPT_CHARS = 20_000
+#: Paths one step may pin its writeFile to.
+MAX_STEP_FILES = 20
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
@@ -64,6 +66,8 @@ class Step:
     folder as the step's tools see it, i.e. ``.``: the tools are rooted there, so ``$folder/main.py``
     and ``main.py`` name the same file) and ``$folder_name`` (its path in the workspace, for prose). ``first_tool`` is forced on the step's first model call; ``min_files`` is how
     many files the step must write to count as done (0 for checking steps such as verify).
+    ``files``, when given, are the only paths the step's writeFile may write (the tool schema
+    lists them, so a grammar-constrained local model cannot stray, and other calls are refused).
     """
 
     id: str
@@ -74,6 +78,7 @@ class Step:
     depends_on: tuple[str, ...] = ()
     action: StepAction = StepAction.MODEL
     min_files: int | None = None
+    files: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not _ID_RE.match(self.id):
@@ -98,6 +103,16 @@ class Step:
                 raise PlanError(f"step {self.id!r}: max_model_steps must be an integer from 1 to {MAX_MODEL_STEPS}")
             if self.first_tool is not None and self.first_tool not in FORCEABLE_TOOLS:
                 raise PlanError(f"step {self.id!r}: first_tool {self.first_tool!r} is not one of {', '.join(FORCEABLE_TOOLS)}")
+        files = self.files
+        if isinstance(files, str) or not isinstance(files, Iterable):
+            raise PlanError(f"step {self.id!r}: files must be a list of paths, got {files!r}")
+        files = tuple(files)
+        for path in files:
+            if not isinstance(path, str) or not path.strip() or path.startswith(("/", "\\")) or ".." in path.replace("\\", "/").split("/"):
+                raise PlanError(f"step {self.id!r}: {path!r} is not a relative path inside the project folder")
+        if len(files) > MAX_STEP_FILES:
+            raise PlanError(f"step {self.id!r}: at most {MAX_STEP_FILES} files, got {len(files)}")
+        object.__setattr__(self, "files", files)
         if self.min_files is None:
             wants_files = self.action is StepAction.MODEL and self.first_tool == "writeFile"
             object.__setattr__(self, "min_files", 1 if wants_files else 0)
@@ -125,6 +140,8 @@ class Step:
         if full:
             data["prompt"] = self.prompt
             data["minFiles"] = self.required_files
+            if self.files:
+                data["files"] = list(self.files)
         return data
 
     @classmethod
@@ -141,6 +158,7 @@ class Step:
                 depends_on=data.get("dependsOn") or (),
                 action=data.get("action", "model"),
                 min_files=data.get("minFiles"),
+                files=data.get("files") or (),
             )
         except TypeError as exc:
             raise PlanError(f"bad step {data.get('id')!r}: {exc}") from None

@@ -294,6 +294,26 @@ async def test_model_cannot_write_outside_the_target_folder_and_revert_undoes_it
     assert "inner/notes.txt" in reverted and not (env.workspace / "inner").exists()
 
 
+async def test_a_step_that_names_its_files_writes_only_those(env: Env) -> None:
+    """``files`` pins writeFile: the schema the model gets lists them (a grammar-constrained
+    local model cannot name another), and another path is refused so the model can correct."""
+    kind = ProjectKind("pinned", "Pinned", (Step("readme", "README", "Write the README", max_model_steps=3, files=("README.md",)),))
+    env.server.enqueue(
+        Response.tool("writeFile", {"path": "your_file.txt", "content": "wrong file\n"}),
+        Response.tool("writeFile", {"path": "./README.md", "content": "# Pinned\n"}),
+        Response(text="done"),
+    )
+    run_id = await start_generation(env.runtime, "pinned files", kind=kind, path="pinned")
+    run = await finish(env.runtime, run_id)
+    assert run.status is RunStatus.COMPLETED, run.error
+    assert run.output["files"] == ["pinned/README.md"] and not (env.workspace / "pinned" / "your_file.txt").exists()
+    write = next(t for t in env.server.requests[0].body["tools"] if t["function"]["name"] == "writeFile")
+    assert write["function"]["parameters"]["properties"]["path"]["enum"] == ["README.md"]
+    refused = [m["content"] for m in env.server.requests[1].body["messages"] if m["role"] == "tool"]
+    assert "this step writes README.md" in refused[0] and "your_file.txt" in refused[0]
+    assert run.payload["plan"]["steps"][0]["files"] == ["README.md"]  # the plan travels with the run
+
+
 async def test_custom_kind_registered_from_a_notebook(env: Env) -> None:
     kind = register_project_kind({
         "id": "docs-site",

@@ -96,6 +96,10 @@ def test_cycle_is_reported_with_its_path() -> None:
         (lambda: Step("a", "A", "p", first_tool="executeCommand"), "first_tool 'executeCommand'"),
         (lambda: Step("a", "A", "p", depends_on="b"), "depends_on must be a list"),  # type: ignore[arg-type]
         (lambda: Step("a", "A", "p", action="shell"), "action 'shell'"),  # type: ignore[arg-type]
+        (lambda: Step("a", "A", "p", files=("../up.txt",)), "not a relative path inside the project"),
+        (lambda: Step("a", "A", "p", files=("/etc/x",)), "not a relative path inside the project"),
+        (lambda: Step("a", "A", "p", files="README.md"), "files must be a list"),  # type: ignore[arg-type]
+        (lambda: Step("a", "A", "p", files=tuple(f"f{i}" for i in range(21))), "at most 20 files"),
         (lambda: ProjectKind("k", "K", ()), "has no steps"),
         (lambda: ProjectKind("k", "K", (Step("a", "A", "p"), Step("a", "A2", "p"))), "share the id 'a'"),
     ],
