@@ -101,12 +101,25 @@ class ScriptedGeneration:
         forced = _forced_tool(request)
         if forced == "listFiles":
             return Response.tool("listFiles", {"path": "."}, **timing)
-        path = self.path_for(step_id)
+        path = _pinned_path(request) or self.path_for(step_id)  # a step that names its files
         content = self.content_for(step_id, path)
         # One SSE event per ~token, so the file streams at tokens_per_s like a real model's would.
         chunk_chars = max(1, len(content) // self.tokens_per_file) if self.tokens_per_s else _CHARS_PER_TOKEN * 64
         return Response.tool("writeFile", {"path": path, "content": content}, argument_chunk_chars=chunk_chars,
                              **timing)
+
+
+def _pinned_path(request: dict[str, Any]) -> str | None:
+    """The first file a step's writeFile schema allows (its ``path`` enum), as a model that
+    follows the schema would pick."""
+    for tool in request.get("tools") or []:
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and function.get("name") == "writeFile":
+            path = ((function.get("parameters") or {}).get("properties") or {}).get("path") or {}
+            enum = path.get("enum") if isinstance(path, dict) else None
+            if isinstance(enum, list) and enum and isinstance(enum[0], str):
+                return enum[0]
+    return None
 
 
 def _forced_tool(request: dict[str, Any]) -> str | None:
