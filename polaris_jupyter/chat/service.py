@@ -104,9 +104,20 @@ class ChatService:
     async def revert_run(self, run_id: str, *, force: bool = False) -> list[str]:
         """Undo a run's file edits (see ``EditJournal.revert_run``: refuses to discard later
         changes unless ``force``) and tell every open chat view, which marks the run's tool
-        cards as reverted (another tab, the notebook panel, a ``%polaris revert``)."""
+        cards as reverted (another tab, the notebook panel, a ``%polaris revert``).
+
+        Refusals come out as engine errors, so every client answers alike: a file changed
+        since the run is a Conflict (409), a journal path the sandbox refuses is InvalidInput."""
+        from polaris_jupyter.tools.base import ToolError
+        from polaris_jupyter.tools.edits import RevertConflict
+
         run = await self.engine.get_run(run_id)  # RunNotFound → 404
-        reverted = await self.journal().revert_run(self.runtime.root_dir, run_id, force=force)
+        try:
+            reverted = await self.journal().revert_run(self.runtime.root_dir, run_id, force=force)
+        except RevertConflict as exc:
+            raise Conflict(str(exc)) from exc
+        except ToolError as exc:
+            raise InvalidInput(str(exc)) from exc
         if reverted:
             payload = run.payload if isinstance(run.payload, dict) else {}
             conversation_id = payload.get("conversationId")

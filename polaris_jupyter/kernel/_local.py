@@ -24,8 +24,6 @@ from polaris_jupyter.jobs import (
     options_from_json,
 )
 from polaris_jupyter.kernel._base import Backend, PolarisError
-from polaris_jupyter.tools.base import ToolError
-from polaris_jupyter.tools.edits import RevertConflict
 
 __all__ = ["LocalBackend", "default_kernel_db_path"]
 
@@ -207,10 +205,6 @@ class LocalBackend(Backend):
             return {"reverted": await self.chat.revert_run(run_id, force=force)}
         except EngineError as exc:
             raise _engine_error(exc) from exc
-        except RevertConflict as exc:  # the same answers as the REST route
-            raise PolarisError(str(exc), 409) from exc
-        except ToolError as exc:
-            raise PolarisError(str(exc), 400) from exc
 
     async def run_events(self, run_id: str, since: int = 0) -> dict[str, Any]:
         await self.run(run_id)

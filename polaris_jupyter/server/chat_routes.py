@@ -8,8 +8,6 @@ from polaris_jupyter.chat.service import ChatService
 from polaris_jupyter.server.app import EXTRA_HANDLERS
 from polaris_jupyter.server.base import ApiError, PolarisHandler
 from polaris_jupyter.server.openapi import add_paths, add_schemas, errors, json_body, ok, path_param, ref
-from polaris_jupyter.tools.base import ToolError
-from polaris_jupyter.tools.edits import RevertConflict
 
 __all__ = ["CHAT_HANDLERS"]
 
@@ -88,13 +86,7 @@ class RevertHandler(ChatHandler):
         force = self.json_body(required=False).get("force", False)
         if not isinstance(force, bool):
             raise ApiError(400, "force must be true or false")
-        try:
-            reverted = await self.chat.revert_run(run_id, force=force)
-        except RevertConflict as exc:
-            raise ApiError(409, str(exc)) from exc
-        except ToolError as exc:
-            raise ApiError(400, str(exc)) from exc
-        self.send_json({"reverted": reverted})
+        self.send_json({"reverted": await self.chat.revert_run(run_id, force=force)})
 
 
 class EditsHandler(ChatHandler):
