@@ -178,9 +178,9 @@ def pin_write_paths(registry: ToolRegistry, files: tuple[str, ...]) -> ToolRegis
             raise ToolError(f"this step writes {', '.join(files)}; call writeFile with one of those paths, not {path!r}")
         return await inner(args, ctx)
 
-    pinned = dataclasses.replace(tool, parameters=parameters, fn=write_planned_file)
-    others = [t for t in (registry.get(name) for name in registry.names()) if t is not None and t.name != "writeFile"]
-    return ToolRegistry([pinned, *others])
+    pinned = registry.select(names=registry.names())  # a copy: the shared registry stays as it is
+    pinned.register(dataclasses.replace(tool, parameters=parameters, fn=write_planned_file))
+    return pinned
 
 
 def preview_of(content: str) -> str:
