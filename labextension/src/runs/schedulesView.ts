@@ -51,15 +51,18 @@ export class SchedulesView {
     this.node = h('div', { className: 'pj-schedules' }, form, this.errorEl, h('div', { className: 'pj-table-scroll' }, table));
   }
 
-  async load(): Promise<void> {
+  /** Load the schedules, and the task list of the form too unless only schedules moved. */
+  async load(withTasks = true): Promise<void> {
     const seq = ++this.loadSeq;
     try {
-      const [schedules, tasks] = await Promise.all([this.client.listSchedules(), this.client.listTasks()]);
+      const [schedules, tasks] = await Promise.all([this.client.listSchedules(), withTasks ? this.client.listTasks() : null]);
       if (seq !== this.loadSeq) {
         return;
       }
       this.errorEl.hidden = true;
-      this.setTasks((tasks.tasks ?? []).map(t => t.id));
+      if (tasks) {
+        this.setTasks((tasks.tasks ?? []).map(t => t.id));
+      }
       this.render(schedules.data ?? []);
     } catch (error) {
       if (seq !== this.loadSeq) {
@@ -70,14 +73,14 @@ export class SchedulesView {
     }
   }
 
-  /** Reload soon, at most once every 2 s however many runs start. */
+  /** Reload the schedules soon, at most once every 2 s however many runs start. */
   scheduleLoad(): void {
     if (this.timer) {
       return;
     }
     this.timer = setTimeout(() => {
       this.timer = null;
-      void this.load();
+      void this.load(false);
     }, 2000);
   }
 
@@ -109,7 +112,7 @@ export class SchedulesView {
       await this.client.createSchedule({ task: this.taskSelect.value, cron, timezone: this.zoneInput.value.trim() || 'UTC' });
       this.showFormError(null);
       this.cronInput.value = '';
-      await this.load();
+      await this.load(false);
     } catch (error) {
       this.showFormError(errorText(error));
     } finally {
@@ -138,7 +141,7 @@ export class SchedulesView {
         remove.disabled = true;
         this.client
           .deleteSchedule(schedule.id)
-          .then(() => this.load())
+          .then(() => this.load(false))
           .catch(error => {
             remove.disabled = false;
             this.errorEl.textContent = `Cannot delete the schedule: ${errorText(error)}`;
