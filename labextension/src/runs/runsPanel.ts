@@ -71,11 +71,7 @@ export class RunsPanel {
     refresh.addEventListener('click', () => {
       this.stream?.reconnectNow();
       void this.reload();
-      if (this.tab === 'metrics') {
-        void this.metrics.load();
-      } else if (this.tab === 'schedules') {
-        void this.schedules.load();
-      }
+      this.loadTabData();
     });
     this.liveEl = h('span', { className: 'pj-conn pj-conn-connecting', title: 'connecting' });
     let popOut: HTMLButtonElement | null = null;
@@ -132,11 +128,7 @@ export class RunsPanel {
     if (active) {
       void this.loadTasks();
       void this.reload();
-      if (this.tab === 'metrics') {
-        void this.metrics.load();
-      } else if (this.tab === 'schedules') {
-        void this.schedules.load();
-      }
+      this.loadTabData();
       this.stream = new EventStream({
         client: this.client,
         onEvent: event => this.onEvent(event),
@@ -156,16 +148,18 @@ export class RunsPanel {
     this.tab = tab;
     this.closeDetail();
     clear(this.contentEl);
-    if (tab === 'history') {
-      this.contentEl.appendChild(this.historyEl);
-    } else if (tab === 'metrics') {
-      this.contentEl.appendChild(this.metrics.node);
+    this.contentEl.appendChild(tab === 'history' ? this.historyEl : tab === 'metrics' ? this.metrics.node : this.schedules.node);
+    this.loadTabData();
+    this.updateTabs();
+  }
+
+  /** Fresh data for the metrics or schedules tab when it is the one shown (history has reload()). */
+  private loadTabData(): void {
+    if (this.tab === 'metrics') {
       void this.metrics.load();
-    } else {
-      this.contentEl.appendChild(this.schedules.node);
+    } else if (this.tab === 'schedules') {
       void this.schedules.load();
     }
-    this.updateTabs();
   }
 
   /** Open the detail of one run (also used by the generate command). */
