@@ -23,6 +23,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from polaris_jupyter.jobs import InvalidInput
+from polaris_jupyter.tools.base import ToolError
+from polaris_jupyter.tools.sandbox import check_path_text
 
 __all__ = [
     "PYTHON_PACKAGE",
@@ -108,8 +110,11 @@ class Step:
             raise PlanError(f"step {self.id!r}: files must be a list of paths, got {files!r}")
         files = tuple(files)
         for path in files:
-            if not isinstance(path, str) or not path.strip() or path.startswith(("/", "\\")) or ".." in path.replace("\\", "/").split("/"):
-                raise PlanError(f"step {self.id!r}: {path!r} is not a relative path inside the project folder")
+            try:  # the workspace sandbox's own check of a path's text, and no way up
+                if check_path_text(path) == "." or ".." in path.replace("\\", "/").split("/"):
+                    raise ToolError("points at the project folder itself or above it")
+            except ToolError as exc:
+                raise PlanError(f"step {self.id!r}: {path!r} is not a relative path inside the project folder ({exc})") from None
         if len(files) > MAX_STEP_FILES:
             raise PlanError(f"step {self.id!r}: at most {MAX_STEP_FILES} files, got {len(files)}")
         object.__setattr__(self, "files", files)

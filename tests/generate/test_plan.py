@@ -98,6 +98,7 @@ def test_cycle_is_reported_with_its_path() -> None:
         (lambda: Step("a", "A", "p", action="shell"), "action 'shell'"),  # type: ignore[arg-type]
         (lambda: Step("a", "A", "p", files=("../up.txt",)), "not a relative path inside the project"),
         (lambda: Step("a", "A", "p", files=("/etc/x",)), "not a relative path inside the project"),
+        (lambda: Step("a", "A", "p", files=("~/notes.md",)), "home directory"),
         (lambda: Step("a", "A", "p", files="README.md"), "files must be a list"),  # type: ignore[arg-type]
         (lambda: Step("a", "A", "p", files=tuple(f"f{i}" for i in range(21))), "at most 20 files"),
         (lambda: ProjectKind("k", "K", ()), "has no steps"),
