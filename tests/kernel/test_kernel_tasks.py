@@ -119,9 +119,14 @@ class KernelTasks:
                 refused = ""
             except PolarisError as exc:
                 refused = str(exc)
+            try:
+                await ctx.trigger("kb-echo", None, {"delay": "whenever", "colour": "red"})
+                bad_options = ""
+            except PolarisError as exc:
+                bad_options = str(exc)
             return {
                 "first": first.id, "again": again.id, "cached": again.is_cached, "waitedOk": waited.ok,
-                "waitedOutput": waited.output, "waitedRun": waited.run["id"], "refused": refused,
+                "waitedOutput": waited.output, "waitedRun": waited.run["id"], "refused": refused, "badOptions": bad_options,
                 "firstStatus": (await first.result(timeout_s=30)).run["status"],
             }
 
@@ -189,6 +194,9 @@ def test_a_kernel_task_triggers_children_like_a_server_task(live: LiveServer) ->
         assert out["first"] == out["again"] and out["cached"] is True  # the key is scoped to this run
         assert out["waitedOk"] is True and out["waitedOutput"]["echo"] == {"n": 3}
         assert "no-such-task" in out["refused"] and out["firstStatus"] == "COMPLETED"
+        assert "unknown option(s): colour" in out["badOptions"]  # refused by the server, nothing triggered
+        _, page = live.request("GET", "/polaris/api/v1/runs?task=kb-echo&limit=100")
+        assert sorted(r["id"] for r in page["data"] if r["parentRunId"] == parent_id) == sorted([out["first"], out["waitedRun"]])
         for child_id, tags in ((out["first"], ["child"]), (out["waitedRun"], ["waited"])):
             child = get_run(live, child_id)
             assert child["parentRunId"] == parent_id and child["tags"] == tags
