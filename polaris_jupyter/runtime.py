@@ -1,7 +1,11 @@
-"""The Polaris runtime: one engine plus the built-in tasks, hosted by a server or a kernel.
+"""The Polaris runtime: the composition root of one host process (a server or a kernel).
 
 The server extension and the in-kernel fallback both build a :class:`PolarisRuntime`, so the
-same tasks run with the same semantics and the same store format wherever they are hosted.
+same tasks run with the same semantics and the same store format wherever they are hosted. Its
+parts are built in one visible order and reached as typed attributes: ``engine`` (jobs and
+store), ``chat`` (conversations and ``process-message``), ``generation`` (``generate-project``),
+``kernel_workers`` (set by the server extension) and ``api`` (the service layer every client
+calls).
 """
 
 from __future__ import annotations
@@ -9,17 +13,38 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import traceback
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from polaris_jupyter.config import PolarisConfig
 from polaris_jupyter.jobs import Clock, Engine, TaskRegistry, default_registry
 from polaris_jupyter.tasks.cleanup import CleanupStep, register_cleanup
 
-__all__ = ["PolarisRuntime"]
+if TYPE_CHECKING:
+    from polaris_jupyter.chat.service import ChatService
+    from polaris_jupyter.tasks.generate import GenerationService
+    from polaris_jupyter.tools.edits import SqliteEditJournal
+
+__all__ = ["PolarisRuntime", "TaskModuleError"]
 
 log = logging.getLogger("polaris_jupyter")
+#: Lines of an import error's traceback kept for /health and the runs dashboard.
+TRACEBACK_TAIL_LINES = 12
+
+
+@dataclass(frozen=True)
+class TaskModuleError:
+    """A module of ``PolarisConfig.task_modules`` that failed to import (its tasks are missing)."""
+
+    module: str
+    error: str
+    traceback: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"module": self.module, "error": self.error, "traceback": self.traceback}
 
 
 class PolarisRuntime:
@@ -46,16 +71,49 @@ class PolarisRuntime:
         #: Run after the engine (and its store) started, e.g. schema migrations of services.
         self.startup_hooks: list[Callable[[], Awaitable[None]]] = []
         self.cleanup_steps: list[CleanupStep] = []
+        self.task_module_errors: list[TaskModuleError] = []
+        #: Kernels that define tasks (the server extension sets it; None inside a kernel).
+        self.kernel_workers: Any = None
         self._started = False
+        self._installed = False
+        from polaris_jupyter.api import PolarisAPI
+
+        self.api = PolarisAPI(self)
+
+    async def _install_parts(self) -> None:
+        """The parts, in order (each may use the ones before it); their tasks are registered
+        before the engine starts, so recovered runs find them."""
+        if self._installed:
+            return
+        from polaris_jupyter.chat.service import install as install_chat
+        from polaris_jupyter.tasks.generate import install as install_generation
+
+        await install_chat(self)
+        await install_generation(self)
+        self._installed = True
+
+    # -- typed parts ----------------------------------------------------------------------------
+    @property
+    def chat(self) -> ChatService:
+        return self.services["chat"]  # type: ignore[no-any-return]
+
+    @property
+    def generation(self) -> GenerationService:
+        return self.services["generation"]  # type: ignore[no-any-return]
+
+    @property
+    def journal(self) -> SqliteEditJournal:
+        return self.chat.journal()
+
+    @property
+    def part_names(self) -> list[str]:
+        return ["engine", "chat", "generation", *(["kernel-workers"] if self.kernel_workers is not None else [])]
 
     async def start(self) -> None:
         if self._started:
             return
-        for name in self.config.task_modules:
-            importlib.import_module(name)
-            log.info("polaris: imported task module %s", name)
-        for installer in _service_installers():
-            await installer(self)
+        self._import_task_modules()
+        await self._install_parts()
         register_cleanup(
             self.engine,
             retention_days=self.config.retention_days,
@@ -68,6 +126,20 @@ class PolarisRuntime:
             await hook()
         self._started = True
         log.info("polaris: engine started (db %s, pool %d)", self.config.db_path, self.engine.pool_size)
+
+    def _import_task_modules(self) -> None:
+        """Import ``task_modules``; one that fails is reported (log, /health) and the rest work."""
+        self.task_module_errors = []
+        for name in self.config.task_modules:
+            try:
+                importlib.import_module(name)
+            except Exception as exc:
+                tail = "".join(traceback.format_exception(exc)[-TRACEBACK_TAIL_LINES:])
+                error = TaskModuleError(name, f"{type(exc).__name__}: {exc}", tail)
+                self.task_module_errors.append(error)
+                log.error("polaris: task module %s failed to import; its tasks are missing: %s\n%s", name, error.error, tail)
+                continue
+            log.info("polaris: imported task module %s", name)
 
     async def stop(self) -> None:
         if not self._started:
@@ -93,17 +165,3 @@ async def _stop_bundled_model() -> None:
     server = getattr(module, "_shared_server", None) if module is not None else None
     if server is not None and server.running:
         await server.stop()
-
-
-def _service_installers() -> list[Any]:
-    """Services that hang off the runtime (chat, generation), imported only when present."""
-    installers = []
-    for module_name in ("polaris_jupyter.chat.service", "polaris_jupyter.tasks.generate"):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        installers.append(module.install)
-    return installers

@@ -1,8 +1,11 @@
-"""What both kernel backends offer: the REST contract of notes/API.md as async Python methods.
+"""What both kernel backends offer: the operations of the route table as async Python methods.
 
-Every method returns the same JSON shapes (camelCase dicts) whether it went over HTTP to the
-server extension or straight to an engine hosted in this kernel, so the magics, widgets and
-notebooks never care which backend they talk to.
+The typed methods are written once, here, over one primitive :meth:`Backend.call` (an operation
+id of ``polaris_jupyter.api.ROUTES`` with its wire-form parameters). The remote backend sends
+the call over HTTP to the server extension; the local one hands it to the ``PolarisAPI`` of an
+engine hosted in this kernel. Both validate with the same schemas and return the same JSON, so
+the magics, widgets and notebooks never care which backend they talk to, and the two modes
+cannot drift.
 """
 
 from __future__ import annotations
@@ -13,21 +16,14 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
+from polaris_jupyter.errors import PolarisError
+from polaris_jupyter.jobs import FINAL_STATUSES
+
 __all__ = ["FINAL_RUN_STATUSES", "Backend", "PolarisError", "trigger_options"]
 
-FINAL_RUN_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELED", "CRASHED", "TIMED_OUT", "EXPIRED"})
-
-
-class PolarisError(Exception):
-    """A request Polaris refused or could not serve; ``status`` is the HTTP-style code."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-
-    def __str__(self) -> str:
-        return self.message
+#: The final run statuses as wire strings (derived from the engine's one definition).
+FINAL_RUN_STATUSES = frozenset(s.value for s in FINAL_STATUSES)
+JSON = Any
 
 
 _OPTION_NAMES = {
@@ -73,28 +69,36 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None: ...
 
-    # -- events ---------------------------------------------------------------------------------
     @abc.abstractmethod
-    async def last_event_seq(self) -> int:
-        """The sequence number of the newest event (a position to resume from)."""
+    async def call(
+        self, op: str, *, path: dict[str, str] | None = None, query: dict[str, Any] | None = None, body: Any = None
+    ) -> JSON:
+        """Run operation ``op`` of the route table; raises the ``polaris_jupyter.errors`` family."""
 
+    # -- events ---------------------------------------------------------------------------------
     @abc.abstractmethod
     def events(
         self, *, conversation_id: str | None = None, run_id: str | None = None, since: int | None = None
     ) -> AsyncIterator[dict[str, Any]]:
         """Events after ``since`` (default: from now on), forever; resumes by seq after a drop."""
 
+    async def last_event_seq(self) -> int:
+        """The sequence number of the newest event (a position to resume from)."""
+        return int((await self.call("health")).get("lastEventSeq") or 0)
+
     # -- tasks, runs, schedules -------------------------------------------------------------------
-    @abc.abstractmethod
-    async def tasks(self) -> list[dict[str, Any]]: ...
+    async def tasks(self) -> list[dict[str, Any]]:
+        return list((await self.call("list_tasks"))["tasks"])
 
-    @abc.abstractmethod
-    async def trigger(self, task_id: str, payload: Any = None, options: dict[str, Any] | None = None) -> dict[str, Any]: ...
+    async def trigger(self, task_id: str, payload: Any = None, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"payload": payload}
+        if options:
+            body["options"] = options
+        return dict(await self.call("trigger", path={"taskId": task_id}, body=body))
 
-    @abc.abstractmethod
-    async def batch_trigger(self, task_id: str, items: list[dict[str, Any]]) -> dict[str, Any]: ...
+    async def batch_trigger(self, task_id: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+        return dict(await self.call("batch_trigger", path={"taskId": task_id}, body={"items": items}))
 
-    @abc.abstractmethod
     async def runs(
         self,
         *,
@@ -104,70 +108,80 @@ class Backend(abc.ABC):
         conversation: str | None = None,
         cursor: str | None = None,
         limit: int = 50,
-    ) -> dict[str, Any]: ...
+    ) -> dict[str, Any]:
+        query = {"status": status, "task": task, "tag": tag, "conversation": conversation, "cursor": cursor, "limit": limit}
+        return dict(await self.call("list_runs", query=query))
 
-    @abc.abstractmethod
-    async def run(self, run_id: str) -> dict[str, Any]: ...
+    async def run(self, run_id: str) -> dict[str, Any]:
+        return dict(await self.call("get_run", path={"runId": run_id}))
 
-    @abc.abstractmethod
-    async def cancel_run(self, run_id: str) -> dict[str, Any]: ...
+    async def cancel_run(self, run_id: str) -> dict[str, Any]:
+        return dict(await self.call("cancel_run", path={"runId": run_id}))
 
-    @abc.abstractmethod
-    async def replay_run(self, run_id: str, resume: bool = False) -> dict[str, Any]: ...
+    async def replay_run(self, run_id: str, resume: bool = False) -> dict[str, Any]:
+        return dict(await self.call("replay_run", path={"runId": run_id}, body={"resume": resume}))
 
-    @abc.abstractmethod
-    async def revert_run(self, run_id: str, force: bool = False) -> dict[str, Any]: ...
+    async def revert_run(self, run_id: str, force: bool = False) -> dict[str, Any]:
+        return dict(await self.call("revert_run", path={"runId": run_id}, body={"force": force}))
 
-    @abc.abstractmethod
-    async def run_events(self, run_id: str, since: int = 0) -> dict[str, Any]: ...
+    async def run_events(self, run_id: str, since: int = 0) -> dict[str, Any]:
+        return dict(await self.call("run_events", path={"runId": run_id}, query={"since": since, "limit": 10_000}))
 
-    @abc.abstractmethod
-    async def schedules(self) -> list[dict[str, Any]]: ...
+    async def schedules(self) -> list[dict[str, Any]]:
+        return list((await self.call("list_schedules"))["data"])
 
-    @abc.abstractmethod
     async def create_schedule(
         self, task_id: str, cron: str, timezone: str = "UTC", payload: Any = None, external_id: str | None = None
-    ) -> dict[str, Any]: ...
+    ) -> dict[str, Any]:
+        body = {"task": task_id, "cron": cron, "timezone": timezone, "payload": payload}
+        if external_id:
+            body["externalId"] = external_id
+        return dict(await self.call("create_schedule", body=body))
 
-    @abc.abstractmethod
-    async def delete_schedule(self, schedule_id: str) -> None: ...
+    async def delete_schedule(self, schedule_id: str) -> None:
+        await self.call("delete_schedule", path={"scheduleId": schedule_id})
 
     # -- chat ------------------------------------------------------------------------------------
-    @abc.abstractmethod
-    async def conversations(self) -> list[dict[str, Any]]: ...
+    async def conversations(self) -> list[dict[str, Any]]:
+        return list((await self.call("list_conversations"))["data"])
 
-    @abc.abstractmethod
-    async def create_conversation(self, title: str | None = None) -> dict[str, Any]: ...
+    async def create_conversation(self, title: str | None = None) -> dict[str, Any]:
+        return dict(await self.call("create_conversation", body={"title": title} if title else {}))
 
-    @abc.abstractmethod
-    async def conversation(self, conversation_id: str) -> dict[str, Any]: ...
+    async def conversation(self, conversation_id: str) -> dict[str, Any]:
+        return dict(await self.call("get_conversation", path={"conversationId": conversation_id}))
 
-    @abc.abstractmethod
-    async def messages(self, conversation_id: str) -> list[dict[str, Any]]: ...
+    async def messages(self, conversation_id: str) -> list[dict[str, Any]]:
+        return list((await self.call("list_messages", path={"conversationId": conversation_id}))["data"])
 
-    @abc.abstractmethod
     async def post_message(
         self, conversation_id: str, content: str, context: dict[str, Any] | None = None
-    ) -> dict[str, Any]: ...
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"content": content}
+        if context:
+            body["context"] = context
+        return dict(await self.call("post_message", path={"conversationId": conversation_id}, body=body))
 
-    @abc.abstractmethod
-    async def cancel_message(self, message_id: str) -> dict[str, Any]: ...
+    async def cancel_message(self, message_id: str) -> dict[str, Any]:
+        return dict(await self.call("cancel_message", path={"messageId": message_id}))
 
-    @abc.abstractmethod
-    async def retry_message(self, message_id: str) -> dict[str, Any]: ...
+    async def retry_message(self, message_id: str) -> dict[str, Any]:
+        return dict(await self.call("retry_message", path={"messageId": message_id}))
 
     # -- config and generation ------------------------------------------------------------------
-    @abc.abstractmethod
-    async def config(self) -> dict[str, Any]: ...
+    async def config(self) -> dict[str, Any]:
+        return dict(await self.call("get_config"))
 
-    @abc.abstractmethod
-    async def set_model(self, provider: str | None = None, model: str | None = None) -> dict[str, Any]: ...
+    async def set_model(self, provider: str | None = None, model: str | None = None) -> dict[str, Any]:
+        body = {k: v for k, v in (("provider", provider), ("model", model)) if v is not None}
+        return dict(await self.call("set_model", body=body))
 
-    @abc.abstractmethod
-    async def project_kinds(self) -> list[dict[str, Any]]: ...
+    async def project_kinds(self) -> list[dict[str, Any]]:
+        return list((await self.call("list_project_kinds"))["kinds"])
 
-    @abc.abstractmethod
-    async def generate(self, description: str, kind: str, path: str, overwrite: bool = False) -> dict[str, Any]: ...
+    async def generate(self, description: str, kind: str, path: str, overwrite: bool = False) -> dict[str, Any]:
+        body = {"description": description, "kind": kind, "path": path, "overwrite": overwrite}
+        return dict(await self.call("generate", body=body))
 
     # -- shared helpers ------------------------------------------------------------------------
     async def wait_run(self, run_id: str, timeout_s: float | None = None) -> dict[str, Any]:

@@ -12,12 +12,15 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import httpx
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
+from polaris_jupyter.api import route_for
+from polaris_jupyter.api.routes import snake_case
+from polaris_jupyter.errors import error_for_status
 from polaris_jupyter.kernel._base import Backend, PolarisError
 
 __all__ = ["RemoteBackend"]
@@ -27,10 +30,6 @@ API = "polaris/api/v1"
 #: Reconnect backoff of the event stream: first retry fast, then at most every few seconds.
 RECONNECT_MIN_S = 0.1
 RECONNECT_MAX_S = 3.0
-
-
-def _q(value: str) -> str:
-    return quote(str(value), safe="")
 
 
 class RemoteBackend(Backend):
@@ -64,12 +63,19 @@ class RemoteBackend(Backend):
             self._http = httpx.AsyncClient(
                 base_url=self.base_url, headers=self.headers(), timeout=self.request_timeout_s, trust_env=False
             )
-        await self._request("GET", f"{API}/health")
+        await self.call("health")
 
     async def close(self) -> None:
         if self._http is not None:
             http, self._http = self._http, None
             await http.aclose()
+
+    async def call(
+        self, op: str, *, path: dict[str, str] | None = None, query: dict[str, Any] | None = None, body: Any = None
+    ) -> Any:
+        route = route_for(op)
+        url = route.url(**{snake_case(k): v for k, v in (path or {}).items()}).lstrip("/")
+        return await self._request(route.method, url, body if route.body is not None else None, query)
 
     async def _request(
         self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None
@@ -83,7 +89,7 @@ class RemoteBackend(Backend):
         except httpx.HTTPError as exc:
             raise PolarisError(f"cannot reach the Polaris server at {self.base_url}: {exc or type(exc).__name__}", 503) from exc
         if response.status_code >= 400:
-            raise PolarisError(_error_message(response), response.status_code)
+            raise error_for_status(response.status_code, _error_message(response))
         if not response.content:
             return None
         try:
@@ -92,10 +98,6 @@ class RemoteBackend(Backend):
             raise PolarisError(f"the server answered {method} {path} with something that is not JSON", 502) from exc
 
     # -- events ---------------------------------------------------------------------------------
-    async def last_event_seq(self) -> int:
-        health = await self._request("GET", f"{API}/health")
-        return int(health.get("lastEventSeq") or 0)
-
     async def events(
         self, *, conversation_id: str | None = None, run_id: str | None = None, since: int | None = None
     ) -> AsyncIterator[dict[str, Any]]:
@@ -131,113 +133,6 @@ class RemoteBackend(Backend):
             log.debug("polaris: event stream dropped; resuming after seq %d in %.1f s", last, delay_s)
             await asyncio.sleep(delay_s)
             delay_s = min(RECONNECT_MAX_S, delay_s * 2)
-
-    # -- tasks, runs, schedules -------------------------------------------------------------------
-    async def tasks(self) -> list[dict[str, Any]]:
-        return list((await self._request("GET", f"{API}/tasks"))["tasks"])
-
-    async def trigger(self, task_id: str, payload: Any = None, options: dict[str, Any] | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"payload": payload}
-        if options:
-            body["options"] = options
-        return dict(await self._request("POST", f"{API}/tasks/{_q(task_id)}/trigger", body))
-
-    async def batch_trigger(self, task_id: str, items: list[dict[str, Any]]) -> dict[str, Any]:
-        return dict(await self._request("POST", f"{API}/tasks/{_q(task_id)}/batch", {"items": items}))
-
-    async def runs(
-        self,
-        *,
-        status: str | None = None,
-        task: str | None = None,
-        tag: str | None = None,
-        conversation: str | None = None,
-        cursor: str | None = None,
-        limit: int = 50,
-    ) -> dict[str, Any]:
-        params = {"status": status, "task": task, "tag": tag, "conversation": conversation, "cursor": cursor, "limit": limit}
-        return dict(await self._request("GET", f"{API}/runs", params=params))
-
-    async def run(self, run_id: str) -> dict[str, Any]:
-        return dict(await self._request("GET", f"{API}/runs/{_q(run_id)}"))
-
-    async def cancel_run(self, run_id: str) -> dict[str, Any]:
-        return dict(await self._request("POST", f"{API}/runs/{_q(run_id)}/cancel", {}))
-
-    async def replay_run(self, run_id: str, resume: bool = False) -> dict[str, Any]:
-        return dict(await self._request("POST", f"{API}/runs/{_q(run_id)}/replay", {"resume": resume}))
-
-    async def revert_run(self, run_id: str, force: bool = False) -> dict[str, Any]:
-        return dict(await self._request("POST", f"{API}/runs/{_q(run_id)}/revert", {"force": force}))
-
-    async def run_events(self, run_id: str, since: int = 0) -> dict[str, Any]:
-        return dict(await self._request("GET", f"{API}/runs/{_q(run_id)}/events", params={"since": since, "limit": 10_000}))
-
-    async def schedules(self) -> list[dict[str, Any]]:
-        return list((await self._request("GET", f"{API}/schedules"))["data"])
-
-    async def create_schedule(
-        self, task_id: str, cron: str, timezone: str = "UTC", payload: Any = None, external_id: str | None = None
-    ) -> dict[str, Any]:
-        body = {"task": task_id, "cron": cron, "timezone": timezone, "payload": payload}
-        if external_id:
-            body["externalId"] = external_id
-        return dict(await self._request("POST", f"{API}/schedules", body))
-
-    async def delete_schedule(self, schedule_id: str) -> None:
-        await self._request("DELETE", f"{API}/schedules/{_q(schedule_id)}")
-
-    # -- chat ------------------------------------------------------------------------------------
-    async def conversations(self) -> list[dict[str, Any]]:
-        return list((await self._request("GET", f"{API}/conversations"))["data"])
-
-    async def create_conversation(self, title: str | None = None) -> dict[str, Any]:
-        return dict(await self._request("POST", f"{API}/conversations", {"title": title} if title else {}))
-
-    async def conversation(self, conversation_id: str) -> dict[str, Any]:
-        return dict(await self._request("GET", f"{API}/conversations/{_q(conversation_id)}"))
-
-    async def messages(self, conversation_id: str) -> list[dict[str, Any]]:
-        return list((await self._request("GET", f"{API}/conversations/{_q(conversation_id)}/messages"))["data"])
-
-    async def post_message(
-        self, conversation_id: str, content: str, context: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        body: dict[str, Any] = {"content": content}
-        if context:
-            body["context"] = context
-        return dict(await self._request("POST", f"{API}/conversations/{_q(conversation_id)}/messages", body))
-
-    async def cancel_message(self, message_id: str) -> dict[str, Any]:
-        return dict(await self._request("POST", f"{API}/messages/{_q(message_id)}/cancel", {}))
-
-    async def retry_message(self, message_id: str) -> dict[str, Any]:
-        return dict(await self._request("POST", f"{API}/messages/{_q(message_id)}/retry", {}))
-
-    # -- config and generation ------------------------------------------------------------------
-    async def config(self) -> dict[str, Any]:
-        return dict(await self._request("GET", f"{API}/config"))
-
-    async def set_model(self, provider: str | None = None, model: str | None = None) -> dict[str, Any]:
-        body = {k: v for k, v in (("provider", provider), ("model", model)) if v is not None}
-        return dict(await self._request("PUT", f"{API}/config", body))
-
-    async def project_kinds(self) -> list[dict[str, Any]]:
-        try:
-            return list((await self._request("GET", f"{API}/project-kinds"))["kinds"])
-        except PolarisError as exc:
-            if exc.status == 404:
-                raise PolarisError("this server cannot generate projects (no /project-kinds route)", 501) from exc
-            raise
-
-    async def generate(self, description: str, kind: str, path: str, overwrite: bool = False) -> dict[str, Any]:
-        body = {"description": description, "kind": kind, "path": path, "overwrite": overwrite}
-        try:
-            return dict(await self._request("POST", f"{API}/generate", body))
-        except PolarisError as exc:
-            if exc.status == 404 and "generate" in exc.message:
-                raise PolarisError("this server cannot generate projects (no /generate route)", 501) from exc
-            raise
 
 
 async def _read_events(conn: WebSocketClientConnection) -> AsyncIterator[dict[str, Any]]:

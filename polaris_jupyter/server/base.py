@@ -11,7 +11,7 @@ from jupyter_server.base.call_context import CallContext
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
-from polaris_jupyter.jobs import EngineError
+from polaris_jupyter.errors import PolarisError, Unavailable
 
 if TYPE_CHECKING:
     from polaris_jupyter.runtime import PolarisRuntime
@@ -52,7 +52,7 @@ class PolarisHandler(APIHandler):
     def runtime(self) -> PolarisRuntime:
         runtime = self.settings.get("polaris_runtime")
         if runtime is None or not runtime.started:
-            raise ApiError(503, "the Polaris engine is starting; try again in a moment")
+            raise Unavailable("the Polaris engine is starting; try again in a moment", retry_after_s=1)
         return runtime  # type: ignore[no-any-return]
 
     async def prepare(self) -> None:  # type: ignore[override]
@@ -73,20 +73,22 @@ class PolarisHandler(APIHandler):
             return
         super().check_xsrf_cookie()
 
-    def json_body(self, *, required: bool = True) -> Any:
-        """The request body as JSON, or a 400 that says what is wrong with it."""
+    def json_body(self, *, required: bool = True, parse_only: bool = False) -> Any:
+        """The request body as JSON, or a 400 that says what is wrong with it.
+
+        ``parse_only``: any JSON value, None for an empty body (the route's schema judges it)."""
         raw = self.request.body or b""
         if len(raw) > MAX_BODY_BYTES:
             raise ApiError(413, f"request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
         if not raw.strip():
-            if required:
+            if required and not parse_only:
                 raise ApiError(400, "request body must be a JSON object")
-            return {}
+            return None if parse_only else {}
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ApiError(400, f"request body is not valid JSON: {exc}") from exc
-        if not isinstance(body, dict):
+        if not parse_only and not isinstance(body, dict):
             raise ApiError(400, "request body must be a JSON object")
         return body
 
@@ -122,8 +124,10 @@ class PolarisHandler(APIHandler):
         super().log_exception(typ, value, tb)
 
     def _handle_request_exception(self, e: BaseException) -> None:
-        if isinstance(e, EngineError) and not self._finished:
+        if isinstance(e, PolarisError) and not self._finished:
             error = ApiError(e.http_status, str(e))
+            if e.retry_after_s is not None:
+                self.set_header("Retry-After", str(max(1, round(e.retry_after_s))))
             self.log.info("%s %s -> %d: %s", self.request.method, self.request.path, error.status_code, e)
             self.send_error(error.status_code, exc_info=(ApiError, error, None))
             return

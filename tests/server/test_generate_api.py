@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from polaris_jupyter.server.openapi import openapi_document
+from polaris_jupyter.api import openapi_document
 from polaris_jupyter.tasks.generate_script import ScriptedGeneration
 from polaris_jupyter.tasks.generate_steps import step_id_of_request
 from polaris_jupyter.testing import Response, ScriptedModelServer
@@ -137,8 +137,6 @@ async def test_a_client_can_send_its_own_plan(jp_fetch: Any, polaris: Any, model
 
 
 def test_routes_are_in_the_openapi_document() -> None:
-    import polaris_jupyter.server.generate_routes  # noqa: F401  (registers the paths)
-
     paths = openapi_document()["paths"]
     assert {"/polaris/api/v1/project-kinds", "/polaris/api/v1/project-kinds/{kindId}", "/polaris/api/v1/generate"} <= set(paths)
     assert set(paths["/polaris/api/v1/generate"]["post"]["responses"]) >= {"202", "400", "409"}

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import os
 from typing import Any
 
 from tornado.httpclient import HTTPClientError
+from tornado.websocket import WebSocketHandler
 
-from polaris_jupyter.server.openapi import openapi_document
-from polaris_jupyter.server.runs import RUN_HANDLERS
+from polaris_jupyter.api import openapi_document
 
 API = ("polaris", "api", "v1")
 
@@ -165,19 +166,31 @@ async def test_internal_key_and_environment(jp_fetch: Any, polaris: Any) -> None
     assert status == 403
 
 
-async def test_openapi_describes_every_route(jp_fetch: Any, polaris: Any) -> None:
+async def test_openapi_describes_every_route(jp_fetch: Any, jp_serverapp: Any, polaris: Any) -> None:
+    """The live router and the served document list the same /polaris/ routes and methods."""
     response = await jp_fetch("polaris", "api", "openapi.json")
     doc = json.loads(response.body)
-    assert doc["openapi"].startswith("3.")
-    described = set(doc["paths"])
-    for pattern, _ in RUN_HANDLERS:
-        normalized = pattern.replace("([^/]+)", "{}")
-        assert any(_matches(normalized, p) for p in described), pattern
+    assert doc["openapi"].startswith("3.1")
+    described = {(_template(path), method) for path, ops in doc["paths"].items() for method in ops}
+    live = set()
+    app = jp_serverapp.web_app
+    rules = [*app.wildcard_router.rules, *(r for host in app.default_router.rules for r in getattr(host.target, "rules", []))]
+    for rule in rules:
+        pattern = getattr(rule.matcher, "regex", None)
+        if pattern is None or "/polaris/" not in pattern.pattern:
+            continue
+        handler = rule.target
+        if issubclass(handler, WebSocketHandler):
+            methods = ["get"]
+        else:
+            methods = [m for m in ("get", "post", "put", "patch", "delete") if m in vars(handler)]
+        path = "/polaris/" + pattern.pattern.split("/polaris/", 1)[1].rstrip("$")
+        live |= {(re.sub(r"\(\?P<\w+>\[\^/\]\+\)", "{}", path), m) for m in methods}
+    assert live == described, (live ^ described)
 
 
-def _matches(pattern: str, path: str) -> bool:
-    a, b = pattern.strip("/").split("/"), path.strip("/").split("/")
-    return len(a) == len(b) and all(x == y or (x == "{}" and y.startswith("{")) for x, y in zip(a, b))
+def _template(path: str) -> str:
+    return re.sub(r"\{\w+\}", "{}", path)
 
 
 async def test_websocket_streams_and_resumes(jp_fetch: Any, jp_ws_fetch: Any, polaris: Any) -> None:

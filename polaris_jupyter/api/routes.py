@@ -1,0 +1,230 @@
+"""Every Polaris route, described once.
+
+A :class:`Route` names its method, path template, the :class:`~polaris_jupyter.api.PolarisAPI`
+method that serves it, its query parameters, request body and answer schemas. From this one
+table come the tornado handlers (``polaris_jupyter.server.handlers``), request validation
+(``validate.py``), the OpenAPI document (``openapi.py``, and from it the TypeScript types) and
+the remote kernel backend's requests — so the copies cannot drift.
+
+Path templates use OpenAPI's ``{name}`` form; each path parameter and query parameter reaches
+the API method as a keyword argument of the same name in snake_case (``runId`` → ``run_id``),
+and a validated request body as ``body``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from polaris_jupyter.api.schemas import (
+    BATCH_REQUEST,
+    BOOL,
+    MAX_MESSAGE_CHARS,
+    NON_EMPTY,
+    STR,
+    array_of,
+    obj,
+    ref,
+)
+
+__all__ = ["API_PREFIX", "ROUTES", "Param", "Route", "route", "route_for", "snake_case"]
+
+API_PREFIX = "/polaris/api/v1"
+Schema = dict[str, Any]
+
+
+def snake_case(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+@dataclass(frozen=True)
+class Param:
+    """A query parameter: its wire name, schema and meaning."""
+
+    name: str
+    schema: Schema
+    description: str = ""
+
+    @property
+    def arg(self) -> str:
+        return snake_case(self.name)
+
+
+@dataclass(frozen=True)
+class Route:
+    """One operation of the REST surface (or, with ``websocket``, a WebSocket endpoint)."""
+
+    op: str
+    method: str
+    path: str
+    summary: str
+    response: Schema | None = None
+    status: int = 200
+    body: Schema | None = None
+    body_required: bool = True
+    query: tuple[Param, ...] = ()
+    errors: tuple[int, ...] = ()
+    description: str = ""
+    websocket: bool = False
+    tag: str = "runs"
+    path_params: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path_params", tuple(re.findall(r"\{(\w+)\}", self.path)))
+
+    @property
+    def pattern(self) -> str:
+        """The tornado URL pattern: each ``{name}`` becomes a named group of one path segment."""
+        return re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.path)
+
+    def url(self, **params: Any) -> str:
+        """The path with its parameters filled in (for clients)."""
+        from urllib.parse import quote
+
+        return re.sub(r"\{(\w+)\}", lambda m: quote(str(params[snake_case(m.group(1))]), safe=""), self.path)
+
+
+_TEXT = {"type": "string", "minLength": 1, "maxLength": 20_000}
+_CONTENT = {"type": "string", "minLength": 1, "maxLength": MAX_MESSAGE_CHARS}
+_TITLE = {"type": "string", "maxLength": 10_000}
+_LIST_OF = {"Run": ref("RunPage")}
+
+
+def _data(schema: Schema) -> Schema:
+    return obj({"data": array_of(schema)}, ("data",))
+
+
+def route(op: str, method: str, path: str, summary: str, **kw: Any) -> Route:
+    return Route(op=op, method=method, path=API_PREFIX + path, summary=summary, **kw)
+
+
+ROUTES: tuple[Route, ...] = (
+    # -- service --------------------------------------------------------------------------------
+    route("health", "GET", "/health", "Engine status, version, last event sequence, task-module import errors",
+          response=ref("Health"), tag="service"),
+    Route("openapi", "GET", "/polaris/api/openapi.json", "This document", response={"type": "object"}, tag="service"),
+    route("events", "GET", "/events", "WebSocket: every event (or one run's / conversation's), resumable by since",
+          websocket=True, tag="service",
+          query=(Param("run", STR), Param("conversation", STR), Param("since", {"type": "integer", "minimum": 0})),
+          description="Each text frame is one Event as JSON. Reconnect with since=<last seq seen> to miss nothing; "
+          "a client that cannot keep up is closed with code 4000 and resumes the same way."),
+    # -- tasks and runs ---------------------------------------------------------------------------
+    route("list_tasks", "GET", "/tasks", "List registered tasks",
+          response=obj({"tasks": array_of(ref("Task"))}, ("tasks",))),
+    route("trigger", "POST", "/tasks/{taskId}/trigger",
+          "Trigger a run of a task (Jupyter auth or Authorization: Bearer <internal key>)",
+          body=ref("TriggerRequest"), body_required=False, response=ref("Triggered"), errors=(400, 404, 413)),
+    route("batch_trigger", "POST", "/tasks/{taskId}/batch", "Trigger up to 1,000 runs of a task in one request",
+          body=BATCH_REQUEST,
+          response=obj({"batchId": STR, "runs": array_of(ref("Triggered"))}, ("batchId", "runs")),
+          errors=(400, 404, 413)),
+    route("list_runs", "GET", "/runs", "List runs, newest first, with filters and cursor paging",
+          query=(
+              Param("status", STR, "comma-separated statuses"),
+              Param("task", STR),
+              Param("tag", STR),
+              Param("conversation", STR),
+              Param("batch", STR),
+              Param("cursor", STR),
+              Param("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
+          ),
+          response=_LIST_OF["Run"], errors=(400,)),
+    route("get_run", "GET", "/runs/{runId}", "A run with its attempts, logs and output",
+          response=ref("Run"), errors=(404,)),
+    route("cancel_run", "POST", "/runs/{runId}/cancel", "Cancel a run that is not final",
+          response=ref("Run"), errors=(404,)),
+    route("replay_run", "POST", "/runs/{runId}/replay",
+          "Start a new run with the same payload (resume keeps checkpoints)",
+          body=obj({"resume": BOOL}), body_required=False,
+          response=obj({"id": STR}, ("id",)), errors=(400, 404, 409)),
+    route("run_events", "GET", "/runs/{runId}/events", "Events of a run after a per-run sequence number",
+          query=(Param("since", {"type": "integer", "minimum": 0, "default": 0}),
+                 Param("limit", {"type": "integer", "minimum": 1, "maximum": 10_000, "default": 1000})),
+          response=obj({"events": array_of(ref("Event")), "lastSeq": {"type": "integer"}}, ("events", "lastSeq")),
+          errors=(400, 404)),
+    route("revert_run", "POST", "/runs/{runId}/revert", "Undo every file edit a run made",
+          description="Refused with 409 (nothing changed) when a file changed after the run; "
+          "`force` overwrites those changes.",
+          body=obj({"force": BOOL}), body_required=False,
+          response=obj({"reverted": array_of(STR)}, ("reverted",)), errors=(400, 404, 409), tag="chat"),
+    route("run_edits", "GET", "/runs/{runId}/edits", "File edits of a run with their diffs",
+          response=obj({"edits": array_of({"type": "object"})}, ("edits",)), errors=(404,), tag="chat"),
+    route("metrics", "GET", "/metrics",
+          "Per-task counts, success rate, duration p50/p95, attempts, retries; hourly series",
+          query=(Param("task", STR), Param("hours", {"type": "integer", "minimum": 0, "maximum": 8760, "default": 0})),
+          response=obj({"tasks": array_of({"type": "object"}), "series": array_of({"type": "object"})},
+                       ("tasks", "series")),
+          errors=(400,)),
+    route("list_schedules", "GET", "/schedules", "List cron schedules", response=_data(ref("Schedule"))),
+    route("create_schedule", "POST", "/schedules", "Create a cron schedule for a task",
+          body=obj({"task": NON_EMPTY, "cron": NON_EMPTY, "timezone": NON_EMPTY, "externalId": NON_EMPTY,
+                    "payload": {}}, ("task", "cron")),
+          response=ref("Schedule"), status=201, errors=(400, 404)),
+    route("delete_schedule", "DELETE", "/schedules/{scheduleId}", "Delete a schedule",
+          status=204, errors=(400, 404)),
+    route("kernel_tasks", "GET", "/kernel-tasks",
+          "Kernels connected as task workers, the tasks they define, and tasks waiting for a kernel",
+          response=obj({"kernels": array_of({"type": "object"}), "waiting": array_of({"type": "object"})},
+                       ("kernels", "waiting"))),
+    route("kernel_worker", "GET", "/kernel-worker",
+          "WebSocket for kernels that define tasks: they claim task ids and run their attempts",
+          websocket=True, tag="service",
+          query=(Param("kernel", STR), Param("name", STR))),
+    # -- chat -----------------------------------------------------------------------------------
+    route("list_conversations", "GET", "/conversations", "List conversations",
+          response=_data(ref("Conversation")), tag="chat"),
+    route("create_conversation", "POST", "/conversations", "Create a conversation",
+          body=obj({"title": _TITLE}), body_required=False,
+          response=ref("Conversation"), status=201, errors=(400,), tag="chat"),
+    route("get_conversation", "GET", "/conversations/{conversationId}", "A conversation",
+          response=ref("Conversation"), errors=(404,), tag="chat"),
+    route("rename_conversation", "PATCH", "/conversations/{conversationId}", "Rename a conversation",
+          body=obj({"title": _TITLE}, ("title",)), response=ref("Conversation"), errors=(400, 404), tag="chat"),
+    route("delete_conversation", "DELETE", "/conversations/{conversationId}",
+          "Delete a conversation and its messages", status=204, errors=(404, 409), tag="chat"),
+    route("list_messages", "GET", "/conversations/{conversationId}/messages", "Messages of a conversation",
+          response=_data(ref("Message")), errors=(404,), tag="chat"),
+    route("post_message", "POST", "/conversations/{conversationId}/messages",
+          "Post a user message: triggers process-message and returns at once (409 while busy)",
+          body=obj({"content": _CONTENT, "context": ref("MessageContext")}, ("content",)),
+          response=ref("Accepted"), status=202, errors=(400, 404, 409, 413), tag="chat"),
+    route("cancel_message", "POST", "/messages/{messageId}/cancel", "Cancel an answer in progress",
+          response=ref("Message"), errors=(404,), tag="chat"),
+    route("retry_message", "POST", "/messages/{messageId}/retry", "Retry a failed or cancelled answer",
+          response=ref("Accepted"), status=202, errors=(400, 404, 409), tag="chat"),
+    route("get_config", "GET", "/config", "Model providers and the active one", response=ref("ModelConfig"),
+          tag="chat"),
+    route("set_model", "PUT", "/config", "Choose the provider and/or model",
+          body=obj({"provider": NON_EMPTY, "model": NON_EMPTY}, minProperties=1),
+          response=ref("ModelConfig"), errors=(400,), tag="chat"),
+    # -- generation -------------------------------------------------------------------------------
+    route("list_project_kinds", "GET", "/project-kinds",
+          "Project kinds a generation can use, with their steps and dependencies",
+          response=obj({"kinds": array_of(ref("ProjectKind"))}, ("kinds",)), tag="generation"),
+    route("get_project_kind", "GET", "/project-kinds/{kindId}", "One project kind with its step prompts",
+          response=ref("ProjectKind"), errors=(404,), tag="generation"),
+    route("generate", "POST", "/generate",
+          "Start generating a project into a folder of the workspace; returns the run id at once",
+          description="400: bad input, unknown kind or folder outside the workspace; 409: folder not empty "
+          "without overwrite, or already being generated.",
+          body=obj(
+              {
+                  "description": _TEXT,
+                  "kind": NON_EMPTY,
+                  "path": NON_EMPTY,
+                  "overwrite": BOOL,
+                  "plan": {"type": "object", "description": "A custom kind (same shape as GET project-kinds/{kindId}) "
+                           "whose id equals kind; for kinds this server does not know"},
+              },
+              ("description", "kind", "path"),
+          ),
+          response=obj({"runId": STR}, ("runId",)), status=202, errors=(400, 409), tag="generation"),
+)
+
+_BY_OP = {r.op: r for r in ROUTES}
+assert len(_BY_OP) == len(ROUTES), "route ops must be unique"
+
+
+def route_for(op: str) -> Route:
+    return _BY_OP[op]

@@ -1,0 +1,226 @@
+"""The wire schemas (JSON Schema 2020-12, as OpenAPI 3.1 uses it), written once.
+
+The route table (``routes.py``) points at these for request bodies and answers; the OpenAPI
+document, request validation and the TypeScript types (generated from the document by
+``openapi-typescript``) all come from them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from polaris_jupyter.jobs import MAX_BATCH_ITEMS, RunStatus
+
+__all__ = ["COMPONENTS", "MAX_MESSAGE_CHARS", "array_of", "nullable", "obj", "ref"]
+
+Schema = dict[str, Any]
+
+#: The longest user message (characters) a conversation accepts.
+MAX_MESSAGE_CHARS = 100_000
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(schema: Schema) -> Schema:
+    """``schema`` or JSON null."""
+    if set(schema) == {"type"} and isinstance(schema["type"], str):
+        return {"type": [schema["type"], "null"]}
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def obj(properties: dict[str, Schema], required: tuple[str, ...] = (), *, closed: bool = False, **extra: Any) -> Schema:
+    schema: Schema = {"type": "object", "properties": properties, **extra}
+    if required:
+        schema["required"] = list(required)
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def array_of(items: Schema, **extra: Any) -> Schema:
+    return {"type": "array", "items": items, **extra}
+
+
+STR: Schema = {"type": "string"}
+NON_EMPTY: Schema = {"type": "string", "minLength": 1}
+BOOL: Schema = {"type": "boolean"}
+INT: Schema = {"type": "integer"}
+NUM: Schema = {"type": "number"}
+ANY: Schema = {}
+NULL_STR = nullable(STR)
+NULL_NUM = nullable(NUM)
+#: A duration: seconds as a number, or a text such as "10s", "5m", "2h".
+DURATION: Schema = {"type": ["number", "string"], "minimum": 0}
+
+_RUN_STATUS: Schema = {"type": "string", "enum": [s.value for s in RunStatus]}
+_MESSAGE_STATUS: Schema = {"type": "string", "enum": ["pending", "processing", "completed", "failed", "cancelled"]}
+
+COMPONENTS: dict[str, Schema] = {
+    "Error": obj({"message": STR, "reason": NULL_STR}, ("message",)),
+    "TriggerOptions": obj(
+        {
+            "delay": DURATION,
+            "ttl": DURATION,
+            "idempotencyKey": {"type": "string", "minLength": 1, "maxLength": 256},
+            "idempotencyKeyTTL": DURATION,
+            "idempotencyKeyScope": {"type": "string", "enum": ["global", "run", "attempt"]},
+            "tags": array_of({"type": "string", "minLength": 1, "maxLength": 128}, maxItems=10),
+            "metadata": {"type": "object"},
+            "concurrencyKey": {"type": "string", "minLength": 1, "maxLength": 256},
+            "queue": {"type": "string", "minLength": 1, "maxLength": 256},
+            "maxAttempts": {"type": "integer", "minimum": 1, "maximum": 100},
+            "maxDuration": DURATION,
+        },
+        closed=True,
+    ),
+    "TriggerRequest": obj({"payload": ANY, "options": ref("TriggerOptions")}),
+    "Triggered": obj({"id": STR, "isCached": BOOL}, ("id", "isCached")),
+    "Run": obj(
+        {
+            "id": STR,
+            "taskId": STR,
+            "status": _RUN_STATUS,
+            "payload": ANY,
+            "output": ANY,
+            "error": nullable({"type": "object"}),
+            "attemptCount": INT,
+            "maxAttempts": INT,
+            "createdAt": STR,
+            "updatedAt": NULL_STR,
+            "startedAt": NULL_STR,
+            "finishedAt": NULL_STR,
+            "delayUntil": NULL_STR,
+            "ttlS": NULL_NUM,
+            "idempotencyKey": NULL_STR,
+            "tags": array_of(STR),
+            "metadata": {"type": "object"},
+            "concurrencyKey": NULL_STR,
+            "queue": STR,
+            "durationMs": NULL_NUM,
+            "replayedFrom": NULL_STR,
+            "waitingReason": NULL_STR,
+            "batchId": NULL_STR,
+            "parentId": NULL_STR,
+            "attempts": array_of({"type": "object"}, description="only in GET /runs/{runId}"),
+            "logs": array_of({"type": "object"}, description="only in GET /runs/{runId}"),
+        },
+        ("id", "taskId", "status", "attemptCount", "createdAt", "tags", "metadata"),
+    ),
+    "RunPage": obj({"data": array_of(ref("Run")), "nextCursor": NULL_STR}, ("data", "nextCursor")),
+    "Event": obj(
+        {
+            "seq": INT,
+            "runId": NULL_STR,
+            "runSeq": nullable(INT),
+            "conversationId": NULL_STR,
+            "type": STR,
+            "data": {"type": "object"},
+            "ts": STR,
+        },
+        ("seq", "type", "data", "ts"),
+    ),
+    "Task": obj({"id": STR, "queue": {"type": "object"}, "retry": {"type": "object"}}, ("id", "queue", "retry")),
+    "Schedule": obj(
+        {
+            "id": STR,
+            "taskId": STR,
+            "cron": STR,
+            "timezone": STR,
+            "active": BOOL,
+            "declarative": BOOL,
+            "lastTimestamp": NULL_STR,
+            "nextRun": NULL_STR,
+            "payload": ANY,
+        },
+        ("id", "taskId", "cron", "timezone"),
+    ),
+    "Conversation": obj(
+        {"id": STR, "title": STR, "workspace": STR, "createdAt": STR, "updatedAt": STR},
+        ("id", "title", "createdAt", "updatedAt"),
+    ),
+    "ToolCall": obj(
+        {
+            "id": STR,
+            "name": STR,
+            "arguments": ANY,
+            "status": {"type": "string", "enum": ["running", "succeeded", "failed"]},
+            "summary": NULL_STR,
+            "error": NULL_STR,
+            "durationMs": NULL_NUM,
+            "diff": NULL_STR,
+        },
+        ("id", "name", "status"),
+    ),
+    "Message": obj(
+        {
+            "id": STR,
+            "conversationId": STR,
+            "role": {"type": "string", "enum": ["user", "assistant", "tool"]},
+            "content": STR,
+            "status": _MESSAGE_STATUS,
+            "runId": NULL_STR,
+            "toolCalls": array_of(ref("ToolCall")),
+            "error": nullable({"type": "object"}),
+            "usage": nullable({"type": "object"}),
+            "provider": NULL_STR,
+            "model": NULL_STR,
+            "createdAt": STR,
+            "updatedAt": STR,
+            "revertedAt": {"type": "string", "description": "set when the answer's file edits were reverted"},
+        },
+        ("id", "conversationId", "role", "content", "status", "toolCalls"),
+    ),
+    "MessageContext": obj(
+        {"currentFile": {"type": "string", "maxLength": 4096}},
+        description="What the user is looking at; the model is told about it.",
+    ),
+    "Accepted": obj({"messageId": STR, "runId": STR}, ("messageId", "runId")),
+    "ModelConfig": obj(
+        {
+            "providers": array_of({"type": "object"}),
+            "active": {"type": "object"},
+            "error": NULL_STR,
+            "override": {"type": "object"},
+        },
+        ("providers", "active"),
+    ),
+    "ProjectStep": obj(
+        {
+            "id": STR,
+            "title": STR,
+            "dependsOn": array_of(STR),
+            "action": {"type": "string", "enum": ["model", "validate"]},
+            "maxModelSteps": {"type": "integer", "minimum": 0},
+            "firstTool": NULL_STR,
+            "prompt": STR,
+            "minFiles": {"type": "integer", "minimum": 0},
+            "files": array_of(STR),
+        },
+        ("id", "title", "dependsOn", "action", "maxModelSteps"),
+    ),
+    "ProjectKind": obj(
+        {"id": STR, "title": STR, "description": STR, "steps": array_of(ref("ProjectStep"))},
+        ("id", "title", "steps"),
+    ),
+    "Health": obj(
+        {
+            "ok": BOOL,
+            "version": STR,
+            "activeRuns": INT,
+            "lastEventSeq": INT,
+            "storeBytesWritten": INT,
+            "parts": array_of(STR),
+            "taskModuleErrors": array_of(
+                obj({"module": STR, "error": STR, "traceback": STR}, ("module", "error")),
+                description="task modules (PolarisConfig.task_modules) that failed to import; the rest work",
+            ),
+        },
+        ("ok", "version", "lastEventSeq"),
+    ),
+}
+
+BATCH_REQUEST: Schema = obj(
+    {"items": array_of(ref("TriggerRequest"), minItems=1, maxItems=MAX_BATCH_ITEMS)}, ("items",)
+)
