@@ -9,6 +9,7 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
+import { answerMimePlugin } from './answerMime';
 import { PolarisClient } from './api';
 import { generateProject } from './generateDialog';
 import { errorText } from './renderer/chatView';
@@ -159,4 +160,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+export default [plugin, answerMimePlugin];

@@ -67,12 +67,12 @@ test('headings, emphasis, lists, quotes and tables', () => {
 });
 
 test('mergeDelta appends, ignores duplicates, keeps overlaps once and detects gaps', () => {
-  assert.deepEqual(r.mergeDelta('Hel', 3, 'lo'), { content: 'Hello', result: 'applied' });
-  assert.deepEqual(r.mergeDelta('Hello', 0, 'Hello'), { content: 'Hello', result: 'duplicate' });
-  assert.deepEqual(r.mergeDelta('Hello', 2, 'llo'), { content: 'Hello', result: 'duplicate' });
-  assert.deepEqual(r.mergeDelta('Hello', 4, 'o world'), { content: 'Hello world', result: 'applied' });
-  assert.deepEqual(r.mergeDelta('Hello', 9, 'x'), { content: 'Hello', result: 'gap' });
-  assert.deepEqual(r.mergeDelta('Hello', -1, 'x'), { content: 'Hello', result: 'gap' });
+  assert.deepEqual(r.mergeDelta('Hel', 3, 'lo'), { content: 'Hello', result: 'applied', length: 5 });
+  assert.deepEqual(r.mergeDelta('Hello', 0, 'Hello'), { content: 'Hello', result: 'duplicate', length: 5 });
+  assert.deepEqual(r.mergeDelta('Hello', 2, 'llo'), { content: 'Hello', result: 'duplicate', length: 5 });
+  assert.deepEqual(r.mergeDelta('Hello', 4, 'o world'), { content: 'Hello world', result: 'applied', length: 11 });
+  assert.deepEqual(r.mergeDelta('Hello', 9, 'x'), { content: 'Hello', result: 'gap', length: 5 });
+  assert.deepEqual(r.mergeDelta('Hello', -1, 'x'), { content: 'Hello', result: 'gap', length: 5 });
 });
 
 const msg = (extra = {}) => ({

@@ -1,9 +1,10 @@
 """Streaming one assistant answer into ONE cell output that updates in place.
 
-The answer is rebuilt from chat events (deltas by char offset, tool-call cards, status), on the
-Polaris loop thread; the cell's own thread redraws a display handle at most every
-``REDRAW_INTERVAL_S`` and always once at the end. Ctrl-C / kernel interrupt stops the answer
-(the message is cancelled) and the output says so.
+The answer is rebuilt from chat events (deltas by code-point offset, tool-call cards, status)
+on the Polaris loop thread by :class:`AnswerState`, the Python twin of the lab renderer's
+reducer; the cell's own thread redraws a display handle at most every ``REDRAW_INTERVAL_S`` and
+always once at the end. Ctrl-C / kernel interrupt stops the answer (the message is cancelled)
+and the output says so.
 """
 
 from __future__ import annotations
@@ -15,19 +16,54 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from polaris_jupyter.chat.store import MessageStatus
+
 if TYPE_CHECKING:
     from polaris_jupyter.kernel.client import Polaris
 
-__all__ = ["AnswerState", "follow_answer", "stream_answer"]
+__all__ = ["ANSWER_MIME_TYPE", "AnswerState", "follow_answer", "merge_delta", "stream_answer"]
 
 #: At most this often a streaming answer redraws its output (10 updates/s, far below iopub limits).
 REDRAW_INTERVAL_S = 0.1
-FINAL_MESSAGE_STATUSES = frozenset({"completed", "failed", "cancelled"})
+FINAL_MESSAGE_STATUSES = frozenset(s.value for s in MessageStatus if s.is_final)
+#: The cell output's rich mime type, drawn by the lab extension's renderer (answerMime.ts).
+ANSWER_MIME_TYPE = "application/vnd.polaris.answer+json"
+ANSWER_PAYLOAD_VERSION = 1
+_TOOL_EVENTS = ("toolcall.started", "toolcall.finished")
+
+
+def merge_delta(content: str, length: int, offset: Any, delta: str) -> tuple[str, str]:
+    """Apply ``delta`` at ``offset`` (code points, as the server counts) to ``content`` of
+    ``length`` code points: ``(content, "applied" | "duplicate" | "gap")``. An overlap keeps
+    what we have and appends only the new tail, as ``mergeDelta`` in renderer/stream.ts."""
+    valid = isinstance(offset, (int, float)) and not isinstance(offset, bool) and float(offset).is_integer()
+    if not valid or offset < 0 or offset > length:
+        return content, "gap"
+    start = int(offset)
+    if start + len(delta) <= length:
+        return content, "duplicate"
+    return content + delta[length - start :], "applied"
+
+
+def _upsert_tool_call(calls: dict[str, dict[str, Any]], call: dict[str, Any]) -> None:
+    existing = calls.get(call["id"])
+    if existing is not None and existing.get("status") != "running" and call.get("status") == "running":
+        return  # a late "started" never undoes a "finished"
+    calls[call["id"]] = {**(existing or {}), **call}
+
+
+def _event_message_id(event: dict[str, Any]) -> Any:
+    data = event.get("data") or {}
+    return (data.get("message") or {}).get("id") if event.get("type") == "message.created" else data.get("messageId")
 
 
 @dataclass
 class AnswerState:
-    """The assistant message as the cell shows it."""
+    """The assistant message as the cell shows it, reduced from chat events.
+
+    The rules are those of ``applyMessageEvent`` / ``mergeMessage`` in the lab extension's
+    renderer/stream.ts; ``tests/fixtures/events/*.json`` pins both to the same results.
+    """
 
     message_id: str
     run_id: str | None = None
@@ -38,6 +74,8 @@ class AnswerState:
     provider: str | None = None
     model: str | None = None
     usage: dict[str, Any] | None = None
+    conversation_id: str | None = None
+    #: An event showed that an earlier one was missed: reload the stored message (``load``).
     gap: bool = False
 
     @property
@@ -47,63 +85,114 @@ class AnswerState:
     def copy(self) -> AnswerState:
         return replace(self, tool_calls={k: dict(v) for k, v in self.tool_calls.items()})
 
+    def to_json(self) -> dict[str, Any]:
+        """The message in the wire shape (camelCase, as ``GET .../messages`` answers)."""
+        return {
+            "id": self.message_id,
+            "conversationId": self.conversation_id,
+            "role": "assistant",
+            "runId": self.run_id,
+            "content": self.content,
+            "status": self.status,
+            "toolCalls": [dict(c) for c in self.tool_calls.values()],
+            "error": self.error,
+            "provider": self.provider,
+            "model": self.model,
+            "usage": self.usage,
+        }
+
+    @classmethod
+    def from_json(cls, message: dict[str, Any]) -> AnswerState:
+        state = cls(str(message["id"]))
+        state._take(message)
+        return state
+
+    def _take(self, message: dict[str, Any]) -> None:
+        self.run_id = message.get("runId")
+        self.content = message.get("content") or ""
+        self.status = str(message.get("status") or self.status)
+        self.tool_calls = {}
+        for call in message.get("toolCalls") or []:
+            if isinstance(call, dict) and call.get("id"):
+                _upsert_tool_call(self.tool_calls, call)
+        self.error, self.provider, self.model = message.get("error"), message.get("provider"), message.get("model")
+        self.usage = message.get("usage")
+        self.conversation_id = message.get("conversationId") or self.conversation_id
+
+    def merge(self, incoming: dict[str, Any]) -> None:
+        """Take a stored or created message. Within one run the longer streamed text and a final
+        status win over an older snapshot; another run (a retry) replaces it wholesale."""
+        if (self.run_id or None) != (incoming.get("runId") or None):
+            self._take(incoming)
+            return
+        content, status, error, calls = self.content, self.status, self.error, self.tool_calls
+        for key, attr in (("status", "status"), ("error", "error"), ("provider", "provider"), ("model", "model"), ("usage", "usage")):
+            if key in incoming:
+                setattr(self, attr, incoming[key])
+        new_content = incoming.get("content") or ""
+        self.content = content if len(content) > len(new_content) and content.startswith(new_content) else new_content
+        if status in FINAL_MESSAGE_STATUSES and incoming.get("status") not in FINAL_MESSAGE_STATUSES:
+            self.status, self.error = status, error
+        self.tool_calls = {k: dict(v) for k, v in calls.items()}
+        for call in incoming.get("toolCalls") or []:
+            if isinstance(call, dict) and call.get("id"):
+                _upsert_tool_call(self.tool_calls, call)
+
     def load(self, message: dict[str, Any]) -> None:
         """Take the stored message (a resync after a gap)."""
-        self.content = message.get("content") or ""
-        self.status = message.get("status") or self.status
-        self.run_id = message.get("runId") or self.run_id
-        self.tool_calls = {c["id"]: dict(c) for c in message.get("toolCalls") or [] if c.get("id")}
-        self.error = message.get("error")
-        self.provider = message.get("provider") or self.provider
-        self.model = message.get("model") or self.model
-        self.usage = message.get("usage") or self.usage
+        self.merge(message)
         self.gap = False
 
     def apply(self, event: dict[str, Any]) -> bool:
-        """Apply one event; True when something visible changed."""
+        """Apply one event; True when the state changed (a gap sets ``gap`` instead)."""
+        if _event_message_id(event) != self.message_id:
+            return False
         data = event.get("data") or {}
         kind = event.get("type")
-        if data.get("messageId") != self.message_id and not (
-            kind == "message.created" and (data.get("message") or {}).get("id") == self.message_id
-        ):
-            return False
+        event_run = event.get("runId")
+        other_run = bool(event_run and self.run_id and event_run != self.run_id)
         if kind == "message.created":
-            message = data.get("message") or {}
-            self.run_id = message.get("runId") or self.run_id
-            return False
+            self.merge(data["message"])
+            return True
         if kind == "message.delta":
-            offset, delta = int(data.get("offset", 0)), str(data.get("delta") or "")
-            if offset > len(self.content):
-                self.gap = True
+            if other_run or self.final:
+                return False  # another run's text, or a finished answer's (its text is complete)
+            delta = data.get("delta")
+            content, result = merge_delta(self.content, len(self.content), data.get("offset"), "" if delta is None else str(delta))
+            if result != "applied":
+                self.gap = self.gap or result == "gap"
                 return False
-            if offset + len(delta) <= len(self.content):
-                return False  # already have it
-            self.content = self.content[:offset] + delta
+            self.content = content
             if self.status == "pending":
                 self.status = "processing"
             return True
         if kind == "message.status":
-            status = str(data.get("status") or self.status)
-            if data.get("reset"):
-                self.content, self.tool_calls, self.error = "", {}, None
-            if self.final and status not in FINAL_MESSAGE_STATUSES:
+            return self._apply_status(data, event_run, other_run)
+        if kind in _TOOL_EVENTS:
+            call = data.get("toolCall")
+            if other_run or not isinstance(call, dict) or not call.get("id"):
                 return False
-            self.status = status
-            self.error = data.get("error", self.error if self.final else None)
-            self.provider = data.get("provider") or self.provider
-            self.model = data.get("model") or self.model
-            self.usage = data.get("usage") or self.usage
-            return True
-        if kind in ("toolcall.started", "toolcall.finished"):
-            call = data.get("toolCall") or {}
-            if not call.get("id"):
-                return False
-            existing = self.tool_calls.get(call["id"])
-            if existing is not None and existing.get("status") != "running" and call.get("status") == "running":
-                return False  # a late "started" never undoes a "finished"
-            self.tool_calls[call["id"]] = {**(existing or {}), **call}
+            _upsert_tool_call(self.tool_calls, call)
             return True
         return False
+
+    def _apply_status(self, data: dict[str, Any], event_run: str | None, other_run: bool) -> bool:
+        status = data["status"] if isinstance(data.get("status"), str) else self.status
+        final = status in FINAL_MESSAGE_STATUSES
+        if data.get("reset") or (other_run and not final):
+            self.content, self.tool_calls, self.error = "", {}, None
+        elif other_run or (self.final and not final):
+            return False  # the end of an older run, or older than what we hold
+        self.run_id = event_run or self.run_id
+        self.status = status
+        if data.get("error") is not None:
+            self.error = data["error"]
+        elif not final:
+            self.error = None
+        for key in ("usage", "provider", "model"):
+            if data.get(key) is not None:
+                setattr(self, key, data[key])
+        return True
 
 
 async def follow_answer(
@@ -141,7 +230,7 @@ def stream_answer(
     """
     since = client.call(client.backend.last_event_seq())
     posted = post()
-    state = AnswerState(message_id or posted["messageId"], posted.get("runId"))
+    state = AnswerState(message_id or posted["messageId"], posted.get("runId"), conversation_id=conversation_id)
     handle = show(state.copy())
     changes: queue.SimpleQueue[AnswerState] = queue.SimpleQueue()
     future = client.loop.submit(follow_answer(client, conversation_id, state, since, changes.put))

@@ -1,5 +1,8 @@
-"""HTML + plain-text views for cell outputs: a streamed answer, runs, tasks, config.
+"""Views for cell outputs: a streamed answer, runs, tasks, config.
 
+A streamed answer's bundle carries its state as ``application/vnd.polaris.answer+json``, which
+the lab extension draws with the chat sidebar's renderer; the ``text/html`` and ``text/plain``
+here are the fallbacks for other front ends, and the terminal prints the same lines.
 Model text and file contents can carry HTML, so markdown is rendered with raw HTML escaped and
 unsafe links dropped (mistune), and everything else goes through :func:`html.escape`.
 """
@@ -11,9 +14,9 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
-from polaris_jupyter.kernel._answer import AnswerState
+from polaris_jupyter.kernel._answer import ANSWER_MIME_TYPE, ANSWER_PAYLOAD_VERSION, AnswerState
 
-__all__ = ["RunsTable", "TasksTable", "TerminalAnswer", "answer_bundle", "config_bundle", "markdown_html"]
+__all__ = ["RunsTable", "TasksTable", "TerminalAnswer", "answer_bundle", "answer_html", "answer_text", "config_bundle", "markdown_html"]
 
 _STATUS_COLOR = {
     "COMPLETED": "#1a7f37",
@@ -84,22 +87,36 @@ def _tool_html(call: dict[str, Any]) -> str:
     return f"<div class='pj-cell-tool' style='{box}'>{head}</div>"
 
 
-def answer_bundle(state: AnswerState) -> dict[str, str]:
-    """The mimebundle of a streamed answer (``text/html`` + ``text/plain``)."""
+def _tool_line(call: dict[str, Any]) -> str:
+    summary = f" — {call['summary']}" if call.get("summary") else ""
+    return f"[{call.get('status') or 'running'}] {call.get('name')} {_short_json(call.get('arguments') or {}, 100)}{summary}"
+
+
+def _failure_note(state: AnswerState) -> str:
+    """What a failed or stopped answer says (the same words as the lab renderer)."""
+    if state.status not in ("failed", "cancelled"):
+        return ""
+    note = "Polaris could not finish this answer." if state.status == "failed" else "This answer was stopped."
+    return f"{note} {_error_text(state.error)}".strip()
+
+
+def answer_text(state: AnswerState) -> str:
+    """The answer as plain text (``text/plain`` and what a terminal shows at the end)."""
     label = _MESSAGE_LABEL.get(state.status, state.status)
     who = " · ".join(x for x in (state.provider, state.model) if x)
-    plain = [f"Polaris{f' ({who})' if who else ''}{f' — {label}' if label else ''}"]
-    for call in state.tool_calls.values():
-        plain.append(
-            f"  [{call.get('status', 'running')}] {call.get('name')} {_short_json(call.get('arguments') or {}, 100)}"
-            + (f" — {call['summary']}" if call.get("summary") else "")
-        )
+    lines = [f"Polaris{f' ({who})' if who else ''}{f' — {label}' if label else ''}"]
+    lines += [f"  {_tool_line(call)}" for call in state.tool_calls.values()]
     if state.content:
-        plain.append(state.content)
-    error = _error_text(state.error)
-    if state.status in ("failed", "cancelled"):
-        note = "Polaris could not finish this answer." if state.status == "failed" else "This answer was stopped."
-        plain.append(f"{note} {error}".strip() + "  (retry with %polaris retry)")
+        lines.append(state.content)
+    if _failure_note(state):
+        lines.append(f"{_failure_note(state)}  (retry with %polaris retry)")
+    return "\n".join(lines)
+
+
+def answer_html(state: AnswerState) -> str:
+    """The answer as HTML, for front ends without the lab extension (VS Code, nbviewer)."""
+    label = _MESSAGE_LABEL.get(state.status, state.status)
+    who = " · ".join(x for x in (state.provider, state.model) if x)
     badge = f" <span style='opacity:.7'>{escape(label)}</span>" if label else ""
     parts = [
         f"<div class='pj-cell-answer pj-cell-answer-{escape(state.status)}' style='{_BOX}'>",
@@ -112,14 +129,22 @@ def answer_bundle(state: AnswerState) -> dict[str, str]:
         parts.append(f"<div class='pj-cell-answer-body'>{markdown_html(state.content)}</div>")
     elif not state.final:
         parts.append("<div style='opacity:.6'>…</div>")
-    if state.status in ("failed", "cancelled"):
-        note = "Polaris could not finish this answer." if state.status == "failed" else "This answer was stopped."
+    if _failure_note(state):
         parts.append(
-            f"<div style='color:#cf222e'>{escape(note)} {escape(error)} "
+            f"<div style='color:#cf222e'>{escape(_failure_note(state))} "
             "<span style='opacity:.7'>(retry with <code>%polaris retry</code>)</span></div>"
         )
     parts.append("</div>")
-    return {"text/plain": "\n".join(plain), "text/html": "".join(parts)}
+    return "".join(parts)
+
+
+def answer_bundle(state: AnswerState) -> dict[str, Any]:
+    """The mimebundle of a streamed answer: the state for the lab renderer, plus fallbacks."""
+    return {
+        ANSWER_MIME_TYPE: {"version": ANSWER_PAYLOAD_VERSION, "message": state.to_json()},
+        "text/plain": answer_text(state),
+        "text/html": answer_html(state),
+    }
 
 
 class TerminalAnswer:
@@ -136,8 +161,7 @@ class TerminalAnswer:
         for call_id, call in state.tool_calls.items():
             status = str(call.get("status") or "running")
             if self.tools.get(call_id) != status and status != "running":
-                summary = f" — {call['summary']}" if call.get("summary") else ""
-                print(f"\n  [{status}] {call.get('name')} {_short_json(call.get('arguments') or {}, 100)}{summary}", flush=True)
+                print(f"\n  {_tool_line(call)}", flush=True)
             self.tools[call_id] = status
         if len(state.content) < self.printed:  # a retry started the text again
             print()
@@ -146,8 +170,7 @@ class TerminalAnswer:
         self.printed = len(state.content)
         if state.final:
             label = _MESSAGE_LABEL.get(state.status, state.status)
-            error = _error_text(state.error)
-            print(f"\n[{label}] {error}".rstrip() if label else "", flush=True)
+            print(f"\n[{label}] {_error_text(state.error)}".rstrip() if label else "", flush=True)
 
 
 def _when(iso_text: Any) -> str:

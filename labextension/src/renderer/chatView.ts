@@ -5,20 +5,10 @@
  */
 
 import { clear, h } from './dom';
-import { renderMarkdown } from './markdown';
-import { isFinal, mergeDelta, mergeMessage, upsertToolCall } from './stream';
-import { REVERT_CONFLICT, renderToolCard } from './toolcard';
-import {
-  ChatActions,
-  ChatContext,
-  ChatStatus,
-  Conversation,
-  isActive,
-  Message,
-  messageErrorText,
-  MessageStatus,
-  PolarisEvent
-} from './types';
+import { renderMessage } from './message';
+import { applyMessageEvent, eventMessageId, mergeMessage } from './stream';
+import { REVERT_CONFLICT } from './toolcard';
+import { ChatActions, ChatContext, ChatStatus, Conversation, isActive, Message, PolarisEvent } from './types';
 
 export type ConnectionState = 'connected' | 'connecting' | 'offline' | 'error';
 
@@ -28,15 +18,8 @@ interface Entry {
   renderedKey: string;
 }
 
-const ROLE_LABEL: Record<string, string> = { user: 'You', assistant: 'Polaris', tool: 'Tool' };
-
-const STATUS_LABEL: Record<MessageStatus, string> = {
-  pending: 'waiting',
-  processing: 'thinking…',
-  completed: '',
-  failed: 'failed',
-  cancelled: 'stopped'
-};
+/** The events that change one message (applyMessageEvent applies them). */
+const MESSAGE_EVENTS = new Set(['message.created', 'message.delta', 'message.status', 'toolcall.started', 'toolcall.finished']);
 
 function schedule(fn: () => void, windowMs: number): () => void {
   if (windowMs <= 16 && typeof requestAnimationFrame === 'function') {
@@ -187,103 +170,35 @@ export class ChatView {
       return;
     }
     const data = event.data ?? {};
-    switch (event.type) {
-      case 'message.created': {
-        const message = data.message as Message | undefined;
-        if (!message?.id) {
-          return;
-        }
-        const entry = this.entries.get(message.id);
-        if (entry) {
-          entry.message = mergeMessage(entry.message, message);
-          this.markDirty(message.id);
-        } else {
-          this.addEntry(mergeMessage(undefined, message));
-          this.updateEmpty();
-          this.markDirty(message.id);
-        }
-        return;
+    if (event.type === 'run.reverted') {
+      const runId = typeof data.runId === 'string' ? data.runId : '';
+      if (runId && this.revertStates.get(runId) !== 'reverting') {
+        this.revertStates.set(runId, 'reverted');
+        this.markRunDirty(runId);
       }
-      case 'message.delta': {
-        const entry = this.entries.get(data.messageId);
-        if (!entry) {
-          this.requestResync(`delta for unknown message ${data.messageId}`);
-          return;
-        }
-        if (this.isStale(entry.message, event)) {
-          return;
-        }
-        const merged = mergeDelta(entry.message.content ?? '', Number(data.offset), String(data.delta ?? ''));
-        if (merged.result === 'gap') {
-          this.requestResync(`gap in message ${data.messageId} at offset ${data.offset}`);
-          return;
-        }
-        if (merged.result === 'applied') {
-          entry.message = { ...entry.message, content: merged.content };
-          if (entry.message.status === 'pending') {
-            entry.message.status = 'processing';
-          }
-          this.markDirty(entry.message.id);
-        }
-        return;
-      }
-      case 'message.status': {
-        const entry = this.entries.get(data.messageId);
-        if (!entry) {
-          this.requestResync(`status for unknown message ${data.messageId}`);
-          return;
-        }
-        const status = data.status as MessageStatus;
-        let message = entry.message;
-        if (data.reset) {
-          // A retry or a new attempt: its text replaces the old one (never appended twice).
-          message = { ...message, content: '', toolCalls: [], error: null };
-        } else if (event.runId && message.runId && event.runId !== message.runId) {
-          if (isFinal(status)) {
-            return; // the end of an older run of this message
-          }
-          message = { ...message, runId: event.runId, content: '', toolCalls: [], error: null };
-        } else if (isFinal(message.status) && !isFinal(status)) {
-          return; // stale: older than what we already show
-        }
-        if (event.runId && !data.reset) {
-          message.runId = event.runId;
-        }
-        entry.message = {
-          ...message,
-          status,
-          error: data.error ?? (isFinal(status) ? message.error : null),
-          usage: data.usage ?? message.usage,
-          provider: data.provider ?? message.provider,
-          model: data.model ?? message.model
-        };
-        this.markDirty(message.id);
-        return;
-      }
-      case 'run.reverted': {
-        const runId = typeof data.runId === 'string' ? data.runId : '';
-        if (runId && this.revertStates.get(runId) !== 'reverting') {
-          this.revertStates.set(runId, 'reverted');
-          this.markRunDirty(runId);
-        }
-        return;
-      }
-      case 'toolcall.started':
-      case 'toolcall.finished': {
-        const entry = this.entries.get(data.messageId);
-        if (!entry) {
-          this.requestResync(`tool call for unknown message ${data.messageId}`);
-          return;
-        }
-        if (this.isStale(entry.message, event) || !data.toolCall?.id) {
-          return;
-        }
-        entry.message = { ...entry.message, toolCalls: upsertToolCall(entry.message.toolCalls, data.toolCall) };
-        this.markDirty(entry.message.id);
-        return;
-      }
-      default:
-        return;
+      return;
+    }
+    const id = eventMessageId(event);
+    if (!id || !MESSAGE_EVENTS.has(event.type)) {
+      return;
+    }
+    const entry = this.entries.get(id);
+    if (!entry && event.type === 'message.created') {
+      this.addEntry(mergeMessage(undefined, data.message as Message));
+      this.updateEmpty();
+      this.markDirty(id);
+      return;
+    }
+    if (!entry) {
+      this.requestResync(`${event.type} for unknown message ${id}`);
+      return;
+    }
+    const applied = applyMessageEvent(entry.message, event);
+    if (applied.result === 'gap') {
+      this.requestResync(`gap in message ${id} at offset ${data.offset}`);
+    } else if (applied.result === 'changed') {
+      entry.message = applied.message;
+      this.markDirty(entry.message.id);
     }
   }
 
@@ -360,10 +275,6 @@ export class ChatView {
   }
 
   // ---- internals --------------------------------------------------------
-
-  private isStale(message: Message, event: PolarisEvent): boolean {
-    return Boolean(event.runId && message.runId && event.runId !== message.runId);
-  }
 
   private requestResync(reason: string): void {
     if (this.resyncRequested) {
@@ -514,71 +425,11 @@ export class ChatView {
       return;
     }
     entry.renderedKey = key;
-    const el = entry.el;
-    el.className = `pj-msg pj-msg-${m.role} pj-msg-status-${m.status}`;
-
-    const meta = h('div', { className: 'pj-msg-meta' }, h('span', { className: 'pj-msg-role' }, ROLE_LABEL[m.role] ?? m.role));
-    const statusLabel = STATUS_LABEL[m.status] ?? m.status;
-    if (statusLabel && m.role === 'assistant') {
-      meta.appendChild(h('span', { className: `pj-badge pj-badge-${m.status}` }, statusLabel));
-    }
-    if (m.role === 'assistant' && m.model && isFinal(m.status)) {
-      meta.appendChild(h('span', { className: 'pj-msg-model' }, [m.provider, m.model].filter(Boolean).join(' · ')));
-    }
-
-    const oldCards = new Map<string, HTMLElement>();
-    el.querySelectorAll<HTMLElement>('.pj-tool[data-tool-id]').forEach(card => oldCards.set(card.dataset.toolId!, card));
-
-    const body = h('div', { className: 'pj-msg-body' });
-    if (m.role === 'tool') {
-      body.appendChild(h('pre', { className: 'pj-msg-tool-output' }, m.content));
-    } else if (m.content) {
-      body.classList.add('pj-markdown');
-      body.innerHTML = renderMarkdown(m.content); // sanitized: see markdown.ts
-    } else if (m.role === 'assistant' && isActive(m)) {
-      body.appendChild(h('span', { className: 'pj-typing', 'aria-label': 'thinking' }, h('span'), h('span'), h('span')));
-    }
-
-    const tools = h('div', { className: 'pj-msg-tools' });
-    for (const call of m.toolCalls ?? []) {
-      tools.appendChild(
-        renderToolCard(
-          call,
-          { runId: m.runId, onRevert: (runId, force) => this.revert(runId, force), revertState: revert || undefined },
-          oldCards.get(call.id)
-        )
-      );
-    }
-
-    const parts: HTMLElement[] = [meta];
-    if (m.toolCalls?.length) {
-      parts.push(tools);
-    }
-    parts.push(body);
-    const error = messageErrorText(m.error);
-    if (m.status === 'failed' || m.status === 'cancelled') {
-      const note =
-        m.status === 'failed'
-          ? 'Polaris could not finish this answer.'
-          : 'This answer was stopped.';
-      const failure = h('div', { className: 'pj-msg-error' }, h('span', null, note));
-      if (error.text && !(m.status === 'cancelled' && /cancel/i.test(error.text))) {
-        failure.appendChild(h('span', { className: 'pj-msg-error-detail', title: error.detail || null }, ` ${error.text}`));
-      }
-      if (m.role === 'assistant') {
-        const retry = h('button', { className: 'pj-button pj-button-secondary pj-retry', type: 'button' }, 'Retry');
-        retry.addEventListener('click', () => {
-          (retry as HTMLButtonElement).disabled = true;
-          void this.runAction(() => this.actions.retry(m.id), 'Could not retry');
-        });
-        failure.appendChild(h('div', { className: 'pj-msg-actions' }, retry));
-      }
-      parts.push(failure);
-    } else if (isActive(m) && error.text) {
-      parts.push(h('div', { className: 'pj-msg-retrying', title: error.detail || null }, `Retrying after an error: ${error.text}`));
-    }
-    clear(el);
-    el.append(...parts);
+    renderMessage(entry.el, m, {
+      onRetry: id => this.runAction(() => this.actions.retry(id), 'Could not retry'),
+      onRevert: (runId, force) => this.revert(runId, force),
+      revertState: revert || undefined
+    });
   }
 }
 

@@ -4,7 +4,7 @@
  */
 
 import { clear, formatDuration, h } from './dom';
-import { PolarisEvent } from './types';
+import { isFinalRun, PolarisEvent } from './types';
 
 export type StepState = 'pending' | 'started' | 'finished' | 'failed' | 'skipped';
 
@@ -37,8 +37,6 @@ const STATE_ICON: Record<StepState, string> = {
   failed: '✗',
   skipped: '↷'
 };
-
-const FINAL_RUN = new Set(['COMPLETED', 'FAILED', 'CANCELED', 'CRASHED', 'TIMED_OUT', 'EXPIRED']);
 
 export class ProgressView {
   readonly node: HTMLElement;
@@ -165,7 +163,7 @@ export class ProgressView {
     const { steps, files, status } = this.state;
     const total = Math.max(this.state.total, 0);
     const done = Math.min(this.state.done, total || this.state.done);
-    const pct = total > 0 ? Math.round((100 * done) / total) : FINAL_RUN.has(status) ? 100 : 0;
+    const pct = total > 0 ? Math.round((100 * done) / total) : isFinalRun(status) ? 100 : 0;
     this.barEl.style.width = `${pct}%`;
     this.barEl.parentElement?.setAttribute('aria-valuenow', String(pct));
     this.countEl.textContent = total > 0 ? `${done} / ${total} steps` : '';

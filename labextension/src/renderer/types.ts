@@ -101,11 +101,29 @@ export interface ChatStatus {
   model?: string | null;
 }
 
-export const FINAL_MESSAGE_STATUSES: ReadonlySet<MessageStatus> = new Set([
-  'completed',
-  'failed',
-  'cancelled'
+/** The message statuses after which nothing changes (but a retry, which starts a new run). */
+export const FINAL_MESSAGE_STATUSES: ReadonlySet<string> = new Set<MessageStatus>(['completed', 'failed', 'cancelled']);
+
+export function isFinalMessage(status: string): boolean {
+  return FINAL_MESSAGE_STATUSES.has(status);
+}
+
+/**
+ * The final run statuses (the server's `polaris_jupyter.jobs.FINAL_STATUSES`). `run.status`
+ * events say so themselves (`data.final`); this set is for statuses read from a run row.
+ */
+export const FINAL_RUN_STATUSES: ReadonlySet<string> = new Set([
+  'COMPLETED',
+  'FAILED',
+  'CANCELED',
+  'CRASHED',
+  'TIMED_OUT',
+  'EXPIRED'
 ]);
+
+export function isFinalRun(status: string): boolean {
+  return FINAL_RUN_STATUSES.has(status);
+}
 
 export function isActive(message: Message): boolean {
   return message.status === 'pending' || message.status === 'processing';

@@ -13,18 +13,8 @@ export const RUN_STATUSES = [
   'EXPIRED'
 ] as const;
 
-export const FINAL_RUN_STATUSES: ReadonlySet<string> = new Set([
-  'COMPLETED',
-  'FAILED',
-  'CANCELED',
-  'CRASHED',
-  'TIMED_OUT',
-  'EXPIRED'
-]);
-
-export function isFinalRun(status: string): boolean {
-  return FINAL_RUN_STATUSES.has(status);
-}
+// The final set has one home, shared with the notebook widgets' renderer.
+export { FINAL_RUN_STATUSES, isFinalRun } from '../renderer/types';
 
 /** CSS modifier for a status badge. */
 export function statusClass(status: string): string {

@@ -1,0 +1,142 @@
+/**
+ * One chat message as every Polaris view draws it: the chat sidebar, the notebook panel and
+ * the `%polaris ask` cell output (answerMime.ts) all call renderMessage, so an answer looks
+ * the same wherever it is shown.
+ */
+
+import { clear, h } from './dom';
+import { renderMarkdown } from './markdown';
+import { renderToolCard } from './toolcard';
+import { isActive, isFinalMessage, Message, messageErrorText, MessageStatus } from './types';
+
+const ROLE_LABEL: Record<string, string> = { user: 'You', assistant: 'Polaris', tool: 'Tool' };
+
+const STATUS_LABEL: Record<MessageStatus, string> = {
+  pending: 'waiting',
+  processing: 'thinking…',
+  completed: '',
+  failed: 'failed',
+  cancelled: 'stopped'
+};
+
+export interface MessageRenderOptions {
+  /** Retry a failed or stopped answer; without it a hint (`retryHint`) stands in for the button. */
+  onRetry?: (messageId: string) => Promise<unknown> | void;
+  /** What to tell the user instead of a Retry button, e.g. "Retry with %polaris retry". */
+  retryHint?: string;
+  /** Undo a run's file edits (the tool cards' "Revert this run"); no button without it. */
+  onRevert?: (runId: string, force?: boolean) => void;
+  /** The revert state of the message's run (see ToolCardOptions.revertState). */
+  revertState?: string;
+}
+
+/** Redraw `el` for `message`. Tool cards keep the sections the user opened or closed. */
+export function renderMessage(el: HTMLElement, m: Message, options: MessageRenderOptions = {}): void {
+  el.className = `pj-msg pj-msg-${m.role} pj-msg-status-${m.status}`;
+  el.dataset.messageId = m.id;
+
+  const meta = h('div', { className: 'pj-msg-meta' }, h('span', { className: 'pj-msg-role' }, ROLE_LABEL[m.role] ?? m.role));
+  const statusLabel = STATUS_LABEL[m.status] ?? m.status;
+  if (statusLabel && m.role === 'assistant') {
+    meta.appendChild(h('span', { className: `pj-badge pj-badge-${m.status}` }, statusLabel));
+  }
+  if (m.role === 'assistant' && m.model && isFinalMessage(m.status)) {
+    meta.appendChild(h('span', { className: 'pj-msg-model' }, [m.provider, m.model].filter(Boolean).join(' · ')));
+  }
+
+  const oldCards = new Map<string, HTMLElement>();
+  el.querySelectorAll<HTMLElement>('.pj-tool[data-tool-id]').forEach(card => oldCards.set(card.dataset.toolId!, card));
+
+  const body = h('div', { className: 'pj-msg-body' });
+  if (m.role === 'tool') {
+    body.appendChild(h('pre', { className: 'pj-msg-tool-output' }, m.content));
+  } else if (m.content) {
+    body.classList.add('pj-markdown');
+    body.innerHTML = renderMarkdown(m.content); // sanitized: see markdown.ts
+    addCopyButtons(body);
+  } else if (m.role === 'assistant' && isActive(m)) {
+    body.appendChild(h('span', { className: 'pj-typing', 'aria-label': 'thinking' }, h('span'), h('span'), h('span')));
+  }
+
+  const parts: HTMLElement[] = [meta];
+  if (m.toolCalls?.length) {
+    const tools = h('div', { className: 'pj-msg-tools' });
+    for (const call of m.toolCalls) {
+      tools.appendChild(
+        renderToolCard(call, { runId: m.runId, onRevert: options.onRevert, revertState: options.revertState }, oldCards.get(call.id))
+      );
+    }
+    parts.push(tools);
+  }
+  parts.push(body);
+  const error = messageErrorText(m.error);
+  if (m.status === 'failed' || m.status === 'cancelled') {
+    const note = m.status === 'failed' ? 'Polaris could not finish this answer.' : 'This answer was stopped.';
+    const failure = h('div', { className: 'pj-msg-error' }, h('span', null, note));
+    if (error.text && !(m.status === 'cancelled' && /cancel/i.test(error.text))) {
+      failure.appendChild(h('span', { className: 'pj-msg-error-detail', title: error.detail || null }, ` ${error.text}`));
+    }
+    if (m.role === 'assistant' && options.onRetry) {
+      const retry = h('button', { className: 'pj-button pj-button-secondary pj-retry', type: 'button' }, 'Retry');
+      const onRetry = options.onRetry;
+      retry.addEventListener('click', () => {
+        retry.disabled = true;
+        void onRetry(m.id);
+      });
+      failure.appendChild(h('div', { className: 'pj-msg-actions' }, retry));
+    } else if (m.role === 'assistant' && options.retryHint) {
+      failure.appendChild(h('div', { className: 'pj-msg-actions pj-msg-hint' }, options.retryHint));
+    }
+    parts.push(failure);
+  } else if (isActive(m) && error.text) {
+    parts.push(h('div', { className: 'pj-msg-retrying', title: error.detail || null }, `Retrying after an error: ${error.text}`));
+  }
+  clear(el);
+  el.append(...parts);
+}
+
+/** A `Copy code` button on every code block of a rendered reply. */
+function addCopyButtons(body: HTMLElement): void {
+  body.querySelectorAll('pre').forEach(pre => {
+    const button = h('button', { className: 'pj-button pj-copy-code', type: 'button', title: 'Copy this code to the clipboard' }, 'Copy code');
+    button.addEventListener('click', () => {
+      const text = pre.querySelector('code')?.textContent ?? pre.textContent ?? '';
+      void copyText(text).then(ok => {
+        button.textContent = ok ? 'Copied' : 'Copy failed';
+        button.setAttribute('aria-label', 'Copy code');
+        setTimeout(() => {
+          button.textContent = 'Copy code';
+          button.removeAttribute('aria-label');
+        }, 1500);
+      });
+    });
+    const block = h('div', { className: 'pj-code-block' }, button);
+    pre.replaceWith(block);
+    block.prepend(pre);
+  });
+}
+
+/** The clipboard API where the page may use it, else the old selection-copy way. */
+export async function copyText(text: string): Promise<boolean> {
+  try {
+    if (navigator.clipboard?.writeText) {
+      await navigator.clipboard.writeText(text);
+      return true;
+    }
+  } catch {
+    // not allowed here (insecure origin, no permission): fall through
+  }
+  const area = h('textarea', { className: 'pj-copy-buffer', readonly: true, 'aria-hidden': 'true' });
+  area.value = text;
+  area.style.position = 'fixed';
+  area.style.opacity = '0';
+  document.body.appendChild(area);
+  area.select();
+  try {
+    return document.execCommand('copy');
+  } catch {
+    return false;
+  } finally {
+    area.remove();
+  }
+}
