@@ -513,7 +513,12 @@ class Engine:
 
     # -- status, metadata, logs, events ------------------------------------------------------
     def _status_data(self, run: Run) -> dict[str, Any]:
-        data: dict[str, Any] = {"status": run.status.value, "attempt": run.attempt_count, "taskId": run.task_id}
+        data: dict[str, Any] = {
+            "status": run.status.value,
+            "final": run.status.is_final,  # so no client keeps its own copy of the final set
+            "attempt": run.attempt_count,
+            "taskId": run.task_id,
+        }
         if run.error is not None and run.status is not RunStatus.COMPLETED:
             data["error"] = {"name": run.error.get("name"), "message": run.error.get("message")}
         if run.status is RunStatus.COMPLETED and run.output is not None:
