@@ -23,7 +23,12 @@ from polaris_jupyter.tools._fileio import (
 )
 from polaris_jupyter.tools.base import MAX_TOOL_OUTPUT_CHARS, Tool, ToolContext, ToolError, ToolResult
 from polaris_jupyter.tools.edits import journal_edit, journal_folder
-from polaris_jupyter.tools.ignore import IgnoreRules, walk_entries
+from polaris_jupyter.tools.listing import (
+    DEFAULT_LIST_ENTRIES,
+    MAX_LIST_ENTRIES,
+    get_project_structure,
+    list_files,
+)
 from polaris_jupyter.tools.sandbox import (
     atomic_write_bytes,
     relative_to_root,
@@ -41,8 +46,6 @@ MAX_READ_BYTES = 2_000_000
 MAX_WRITE_BYTES = 5_000_000
 #: Total pre-image bytes deleteFile may journal; bigger deletes are refused (they could not be undone).
 MAX_DELETE_BYTES = 100_000_000
-MAX_LIST_ENTRIES = 1000
-MAX_TREE_ENTRIES = 3000
 
 @dataclass
 class _Read:
@@ -238,79 +241,6 @@ async def delete_file(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
                       data={"path": rel, "files": len(files), "folders": len(folders)})
 
 
-def _human_size(size_bytes: int) -> str:
-    size = float(size_bytes)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size_bytes} B"
-
-
-def _list_files(root: Path, rel_arg: str) -> tuple[str, list[dict[str, Any]], bool]:
-    folder = resolve_path(root, rel_arg, must_exist=True)
-    rel = relative_to_root(root, folder)
-    if not folder.is_dir():
-        raise ToolError(f"{rel!r} is a file, not a folder; use readFile to read it")
-    rules = IgnoreRules.for_root(root)
-    entries: list[dict[str, Any]] = []
-    with os.scandir(folder) as iterator:
-        raw = sorted(iterator, key=lambda e: (not e.is_dir(follow_symlinks=False), e.name))
-    for entry in raw[:MAX_LIST_ENTRIES]:
-        entry_rel = entry.name if rel == "." else f"{rel}/{entry.name}"
-        is_link = entry.is_symlink()
-        is_dir = entry.is_dir(follow_symlinks=False)
-        kind = "symlink" if is_link else "dir" if is_dir else "file"
-        size = entry.stat(follow_symlinks=False).st_size if kind == "file" else None
-        entries.append({"name": entry.name, "path": entry_rel, "type": kind, "size": size,
-                        "ignored": rules.is_ignored(entry_rel, is_dir)})
-    return rel, entries, len(raw) > MAX_LIST_ENTRIES
-
-
-async def list_files(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
-    args = check_args("listFiles", args, ("path",))
-    rel, entries, truncated = await asyncio.to_thread(_list_files, ctx.root, get_str(args, "path") or ".")
-    lines = []
-    for e in entries:
-        label = e["name"] + ("/" if e["type"] == "dir" else "")
-        info = _human_size(e["size"]) if e["type"] == "file" else e["type"]
-        lines.append(f"{label}  ({info}{', ignored' if e['ignored'] else ''})")
-    head = f"{rel}/ holds {len(entries)} entries" + (" (first shown only)" if truncated else "") + ":\n"
-    text = head + ("\n".join(lines) if lines else "(empty)")
-    return ToolResult(text, summary=f"Listed {rel} ({len(entries)} entries)", truncated=truncated,
-                      data={"path": rel, "entries": entries})
-
-
-def _project_tree(root: Path, max_entries: int) -> tuple[str, int, int, bool]:
-    lines: list[str] = [f"{Path(os.path.realpath(root)).name}/"]
-    n_files = n_dirs = 0
-    truncated = False
-    for rel, is_dir in walk_entries(root):
-        if n_files + n_dirs >= max_entries:
-            truncated = True
-            break
-        depth = rel.count("/") + 1
-        lines.append("  " * depth + rel.rsplit("/", 1)[-1] + ("/" if is_dir else ""))
-        n_dirs += is_dir
-        n_files += not is_dir
-    return "\n".join(lines), n_files, n_dirs, truncated
-
-
-async def get_project_structure(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
-    check_args("getProjectStructure", args, ())
-    max_entries = int(ctx.settings.get("max_tree_entries", MAX_TREE_ENTRIES))
-    tree, n_files, n_dirs, truncated = await asyncio.to_thread(_project_tree, ctx.root, max_entries)
-    footer = f"\n({n_files} files, {n_dirs} folders; .git, node_modules, virtualenvs, caches and .gitignore'd paths hidden)"
-    if truncated:
-        footer += f"\n… [truncated after {max_entries} entries; use listFiles on a folder to see more]"
-    text = tree + footer
-    if len(text) > MAX_TOOL_OUTPUT_CHARS:
-        text = text[: MAX_TOOL_OUTPUT_CHARS - 200] + "\n… [truncated: tree too large; use listFiles on a folder]"
-        truncated = True
-    return ToolResult(text, summary=f"Project: {n_files} files, {n_dirs} folders", truncated=truncated,
-                      data={"files": n_files, "folders": n_dirs})
-
-
 def _schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
 
@@ -366,9 +296,19 @@ TOOLS: list[Tool] = [
     ),
     Tool(
         name="listFiles",
-        description="List the entries of one folder (default: the workspace root) with type and size.",
+        description=(
+            "List the entries of one folder (default: the workspace root) with type and size, folders first. "
+            "The answer gives the folder's true entry count; a big folder comes in pages: call again with the "
+            "offset the answer names."
+        ),
         parameters=_schema(
-            {"path": {"type": "string", "description": "Folder relative to the workspace root; default '.'."}}, []
+            {
+                "path": {"type": "string", "description": "Folder relative to the workspace root; default '.'."},
+                "offset": {"type": "integer", "minimum": 0, "description": "Skip this many entries (paging; default 0)."},
+                "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIST_ENTRIES,
+                          "description": f"At most this many entries (default {DEFAULT_LIST_ENTRIES})."},
+            },
+            [],
         ),
         fn=os_errors_as_tool_errors(list_files),
         group="files",

@@ -17,7 +17,7 @@ DESIGN_PARAMS = {
     "readFile": {"path", "startLine", "endLine"},
     "writeFile": {"path", "content"},
     "deleteFile": {"path"},
-    "listFiles": {"path"},
+    "listFiles": {"path", "offset", "limit"},
     "getProjectStructure": set(),
     "readNotebook": {"path"},
     "editNotebookCell": {"path", "index", "source", "cellType"},
@@ -286,6 +286,49 @@ async def test_list_files(workspace: Path, ctx: ToolContext) -> None:
     assert sub.data and sub.data["entries"][0]["path"] == "src/a.py"
     with pytest.raises(ToolError, match="is a file"):
         await call("listFiles", {"path": "README.md"}, ctx)
+
+
+@pytest.mark.asyncio
+async def test_list_files_of_a_huge_folder_tells_the_true_count_and_pages(workspace: Path, ctx: ToolContext) -> None:
+    """1,500 entries with long names: the true count, each page within the tool output cap, and
+    following the named offsets visits every entry exactly once, in order."""
+    big = workspace / "big"
+    big.mkdir()
+    names = sorted(f"a-rather-long-generated-file-name-{i:04d}.json" for i in range(1490))
+    for name in names:
+        (big / name).write_text("{}")
+    folders = [f"folder-{i:02d}" for i in range(10)]
+    for name in folders:
+        (big / name).mkdir()
+    seen: list[str] = []
+    offset: int | None = 0
+    pages = 0
+    while offset is not None:
+        page = await call("listFiles", {"path": "big", "offset": offset}, ctx)
+        pages += 1
+        assert len(page.text) <= MAX_TOOL_OUTPUT_CHARS, len(page.text)
+        assert page.text.startswith("big/ holds 1500 entries; showing ")
+        assert page.data and page.data["total"] == 1500 and page.truncated
+        seen += [e["name"] for e in page.data["entries"]]
+        offset = page.data["nextOffset"]
+        if offset is not None:
+            assert f"call listFiles with path='big', offset={offset} for the next page" in page.text
+        assert pages < 20
+    assert seen == folders + names  # folders first, nothing lost, nothing twice
+    small = await call("listFiles", {"path": "big", "offset": 1495, "limit": 3}, ctx)
+    assert small.data and [e["name"] for e in small.data["entries"]] == names[1485:1488]
+    assert small.text.splitlines()[0] == "big/ holds 1500 entries; showing 1496-1498 (folders first, then by name):"
+    assert small.text.endswith("[2 more entries not shown: call listFiles with path='big', offset=1498 for the "
+                               "next page, or findFilesByPattern to filter]")
+    for bad, message in [({"path": "big", "offset": 1500}, "past the end: big/ holds 1500 entries"),
+                         ({"path": "big", "offset": -1}, "'offset' must be at least 0"),
+                         ({"path": "big", "limit": 0}, "'limit' must be at least 1"),
+                         ({"path": "big", "limit": 5000}, "'limit' must be at most 1000")]:
+        with pytest.raises(ToolError, match=message):
+            await call("listFiles", bad, ctx)
+    (workspace / "empty").mkdir()
+    empty = await call("listFiles", {"path": "empty"}, ctx)
+    assert empty.text == "empty/ is empty." and not empty.truncated
 
 
 def _make_project(root: Path) -> None:
