@@ -14,7 +14,15 @@ from typing import Any
 
 from polaris_jupyter.tools.base import ToolContext, ToolError, ToolFn, ToolResult
 
-__all__ = ["check_args", "get_bool", "get_int", "get_str", "os_errors_as_tool_errors"]
+__all__ = [
+    "check_args",
+    "check_searchable_text",
+    "get_bool",
+    "get_int",
+    "get_pattern",
+    "get_str",
+    "os_errors_as_tool_errors",
+]
 
 
 def check_args(tool: str, args: object, allowed: Iterable[str], required: Iterable[str] = ()) -> dict[str, Any]:
@@ -44,6 +52,34 @@ def get_str(args: dict[str, Any], name: str, *, default: str | None = None, max_
     if max_chars is not None and len(value) > max_chars:
         raise ToolError(f"argument {name!r} is too long ({len(value)} characters; at most {max_chars})")
     return value
+
+
+def check_searchable_text(name: str, value: str) -> str:
+    """Refuse text that no searched file can hold and no program argument can carry.
+
+    A NUL byte marks a file as binary (never searched) and cannot be passed to ripgrep or a
+    glob; an unpaired surrogate (a broken ``\\ud800`` escape) is not text at all. Both used to
+    escape as ValueError/UnicodeEncodeError, which the loop reports as an unexpected failure.
+    """
+    if "\x00" in value:
+        raise ToolError(
+            f"argument {name!r} contains a NUL byte (\\x00) at character {value.index(chr(0))}; files holding NUL "
+            "bytes are binary and never searched, so remove it"
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ToolError(
+            f"argument {name!r} holds an unpaired surrogate at character {exc.start} (a broken \\u escape); "
+            "send valid Unicode text"
+        ) from None
+    return value
+
+
+def get_pattern(args: dict[str, Any], name: str, *, max_chars: int | None = None) -> str | None:
+    """A regex, glob or name query argument: a string without NUL bytes or unpaired surrogates."""
+    value = get_str(args, name, max_chars=max_chars)
+    return None if value is None else check_searchable_text(name, value)
 
 
 def get_int(

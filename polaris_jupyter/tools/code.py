@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from polaris_jupyter.tools import code_python, code_ts, code_ts_nav, code_tsc
-from polaris_jupyter.tools._args import check_args, get_int, get_str
+from polaris_jupyter.tools._args import check_args, get_int, get_pattern, get_str
 from polaris_jupyter.tools.base import Tool, ToolContext, ToolError, ToolResult, cap_text
 from polaris_jupyter.tools.ignore import walk_files
 from polaris_jupyter.tools.outline import Language, OutlineCache, language_of
@@ -74,7 +74,7 @@ def find_symbols(root: str, query: str, kind: str) -> tuple[list[dict[str, Any]]
 
 async def _find_symbol_tool(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
     check_args("findSymbol", args, ("query", "kind"), required=("query",))
-    query = (get_str(args, "query", max_chars=200) or "").strip()
+    query = (get_pattern(args, "query", max_chars=200) or "").strip()
     if not query:
         raise ToolError("findSymbol: query must not be empty")
     kind = _choice(args, "kind", SYMBOL_KINDS, "all")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from polaris_jupyter.tools._args import check_searchable_text
 from polaris_jupyter.tools.base import ToolError
 
 __all__ = ["compile_glob"]
@@ -65,7 +66,7 @@ def compile_glob(pattern: str) -> tuple[Callable[[str], bool], str | None]:
     A glob without ``/`` matches the file name at any depth (``*.py``, ``test_*.ts``); one with
     ``/`` matches the whole relative path; ``**`` spans folders, ``{a,b}`` is alternation.
     """
-    glob = pattern.strip()
+    glob = check_searchable_text("glob", pattern).strip()
     while glob.startswith("./"):
         glob = glob[2:]
     if not glob:

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from polaris_jupyter.tools._args import check_args, get_bool, get_str
+from polaris_jupyter.tools._args import check_args, get_bool, get_pattern, get_str
 from polaris_jupyter.tools.base import Tool, ToolContext, ToolError, ToolResult, cap_text
 from polaris_jupyter.tools.globs import compile_glob
 from polaris_jupyter.tools.ignore import walk_files
@@ -55,8 +55,8 @@ async def search_files(
 
 async def _search_files_tool(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
     check_args("searchFiles", args, ("pattern", "filePattern", "caseSensitive"), required=("pattern",))
-    pattern = get_str(args, "pattern", max_chars=MAX_PATTERN_CHARS) or ""
-    file_glob = get_str(args, "filePattern", max_chars=MAX_PATTERN_CHARS) or None
+    pattern = get_pattern(args, "pattern", max_chars=MAX_PATTERN_CHARS) or ""
+    file_glob = get_pattern(args, "filePattern", max_chars=MAX_PATTERN_CHARS) or None
     case_sensitive = get_bool(args, "caseSensitive", default=False)
     outcome = await search_files(ctx, pattern, file_glob, case_sensitive)
     count = len(outcome.matches)
@@ -96,7 +96,7 @@ def find_files(root: str | Path, pattern: str, cap: int = MAX_RESULTS) -> tuple[
 
 async def _find_files_tool(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
     check_args("findFilesByPattern", args, ("pattern",), required=("pattern",))
-    pattern = get_str(args, "pattern", max_chars=MAX_PATTERN_CHARS) or ""
+    pattern = get_pattern(args, "pattern", max_chars=MAX_PATTERN_CHARS) or ""
     found, more = await asyncio.to_thread(find_files, ctx.root, pattern)
     if not found:
         text = f"No files match {pattern!r}."
@@ -137,7 +137,13 @@ def _entries(outline: Outline, pattern_type: str) -> list[tuple[int, int, str, s
 def search_codebase(
     root: str | Path, pattern_type: str, term: str | None, file_glob: str | None, cap: int = MAX_RESULTS
 ) -> tuple[list[dict[str, Any]], bool, int]:
-    """Syntax-aware matches over Python and TS/JS files; (results, more exist, files parsed)."""
+    """Syntax-aware matches over Python and TS/JS files; (results, more exist, files parsed).
+
+    With a ``searchTerm``, entries whose own name holds it come first, in walk order; entries
+    that match only through their detail (a method of a class whose name holds the term, the
+    imported names of a module) fill what is left of the cap. So "function cookie" lists
+    ``get_cookie`` before every method of ``CookieJar``.
+    """
     root = os.path.realpath(root)
     glob_match = compile_glob(file_glob)[0] if file_glob else None
     needle = term.lower() if term else None
@@ -145,7 +151,8 @@ def search_codebase(
     # so uncached files without it are not parsed at all
     must_contain = needle.encode() if needle and re.fullmatch(r"[\w$]+", needle) else None
     cache = OutlineCache.for_root(root)
-    results: list[dict[str, Any]] = []
+    by_name: list[dict[str, Any]] = []
+    by_detail: list[dict[str, Any]] = []
     parsed = 0
     lines_cache: dict[str, list[str]] = {}
     for rel in walk_files(root):
@@ -156,17 +163,21 @@ def search_codebase(
         if outline is None:
             continue
         for line, column, kind, name, detail in _entries(outline, pattern_type):
-            if needle is not None and needle not in name.lower() and needle not in detail.lower():
+            own = needle is None or needle in name.lower()
+            if not own and (needle is None or needle not in detail.lower() or len(by_detail) > cap):
                 continue
             if rel not in lines_cache:
                 with open(os.path.join(root, rel), encoding="utf-8", errors="replace") as fh:
                     lines_cache[rel] = fh.read().split("\n")
             text = lines_cache[rel][line - 1].strip() if line <= len(lines_cache[rel]) else ""
-            results.append({"path": rel, "line": line, "column": column, "kind": kind, "name": name,
-                            "snippet": text[:200]})
-            if len(results) > cap:
-                return results[:cap], True, parsed
-    return results, False, parsed
+            result = {"path": rel, "line": line, "column": column, "kind": kind, "name": name, "snippet": text[:200]}
+            if detail != name and kind in ("function", "class", "variable", "interface", "type"):
+                result["container"] = detail[: -len(name) - 1] if detail.endswith("." + name) else detail
+            (by_name if own else by_detail).append(result)
+            if len(by_name) > cap:
+                return by_name[:cap], True, parsed
+    results = (by_name + by_detail)[:cap]
+    return results, len(by_name) + len(by_detail) > cap, parsed
 
 
 async def _search_codebase_tool(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
@@ -174,8 +185,8 @@ async def _search_codebase_tool(args: dict[str, Any], ctx: ToolContext) -> ToolR
     pattern_type = (get_str(args, "patternType") or "").lower()
     if pattern_type not in PATTERN_TYPES:
         raise ToolError(f"patternType must be one of {', '.join(PATTERN_TYPES)}, got {args.get('patternType')!r}")
-    term = get_str(args, "searchTerm", max_chars=MAX_PATTERN_CHARS) or None
-    file_glob = get_str(args, "filePattern", max_chars=MAX_PATTERN_CHARS) or None
+    term = get_pattern(args, "searchTerm", max_chars=MAX_PATTERN_CHARS) or None
+    file_glob = get_pattern(args, "filePattern", max_chars=MAX_PATTERN_CHARS) or None
     results, more, parsed = await asyncio.to_thread(
         search_codebase, ctx.root, pattern_type, term, file_glob
     )
@@ -184,7 +195,9 @@ async def _search_codebase_tool(args: dict[str, Any], ctx: ToolContext) -> ToolR
         text = f"No {what} in {parsed} Python/TypeScript/JavaScript file(s)."
     else:
         head = f"{len(results)} {what}" + (" (first 50 shown; more exist: add searchTerm or filePattern)" if more else "") + ":"
-        body = [f"{r['path']}:{r['line']}:{r['column']}: [{r['kind']}] {r['name']} — {r['snippet']}" for r in results]
+        body = [f"{r['path']}:{r['line']}:{r['column']}: [{r['kind']}] "
+                + (f"{r['container']}.{r['name']}" if r.get("container") else r["name"]) + f" — {r['snippet']}"
+                for r in results]
         text = "\n".join([head, *body])
     text, cut = cap_text(text)
     return ToolResult(

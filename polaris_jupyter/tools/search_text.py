@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from polaris_jupyter.tools._args import check_searchable_text
 from polaris_jupyter.tools.base import ToolError
 from polaris_jupyter.tools.globs import compile_glob
 from polaris_jupyter.tools.ignore import BUILTIN_IGNORED_DIRS, IgnoreRules, walk_files
@@ -110,7 +111,7 @@ class TextQuery:
     def __init__(self, pattern: str, case_sensitive: bool, file_glob: str | None) -> None:
         if not pattern:
             raise ToolError("pattern must not be empty")
-        self.pattern = pattern
+        self.pattern = check_searchable_text("pattern", pattern)
         self.case_sensitive = case_sensitive
         flags = 0 if case_sensitive else re.IGNORECASE
         with warnings.catch_warnings(record=True) as caught:

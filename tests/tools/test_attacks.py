@@ -168,6 +168,48 @@ async def test_glob_and_regex_arguments_never_reach_outside(workspace: Path, out
     assert not failures, "\n".join(failures)
 
 
+#: Text no pattern may carry (NUL, unpaired surrogates) and broken regex/glob syntax.
+HOSTILE_PATTERNS = ["x\x00y", "\x00", "*\x00.py", "\ud800", "a\udcff", "[", "(?", "(?P<", "\\", "**/{", "{a,",
+                    "[!]", "a{1,99999999999}", "(" * 200 + ")" * 200, "*" * 900]
+
+
+@pytest.mark.asyncio
+async def test_hostile_text_in_every_pattern_argument_is_a_tool_error(workspace: Path, outside: Path) -> None:
+    """Every string argument that is not a path (regexes, globs, queries, search terms) of every
+    tool: a NUL byte, a broken surrogate or broken syntax is a ToolError or an answer, never an
+    exception the loop reports as an unexpected failure. Search patterns and globs refuse NUL
+    and surrogates with a message naming the argument."""
+    _plant(workspace, outside)
+    ctx = ToolContext(root=workspace, run_id="attack", edits=MemoryEditJournal(), settings={"command_timeout_s": 20})
+    failures: list[str] = []
+    attacked = 0
+    for name in REGISTRY.names():
+        tool = REGISTRY.get(name)
+        assert tool is not None
+        declared, guessed = _path_params(tool)
+        props = tool.parameters.get("properties", {})
+        pattern_params = [p for p, s in props.items() if s.get("type") == "string" and "enum" not in s
+                          and p not in declared + guessed and p not in ("content", "source", "command")]
+        for param in pattern_params:
+            for value in HOSTILE_PATTERNS:
+                attacked += 1
+                label = f"{name}({param}={value[:12]!r})"
+                try:
+                    await tool.fn(_args_for(tool, param, value), ctx)
+                except ToolError as exc:
+                    if ("\x00" in value or "\ud800" in value) and tool.group == "search" and param not in str(exc):
+                        failures.append(f"{label}: refused without naming the argument: {exc}")
+                    continue
+                except Exception as exc:
+                    failures.append(f"{label}: crashed with {type(exc).__name__}: {exc}")
+                    continue
+                if tool.group == "search" and any(c in value for c in ("\x00", "\ud800", "\udcff")):
+                    failures.append(f"{label}: accepted text with a NUL byte or a surrogate")
+                _plant(workspace, outside)
+    assert attacked > 50
+    assert not failures, "\n".join(failures)
+
+
 ESCAPING_COMMANDS = [
     "rm -rf ../outside", "sh -c 'rm -rf ../outside'", "bash -c id", "env python -c 1", "xargs rm",
     "find .. -delete", "cp ../outside/secret.txt .", "curl http://127.0.0.1", "/bin/rm -rf /",

@@ -289,6 +289,47 @@ async def test_search_codebase_filters(code_tree: Path) -> None:
 
 
 @pytest.mark.asyncio
+async def test_search_codebase_matches_own_names_before_container_names(tmp_path: Path) -> None:
+    """searchTerm 'cookie' with patternType function: the functions and methods NAMED after
+    cookies come first; methods of a class whose name holds 'cookie' only fill the rest."""
+    root = tmp_path / "ws"
+    methods = "".join(f"    def method_{i:02d}(self):\n        return {i}\n\n" for i in range(60))
+    write(root, "a/jar.py", f"class RequestsCookieJar:\n{methods}    def set_cookie(self, c):\n        return c\n")
+    write(root, "b/util.py", (
+        "def get_cookie(jar, name):\n    return jar[name]\n\n\n"
+        "def parse_cookie_header(text):\n    return text.split(';')\n\n\n"
+        "def unrelated():\n    return None\n\n\nclass Session:\n    def cookies(self):\n        return {}\n"
+    ))
+    write(root, "c/web.ts", "export function readCookie(name: string) { return name }\n")
+    result = await call("searchCodebase", {"patternType": "function", "searchTerm": "cookie"}, root)
+    assert result.data is not None
+    names = [(r["path"], r["name"]) for r in result.data["results"]]
+    assert names[:5] == [("a/jar.py", "set_cookie"), ("b/util.py", "get_cookie"), ("b/util.py", "parse_cookie_header"),
+                         ("b/util.py", "cookies"), ("c/web.ts", "readCookie")]
+    assert names[5:] == [("a/jar.py", f"method_{i:02d}") for i in range(45)]  # then the class's other methods
+    assert result.truncated and len(names) == 50
+    assert "a/jar.py:2:9: [function] RequestsCookieJar.method_00 — def method_00(self):" in result.text
+    assert result.data["results"][3]["container"] == "Session"
+    own_only = await call("searchCodebase", {"patternType": "function", "searchTerm": "parse_cookie"}, root)
+    assert own_only.data and [r["name"] for r in own_only.data["results"]] == ["parse_cookie_header"]
+
+
+@pytest.mark.asyncio
+async def test_nul_bytes_and_broken_text_in_patterns_are_tool_errors(tree: Path) -> None:
+    """A NUL byte in filePattern used to escape as ValueError from the rg command line."""
+    for args, name in [({"pattern": "TODO", "filePattern": "*.py\x00"}, "filePattern"),
+                       ({"pattern": "TO\x00DO"}, "pattern"), ({"pattern": "TODO", "filePattern": "\ud800"}, "filePattern")]:
+        with pytest.raises(ToolError, match=f"argument '{name}' (contains a NUL byte|holds an unpaired surrogate)"):
+            await call("searchFiles", args, tree)
+    with pytest.raises(ToolError, match="argument 'filePattern' contains a NUL byte"):
+        await call("searchCodebase", {"patternType": "all", "filePattern": "\x00"}, tree)
+    with pytest.raises(ToolError, match="argument 'pattern' contains a NUL byte"):
+        await call("findFilesByPattern", {"pattern": "**/*\x00"}, tree)
+    with pytest.raises(ToolError, match="contains a NUL byte"):
+        TextQuery("TODO", False, "*.py\x00")
+
+
+@pytest.mark.asyncio
 async def test_search_codebase_reparses_changed_files(code_tree: Path) -> None:
     assert await codebase(code_tree, patternType="function", searchTerm="brand_new") == []
     target = code_tree / "pkg" / "service.py"
