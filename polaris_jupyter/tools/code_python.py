@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from polaris_jupyter.tools.base import ToolError
+from polaris_jupyter.tools.code_roots import python_source_roots
 from polaris_jupyter.tools.outline import (
     CodeRef,
     Language,
@@ -216,9 +217,14 @@ def python_outline(text: str) -> Outline:
 
 
 def _script(root: Path, abs_path: Path, source: str):  # type: ignore[no-untyped-def]
+    """A jedi script whose imports find the workspace's own packages (``src/``, pyproject roots)
+    before the interpreter's site-packages: jedi puts those folders after them by default."""
     import jedi
 
-    project = jedi.Project(str(root))
+    roots = [str(p) for p in python_source_roots(root, abs_path)]
+    environment_path = jedi.Project(str(root)).get_environment().get_sys_path()  # memoized by jedi
+    sys_path = roots + [p for p in environment_path if p and p not in roots]
+    project = jedi.Project(str(root), sys_path=sys_path)
     return jedi.Script(code=source, path=str(abs_path), project=project)
 
 
