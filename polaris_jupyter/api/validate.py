@@ -91,7 +91,12 @@ def _message(error: ValidationError, what: str) -> str:
         names = ", ".join(sorted(error.schema.get("properties", {})))
         return f"{subject} must name at least one of: {names}"
     value = error.instance
-    shown = json.dumps(value)[:80] if not isinstance(value, (dict, list)) else type(value).__name__
+    if isinstance(value, list):
+        shown = f"a list of {len(value)} items"
+    elif isinstance(value, dict):
+        shown = "an object"
+    else:
+        shown = json.dumps(value)[:80]
     return f"{subject} must be {describe(error.schema)}, got {shown}"
 
 
