@@ -1,116 +1,48 @@
-"""What a running task sees: its run, a metadata accessor, a logger, checkpoints, events.
+"""What a task running in the server's engine sees: its run, metadata, a logger, checkpoints, events.
 
-Everything written through the context is persisted with the run and streamed as events, so
-the UI can show live progress and a retried attempt can pick up from the last checkpoint.
+:class:`RunContext` is the engine's implementation of :class:`~polaris_jupyter.jobs.TaskContext`
+(``jobs/context.py`` holds the contract and the metadata, log, checkpoint and event rules it
+shares with the context of a task defined in a kernel). Everything written through it is
+persisted with the run and streamed as events, so the UI can show live progress and a retried
+attempt can pick up from the last checkpoint.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from polaris_jupyter.jobs._models import InvalidInput, Run, TriggerOptions
+from polaris_jupyter.jobs._models import Run, TriggerOptions
+from polaris_jupyter.jobs._options import options_from_json
+from polaris_jupyter.jobs.context import (
+    EVENT_PREFIXES_RESERVED_FOR_ENGINE,
+    MetadataChange,
+    RunLogger,
+    RunMetadata,
+    TaskContext,
+    check_checkpoint,
+    check_event,
+)
 
 if TYPE_CHECKING:
     from polaris_jupyter.jobs._engine import Engine, RunHandle, RunResult
 
-__all__ = ["Metadata", "RunContext", "RunLogger"]
-
-#: Run metadata is kept small: it is sent with every run listing.
-MAX_METADATA_BYTES = 64 * 1024
-
-
-class Metadata:
-    """``ctx.metadata``: a JSON object on the run, updated with set/append/increment/remove."""
-
-    def __init__(self, ctx: RunContext) -> None:
-        self._ctx = ctx
-
-    @property
-    def current(self) -> dict[str, Any]:
-        return self._ctx.run.metadata
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.current.get(key, default)
-
-    def set(self, key: str, value: Any) -> None:
-        self._update(lambda m: m.__setitem__(key, value))
-
-    def remove(self, key: str) -> None:
-        self._update(lambda m: m.pop(key, None))
-
-    def append(self, key: str, value: Any) -> None:
-        def op(m: dict[str, Any]) -> None:
-            existing = m.get(key)
-            if existing is None:
-                m[key] = [value]
-            elif isinstance(existing, list):
-                existing.append(value)
-            else:
-                m[key] = [existing, value]
-
-        self._update(op)
-
-    def increment(self, key: str, by: float = 1) -> None:
-        def op(m: dict[str, Any]) -> None:
-            current = m.get(key, 0)
-            if not isinstance(current, (int, float)):
-                raise InvalidInput(f"metadata {key!r} is not a number")
-            m[key] = current + by
-
-        self._update(op)
-
-    def decrement(self, key: str, by: float = 1) -> None:
-        self.increment(key, -by)
-
-    def _update(self, op: Any) -> None:
-        candidate = json.loads(json.dumps(self.current))
-        op(candidate)
-        size = len(json.dumps(candidate, default=str))
-        if size > MAX_METADATA_BYTES:
-            raise InvalidInput(f"run metadata would be {size} bytes; the limit is {MAX_METADATA_BYTES}")
-        self._ctx.run.metadata = candidate
-        self._ctx.engine._metadata_changed(self._ctx.run)
-
-
-class RunLogger:
-    """``ctx.logger``: log lines stored with the run (per attempt) and streamed as events.
-
-    ``sink(level, message, data)`` does the storing, so a context living elsewhere (a task run
-    by a kernel, whose lines travel over a socket) uses the same logger.
-    """
-
-    def __init__(self, sink: Callable[[str, str, Any], None]) -> None:
-        self._sink = sink
-
-    def log(self, level: str, message: str, data: Any = None) -> None:
-        self._sink(level, str(message), data)
-
-    def debug(self, message: str, data: Any = None) -> None:
-        self.log("debug", message, data)
-
-    def info(self, message: str, data: Any = None) -> None:
-        self.log("info", message, data)
-
-    def warn(self, message: str, data: Any = None) -> None:
-        self.log("warn", message, data)
-
-    warning = warn
-
-    def error(self, message: str, data: Any = None) -> None:
-        self.log("error", message, data)
+__all__ = ["RunContext"]
 
 
 class RunContext:
-    """Passed to every task function as its second argument."""
+    """Passed to every task function the engine runs, as its second argument."""
 
     def __init__(self, engine: Engine, run: Run, attempt: int) -> None:
         self.engine = engine
         self.run = run
         self.attempt = attempt
-        self.metadata = Metadata(self)
+        self.metadata = RunMetadata(run.metadata, self._metadata_changed)
         self.logger = RunLogger(lambda level, message, data: engine._log(run, attempt, level, message, data))
+
+    def _metadata_changed(self, change: MetadataChange) -> None:
+        self.run.metadata = change.metadata
+        self.engine._metadata_changed(self.run)
 
     @property
     def run_id(self) -> str:
@@ -119,6 +51,10 @@ class RunContext:
     @property
     def task_id(self) -> str:
         return self.run.task_id
+
+    @property
+    def max_attempts(self) -> int:
+        return self.run.max_attempts
 
     @property
     def payload(self) -> Any:
@@ -135,24 +71,45 @@ class RunContext:
 
     async def save_checkpoint(self, key: str, value: Any) -> None:
         """Persist ``value`` under ``key`` and wait until it is on disk."""
-        json.dumps(value)
-        self.run.checkpoints[key] = value
+        self.run.checkpoints[check_checkpoint(key, value)] = value
         await self.engine._persist_now(self.run)
 
     # -- events -------------------------------------------------------------------------------
-    def emit(self, type: str, data: dict[str, Any], *, conversation_id: str | None = None) -> None:
-        """Stream a custom event (e.g. ``generation.file``) on this run's stream."""
+    def emit(
+        self,
+        type: str,
+        data: dict[str, Any],
+        *,
+        conversation_id: str | None = None,
+        reserved: tuple[str, ...] = EVENT_PREFIXES_RESERVED_FOR_ENGINE,
+    ) -> None:
+        """Stream a custom event (e.g. ``generation.file``) on this run's stream.
+
+        ``reserved`` are the type prefixes refused (see ``check_event``); the server applies a
+        kernel's ``emit`` frame with the kernel's wider set."""
+        check_event(type, data, reserved)
         self.engine._emit_run_event(self.run, type, data, conversation_id=conversation_id)
 
     # -- child runs -----------------------------------------------------------------------------
     async def trigger(
-        self, task_id: str, payload: Any = None, options: TriggerOptions | None = None
+        self, task_id: str, payload: Any = None, options: TriggerOptions | Mapping[str, Any] | None = None
     ) -> RunHandle:
-        opts = options or TriggerOptions()
+        """Trigger a child run (it records this run as its parent); ``options`` is a
+        ``TriggerOptions`` or its JSON form, as in a kernel-defined task."""
+        if options is None or isinstance(options, TriggerOptions):
+            opts = options or TriggerOptions()
+        else:
+            opts = options_from_json(dict(options) if isinstance(options, Mapping) else options, self.engine.clock.now())
         return await self.engine.trigger(task_id, payload, opts, parent=self)
 
     async def trigger_and_wait(
-        self, task_id: str, payload: Any = None, options: TriggerOptions | None = None
+        self, task_id: str, payload: Any = None, options: TriggerOptions | Mapping[str, Any] | None = None
     ) -> RunResult:
         handle = await self.trigger(task_id, payload, options)
         return await handle.result()
+
+
+if TYPE_CHECKING:  # mypy proves the engine's context keeps the contract
+
+    def _conforms(ctx: RunContext) -> TaskContext:
+        return ctx

@@ -5,14 +5,17 @@ WebSocket to the server (``/polaris/api/v1/kernel-worker``), claims every task i
 (again after each cell that changed one, and after a reconnect), and runs each attempt the
 server sends with a context that forwards logs, metadata, checkpoints and events to the real
 run. The server cancels an attempt by sending ``cancel``; the task's coroutine is cancelled.
+The frames are the typed ones of ``polaris_jupyter.jobs.worker_frames``; the context keeps the
+``TaskContext`` contract with the same rules as the server's (``polaris_jupyter.jobs.context``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import dataclasses
 import itertools
-import json
 import logging
 import os
 import socket
@@ -25,16 +28,45 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from polaris_jupyter.jobs import (
-    AbortTaskError,
     RunStatus,
-    TaskDef,
     TaskRegistry,
     TriggerOptions,
+    call_hook,
     default_registry,
+    is_retryable,
     options_to_json,
 )
-from polaris_jupyter.jobs._context import RunLogger
-from polaris_jupyter.jobs._engine import call_hook
+from polaris_jupyter.jobs.context import (
+    EVENT_PREFIXES_RESERVED_FOR_SERVER,
+    MetadataChange,
+    RunLogger,
+    RunMetadata,
+    TaskContext,
+    check_checkpoint,
+    check_event,
+    check_output,
+)
+from polaris_jupyter.jobs.worker_frames import (
+    SERVER_FRAMES,
+    AckFrame,
+    CancelFrame,
+    CheckpointFrame,
+    ClaimedFrame,
+    ClaimFrame,
+    EmitFrame,
+    ErrorFrame,
+    Frame,
+    FrameError,
+    LogFrame,
+    MetadataFrame,
+    RequestFrame,
+    ResultFrame,
+    RunFrame,
+    TaskError,
+    TaskSpec,
+    TriggerFrame,
+    parse_frame,
+)
 from polaris_jupyter.kernel._base import PolarisError
 
 if TYPE_CHECKING:
@@ -45,6 +77,8 @@ __all__ = ["KernelRunContext", "KernelRunHandle", "KernelRunResult", "TaskBridge
 
 log = logging.getLogger("polaris_jupyter.kernel")
 CONNECT_TIMEOUT_S = 10.0
+#: How many refusals from the server the bridge keeps (``TaskBridge.frame_errors``).
+MAX_FRAME_ERRORS = 50
 
 
 def kernel_id() -> str:
@@ -56,51 +90,6 @@ def kernel_id() -> str:
         if name.startswith("kernel-") and name.endswith(".json"):
             return name[len("kernel-") : -len(".json")]
     return f"pid-{os.getpid()}"
-
-
-def task_spec(definition: TaskDef) -> dict[str, Any]:
-    """What the server needs to know to store and schedule this task's runs."""
-    return {
-        "id": definition.id,
-        "retry": definition.retry.to_json() if definition.retry else None,
-        "queue": definition.queue.to_json(),
-        "maxDurationS": definition.max_duration_s,
-        "ttlS": definition.ttl_s,
-        "description": definition.description or f"defined in kernel {kernel_id()[:8]}",
-    }
-
-
-class _Metadata:
-    """``ctx.metadata`` in the kernel: a local copy, every change forwarded to the server's run."""
-
-    def __init__(self, ctx: KernelRunContext, current: dict[str, Any]) -> None:
-        self._ctx = ctx
-        self.current = current
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.current.get(key, default)
-
-    def set(self, key: str, value: Any) -> None:
-        json.dumps(value)
-        self.current[key] = value
-        self._ctx._send({"type": "metadata", "op": "set", "key": key, "value": value})
-
-    def remove(self, key: str) -> None:
-        self.current.pop(key, None)
-        self._ctx._send({"type": "metadata", "op": "remove", "key": key})
-
-    def append(self, key: str, value: Any) -> None:
-        json.dumps(value)
-        existing = self.current.get(key)
-        self.current[key] = [value] if existing is None else [*existing, value] if isinstance(existing, list) else [existing, value]
-        self._ctx._send({"type": "metadata", "op": "append", "key": key, "value": value})
-
-    def increment(self, key: str, by: float = 1) -> None:
-        self.current[key] = self.current.get(key, 0) + by
-        self._ctx._send({"type": "metadata", "op": "increment", "key": key, "value": by})
-
-    def decrement(self, key: str, by: float = 1) -> None:
-        self.increment(key, -by)
 
 
 @dataclass
@@ -137,34 +126,42 @@ class KernelRunHandle:
 
 
 class KernelRunContext:
-    """The ``ctx`` a kernel-defined task gets: the engine's RunContext API, forwarded over the wire."""
+    """The ``ctx`` a kernel-defined task gets: the ``TaskContext`` contract, forwarded over the wire.
 
-    def __init__(self, bridge: TaskBridge, frame: dict[str, Any]) -> None:
-        run = frame.get("run") or {}
+    Metadata, log lines, checkpoints and events are checked here by the same rules as on the
+    server (a bad value raises ``InvalidInput`` in the task, with the server's message) and then
+    sent; the server applies them again through those rules."""
+
+    def __init__(self, bridge: TaskBridge, frame: RunFrame) -> None:
         self._bridge = bridge
-        self.run_id: str = frame["runId"]
-        self.task_id: str = frame["taskId"]
-        self.attempt: int = int(frame.get("attempt") or 1)
-        self.max_attempts: int = int(run.get("maxAttempts") or 1)
-        self.payload: Any = frame.get("payload")
-        self.tags: list[str] = list(run.get("tags") or [])
-        self._checkpoints: dict[str, Any] = dict(run.get("checkpoints") or {})
-        self.metadata = _Metadata(self, dict(run.get("metadata") or {}))
-        self.logger = RunLogger(lambda level, message, data: self._send({"type": "log", "level": level, "message": message, "data": data}))
+        self.run_id = frame.run_id
+        self.task_id = frame.task_id
+        self.attempt = frame.attempt
+        self.max_attempts = frame.run.max_attempts
+        self.payload: Any = frame.payload
+        self.tags: list[str] = list(frame.run.tags)
+        self._checkpoints: dict[str, Any] = dict(frame.run.checkpoints)
+        self.metadata = RunMetadata(dict(frame.run.metadata), self._metadata_changed)
+        self.logger = RunLogger(
+            lambda level, message, data: bridge.send(LogFrame(run_id=self.run_id, level=level, message=message, data=data))
+        )
 
-    def _send(self, frame: dict[str, Any]) -> None:
-        self._bridge.send({**frame, "runId": self.run_id})
+    def _metadata_changed(self, change: MetadataChange) -> None:
+        self._bridge.send(MetadataFrame(run_id=self.run_id, op=change.op, key=change.key, value=change.value))
 
     def checkpoint(self, key: str) -> Any:
         return self._checkpoints.get(key)
 
     async def save_checkpoint(self, key: str, value: Any) -> None:
-        json.dumps(value)
-        await self._bridge.request({"type": "checkpoint", "runId": self.run_id, "key": key, "value": value})
+        """Persist ``value`` under ``key`` on the server; returns once it is on disk there."""
+        check_checkpoint(key, value)
+        await self._bridge.request(CheckpointFrame(id=self._bridge.new_request_id(), run_id=self.run_id, key=key, value=value))
         self._checkpoints[key] = value
 
     def emit(self, type: str, data: dict[str, Any]) -> None:
-        self._send({"type": "emit", "eventType": type, "data": data})
+        """Stream a custom event on the run; the engine's and the chat's event types are refused."""
+        check_event(type, data, EVENT_PREFIXES_RESERVED_FOR_SERVER)
+        self._bridge.send(EmitFrame(run_id=self.run_id, event_type=type, data=data))
 
     async def trigger(
         self, task_id: str, payload: Any = None, options: TriggerOptions | dict[str, Any] | None = None
@@ -173,11 +170,12 @@ class KernelRunContext:
         this attempt's context, so the child records its parent and idempotency keys scoped to
         the run or the attempt work. ``options`` is a TriggerOptions or its JSON form."""
         wire = options_to_json(options) if isinstance(options, TriggerOptions) else options
-        reply = await self._bridge.request(
-            {"type": "trigger", "runId": self.run_id, "taskId": task_id, "payload": payload, "options": wire}
-        )
-        data = reply.get("data") or {}
-        return KernelRunHandle(self._bridge.backend, str(data["id"]), is_cached=bool(data.get("isCached")))
+        frame = TriggerFrame(id=self._bridge.new_request_id(), run_id=self.run_id, task_id=task_id, payload=payload, options=wire)
+        reply = await self._bridge.request(frame)
+        data = reply.data if isinstance(reply, AckFrame) and isinstance(reply.data, dict) else {}
+        if not isinstance(data.get("id"), str):
+            raise PolarisError("the server's answer to a trigger carries no run id", 502)
+        return KernelRunHandle(self._bridge.backend, data["id"], is_cached=bool(data.get("isCached")))
 
     async def trigger_and_wait(
         self, task_id: str, payload: Any = None, options: TriggerOptions | dict[str, Any] | None = None
@@ -185,6 +183,12 @@ class KernelRunContext:
         """Trigger a child run and wait until it is final."""
         handle = await self.trigger(task_id, payload, options)
         return await handle.result()
+
+
+if TYPE_CHECKING:  # mypy proves the kernel's context keeps the contract
+
+    def _conforms(ctx: KernelRunContext) -> TaskContext:
+        return ctx
 
 
 class TaskBridge:
@@ -195,31 +199,38 @@ class TaskBridge:
         self.loop = loop
         self.registry = registry or default_registry
         self.kernel_id = kernel_id()
-        self.sent: dict[str, str] = {}
+        self.sent: dict[str, TaskSpec] = {}
         self.claimed: set[str] = set()
         self.refused: dict[str, str] = {}
         self.running: dict[str, asyncio.Task[None]] = {}
+        #: The server's refusals of frames this kernel sent (newest last), and bad frames it sent.
+        self.frame_errors: collections.deque[str] = collections.deque(maxlen=MAX_FRAME_ERRORS)
         self._conn: WebSocketClientConnection | None = None
         self._connected: asyncio.Event | None = None
         self._main: asyncio.Task[None] | None = None
-        self._requests: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._requests: dict[str, asyncio.Future[ClaimedFrame | AckFrame]] = {}
         self._ids = itertools.count(1)
         self._closing = False
+
+    def task_spec(self, task_id: str) -> TaskSpec | None:
+        definition = self.registry.get(task_id)
+        return TaskSpec.from_task(definition, f"defined in kernel {self.kernel_id[:8]}") if definition else None
 
     # -- public (run on the loop) ----------------------------------------------------------------
     async def sync(self) -> dict[str, Any]:
         """Claim tasks that are new or changed since the last claim; returns what the server said."""
         await self._ensure_connected()
-        specs = {d.id: task_spec(d) for d in self.registry.all()}
-        changed = [s for task_id, s in specs.items() if self.sent.get(task_id) != json.dumps(s, sort_keys=True)]
+        specs = [spec for d in self.registry.all() if (spec := self.task_spec(d.id)) is not None]
+        changed = [spec for spec in specs if self.sent.get(spec.id) != spec]
         new_refusals: dict[str, str] = {}
         if changed:
-            reply = await self.request({"type": "claim", "tasks": changed})
+            reply = await self.request(ClaimFrame(id=self.new_request_id(), tasks=[spec.to_json() for spec in changed]))
             for spec in changed:
-                self.sent[spec["id"]] = json.dumps(spec, sort_keys=True)
-            self.claimed.update(reply.get("tasks") or [])
-            new_refusals = dict(reply.get("refused") or {})
-            self.refused.update(new_refusals)
+                self.sent[spec.id] = spec
+            if isinstance(reply, ClaimedFrame):
+                self.claimed.update(reply.tasks)
+                new_refusals = dict(reply.refused)
+                self.refused.update(new_refusals)
         return {"claimed": sorted(self.claimed), "refused": new_refusals}
 
     async def close(self) -> None:
@@ -233,27 +244,32 @@ class TaskBridge:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._main
 
-    def send(self, frame: dict[str, Any]) -> None:
+    def new_request_id(self) -> str:
+        """The ``id`` of a request frame; the server's ``claimed`` / ``ack`` answer carries it."""
+        return f"k{next(self._ids)}"
+
+    def send(self, frame: Frame) -> None:
         if self._conn is None:
             return
         try:
-            self._conn.write_message(json.dumps(frame, default=str))
+            self._conn.write_message(frame.dumps())
         except Exception as exc:  # closed meanwhile: the server fails the attempt itself
-            log.debug("polaris: could not send %s: %s", frame.get("type"), exc)
+            log.debug("polaris: could not send %s: %s", frame.TYPE, exc)
 
-    async def request(self, frame: dict[str, Any], timeout_s: float = 30.0) -> dict[str, Any]:
-        request_id = f"k{next(self._ids)}"
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+    async def request(self, frame: RequestFrame, timeout_s: float = 30.0) -> ClaimedFrame | AckFrame:
+        """Send a request frame and wait for its answer; a refusal raises ``PolarisError``."""
+        request_id = frame.id or self.new_request_id()
+        future: asyncio.Future[ClaimedFrame | AckFrame] = asyncio.get_running_loop().create_future()
         self._requests[request_id] = future
         try:
             if self._conn is None:
                 raise PolarisError("not connected to the Polaris server", 503)
-            self.send({**frame, "id": request_id})
+            self.send(frame if frame.id == request_id else _with_id(frame, request_id))
             reply = await asyncio.wait_for(future, timeout_s)
         finally:
             self._requests.pop(request_id, None)
-        if reply.get("ok") is False:
-            raise PolarisError(str(reply.get("error") or "the server refused the request"))
+        if isinstance(reply, AckFrame) and not reply.ok:
+            raise PolarisError(reply.error or "the server refused the request")
         return reply
 
     # -- connection --------------------------------------------------------------------------------
@@ -290,11 +306,10 @@ class TaskBridge:
                 self._conn = conn
                 if self.sent:  # a reconnect: claim everything again
                     self.sent.clear()
-                    reclaim = [task_spec(d) for d in self.registry.all() if d.id in self.claimed]
+                    reclaim = [spec for task_id in sorted(self.claimed) if (spec := self.task_spec(task_id)) is not None]
                     if reclaim:
-                        self.send({"type": "claim", "id": "reclaim", "tasks": reclaim})
-                        for spec in reclaim:
-                            self.sent[spec["id"]] = json.dumps(spec, sort_keys=True)
+                        self.send(ClaimFrame(id="reclaim", tasks=[spec.to_json() for spec in reclaim]))
+                        self.sent.update((spec.id, spec) for spec in reclaim)
                 self._connected.set()
                 try:
                     await self._read(conn)
@@ -308,67 +323,74 @@ class TaskBridge:
             await asyncio.sleep(delay_s)
             delay_s = min(5.0, delay_s * 2)
 
+    def _frame_error(self, message: str) -> None:
+        self.frame_errors.append(message)
+        log.warning("polaris: %s", message)
+
     async def _read(self, conn: WebSocketClientConnection) -> None:
         while True:
             message = await conn.read_message()
             if message is None:
                 return
             try:
-                frame = json.loads(message)
-            except ValueError:
+                frame = parse_frame(message, SERVER_FRAMES)
+            except FrameError as exc:
+                self._frame_error(f"ignored a frame from the server: {exc}")
                 continue
-            if not isinstance(frame, dict):
-                continue
-            kind = frame.get("type")
-            if kind in ("claimed", "ack"):
-                future = self._requests.get(str(frame.get("id")))
+            if isinstance(frame, (ClaimedFrame, AckFrame)):
+                future = self._requests.get(str(frame.id))
                 if future is not None and not future.done():
                     future.set_result(frame)
-            elif kind == "run":
-                run_id = str(frame.get("runId"))
-                old = self.running.pop(run_id, None)
+            elif isinstance(frame, RunFrame):
+                old = self.running.pop(frame.run_id, None)
                 if old is not None:
                     old.cancel()
-                self.running[run_id] = asyncio.get_running_loop().create_task(self._execute(frame), name=f"polaris-kernel-run-{run_id}")
-            elif kind == "cancel":
-                task = self.running.get(str(frame.get("runId")))
+                self.running[frame.run_id] = asyncio.get_running_loop().create_task(
+                    self._execute(frame), name=f"polaris-kernel-run-{frame.run_id}"
+                )
+            elif isinstance(frame, CancelFrame):
+                task = self.running.get(frame.run_id)
                 if task is not None:
                     task.cancel()
+            elif isinstance(frame, ErrorFrame):
+                self._frame_error(f"the server refused a {frame.frame_type or 'malformed'} frame from this kernel: {frame.error}")
 
     # -- attempts --------------------------------------------------------------------------------
-    async def _execute(self, frame: dict[str, Any]) -> None:
-        run_id = str(frame["runId"])
-        definition = self.registry.get(str(frame.get("taskId")))
-        result: dict[str, Any] = {"type": "result", "runId": run_id, "attempt": frame.get("attempt")}
+    async def _execute(self, frame: RunFrame) -> None:
+        run_id = frame.run_id
+        definition = self.registry.get(frame.task_id)
+        result: ResultFrame
         try:
             if definition is None:
-                raise LookupError(f"task {frame.get('taskId')!r} is no longer defined in this kernel")
+                raise LookupError(f"task {frame.task_id!r} is no longer defined in this kernel")
             ctx = KernelRunContext(self, frame)
             try:
                 if ctx.attempt == 1:
                     await call_hook(definition.on_start, ctx.payload, ctx)
                 output = await definition.fn(ctx.payload, ctx)  # type: ignore[arg-type]
-                json.dumps(output)
+                check_output(output)
             except asyncio.CancelledError:
                 await call_hook(definition.on_cancel, ctx.payload, ctx)
                 raise
             except Exception as exc:
-                if isinstance(exc, AbortTaskError) or ctx.attempt >= ctx.max_attempts:
+                if not is_retryable(exc) or ctx.attempt >= ctx.max_attempts:
                     await call_hook(definition.on_failure, ctx.payload, exc, ctx)
                 raise
             await call_hook(definition.on_success, ctx.payload, output, ctx)
-            result.update(ok=True, output=output)
+            result = ResultFrame(run_id=run_id, attempt=frame.attempt, ok=True, output=output)
         except asyncio.CancelledError:
-            result.update(ok=False, canceled=True, error={"name": "Canceled", "message": "canceled in the kernel"})
-            self.send(result)
+            error = TaskError(name="Canceled", message="canceled in the kernel")
+            self.send(ResultFrame(run_id=run_id, attempt=frame.attempt, ok=False, canceled=True, error=error))
             raise
         except Exception as exc:
             stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            error = {"name": type(exc).__name__, "message": str(exc) or type(exc).__name__, "stack": stack[-4000:]}
-            if isinstance(exc, TypeError) and "JSON serializable" in str(exc):
-                error["message"] = f"the task's output is not JSON-serializable: {exc}"
-            result.update(ok=False, error=error, abort=isinstance(exc, AbortTaskError))
+            error = TaskError(name=type(exc).__name__, message=str(exc) or type(exc).__name__, stack=stack[-4000:])
+            result = ResultFrame(run_id=run_id, attempt=frame.attempt, ok=False, error=error, abort=not is_retryable(exc))
         finally:
             if self.running.get(run_id) is asyncio.current_task():
                 del self.running[run_id]
         self.send(result)
+
+
+def _with_id(frame: RequestFrame, request_id: str) -> RequestFrame:
+    return dataclasses.replace(frame, id=request_id)

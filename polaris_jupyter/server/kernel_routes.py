@@ -7,23 +7,21 @@ proxy awaits the result. Cancelling a run (or exceeding its max duration) cancel
 kernel. When the last kernel defining a task goes away, the task is unregistered and its runs
 wait, saying why, until a kernel claims the task again (or their ttl expires them).
 
-Frames are JSON objects with a ``type``. Kernel → server: ``claim`` {id, tasks}, ``result``
-{runId, ok, output | error, abort}, ``log``, ``metadata`` {runId, op, key, value}, ``checkpoint``
-{id, runId, key, value}, ``trigger`` {id, runId, taskId, payload, options} (a child run, triggered
-from the attempt's context on the server), ``emit`` {runId, eventType, data}. Server → kernel:
-``claimed`` {id, tasks, refused}, ``run`` {runId, taskId, attempt, payload, run}, ``cancel``
-{runId}, ``ack`` {id, ok, data | error}.
+The frames are the typed dataclasses of ``polaris_jupyter.jobs.worker_frames`` (the protocol
+is described there). A kernel's log, metadata, checkpoint and event frames go through the
+attempt's ``RunContext``, so the same rules apply as to a task running in the server. A frame
+the server cannot use is answered (``ack`` with ``ok: false`` for a request, else ``error``)
+and logged; it never breaks the socket or the server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from jupyter_server.auth.decorator import ws_authenticated
 from jupyter_server.base.handlers import JupyterHandler
@@ -31,18 +29,33 @@ from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from polaris_jupyter.jobs import (
-    AbortTaskError,
-    QueueDef,
-    RetryPolicy,
-    RunContext,
-    RunStatus,
-    TaskDef,
-    options_from_json,
+from polaris_jupyter.errors import PolarisError
+from polaris_jupyter.jobs import AbortTaskError, RunContext, RunStatus, options_from_json
+from polaris_jupyter.jobs.context import EVENT_PREFIXES_RESERVED_FOR_SERVER
+from polaris_jupyter.jobs.worker_frames import (
+    KERNEL_FRAMES,
+    MAX_TASK_ID_CHARS,
+    AckFrame,
+    CancelFrame,
+    CheckpointFrame,
+    ClaimedFrame,
+    ClaimFrame,
+    EmitFrame,
+    ErrorFrame,
+    Frame,
+    FrameError,
+    KernelFrame,
+    LogFrame,
+    MetadataFrame,
+    ResultFrame,
+    RunFrame,
+    RunSnapshot,
+    TaskError,
+    TaskSpec,
+    TriggerFrame,
+    parse_frame,
 )
-from polaris_jupyter.server.app import EXTRA_HANDLERS
-from polaris_jupyter.server.base import BearerWebSocketMixin, PolarisHandler
-from polaris_jupyter.server.openapi import add_paths, errors, ok
+from polaris_jupyter.server.base import BearerWebSocketMixin
 
 if TYPE_CHECKING:
     from polaris_jupyter.runtime import PolarisRuntime
@@ -53,8 +66,8 @@ log = logging.getLogger("polaris_jupyter.kernel_tasks")
 MAX_TASKS_PER_CLAIM = 200
 #: After asking a kernel to cancel a run, wait this long for it to confirm before giving up.
 CANCEL_CONFIRM_S = 5.0
-#: Frames the kernel waits an answer ("ack") for.
-_REQUESTS = ("checkpoint", "trigger")
+#: Longer exception class names from a kernel are reported as ``Error``.
+MAX_ERROR_NAME_CHARS = 100
 
 
 class KernelGone(Exception):
@@ -75,22 +88,20 @@ class KernelTaskError(Exception):
 
 
 class KernelAbortError(AbortTaskError):
-    """The task raised AbortTaskError in the kernel: no retries."""
+    """The task raised AbortTaskError (or its input was refused) in the kernel: no retries."""
 
 
 _ERROR_TYPES: dict[tuple[str, bool], type[Exception]] = {}
 
 
-def _remote_error(error: Any, abort: bool) -> Exception:
+def _remote_error(error: TaskError, abort: bool) -> Exception:
     """An exception whose class name is the kernel's (so the run's error says ``ValueError``)."""
-    error = error if isinstance(error, dict) else {"message": str(error)}
-    name = str(error.get("name") or "Error")
-    name = name if name.isidentifier() else "Error"
+    name = error.name if error.name.isidentifier() and len(error.name) <= MAX_ERROR_NAME_CHARS else "Error"
     base: type[Exception] = KernelAbortError if abort else KernelTaskError
     cls = _ERROR_TYPES.get((name, abort))
     if cls is None:
         cls = _ERROR_TYPES[(name, abort)] = type(name, (base,), {})
-    return cls(str(error.get("message") or name))
+    return cls(error.message or name)
 
 
 @dataclass
@@ -121,45 +132,36 @@ class KernelWorkers:
 
     # -- claims ---------------------------------------------------------------------------------
     def claim(self, conn: KernelWorkerSocket, specs: list[Any]) -> tuple[list[str], dict[str, str]]:
+        """Register the tasks a kernel defines; each bad definition is refused with its reason."""
         claimed: list[str] = []
         refused: dict[str, str] = {}
-        for spec in specs[:MAX_TASKS_PER_CLAIM]:
-            task_id = spec.get("id") if isinstance(spec, dict) else None
-            if not isinstance(task_id, str) or not 0 < len(task_id) <= 200:
-                refused[str(task_id)[:200]] = "a task id must be a string of 1 to 200 characters"
-                continue
-            existing = self.engine.registry.get(task_id)
-            if existing is not None and task_id not in self.owners:
-                refused[task_id] = "a task with this id is defined by the server itself"
+        for index, raw in enumerate(specs):
+            raw_id = str(raw.get("id") if isinstance(raw, dict) else None)[:MAX_TASK_ID_CHARS]
+            if index >= MAX_TASKS_PER_CLAIM:
+                refused[raw_id] = f"at most {MAX_TASKS_PER_CLAIM} tasks per claim; claim the rest separately"
                 continue
             try:
-                definition = self._proxy(task_id, spec)
-            except (TypeError, ValueError, KeyError) as exc:
-                refused[task_id] = f"bad task definition: {exc}"
+                spec = TaskSpec.from_json(raw)
+            except FrameError as exc:
+                refused[raw_id] = str(exc)
                 continue
-            owners = self.owners.setdefault(task_id, [])
+            if self.engine.registry.get(spec.id) is not None and spec.id not in self.owners:
+                refused[spec.id] = "a task with this id is defined by the server itself"
+                continue
+            try:
+                definition = spec.to_task(self._runner(spec.id))
+            except FrameError as exc:
+                refused[spec.id] = str(exc)
+                continue
+            owners = self.owners.setdefault(spec.id, [])
             if conn in owners:
                 owners.remove(conn)
             owners.append(conn)
-            conn.tasks.add(task_id)
-            self.gone.pop(task_id, None)
+            conn.tasks.add(spec.id)
+            self.gone.pop(spec.id, None)
             self.engine.register(definition)
-            claimed.append(task_id)
+            claimed.append(spec.id)
         return claimed, refused
-
-    def _proxy(self, task_id: str, spec: dict[str, Any]) -> TaskDef:
-        retry = RetryPolicy.from_json(spec["retry"]) if isinstance(spec.get("retry"), dict) else None
-        queue: dict[str, Any] = spec["queue"] if isinstance(spec.get("queue"), dict) else {}
-        limit = queue.get("concurrencyLimit")
-        return TaskDef(
-            id=task_id,
-            fn=self._runner(task_id),
-            retry=retry,
-            queue=QueueDef(str(queue.get("name") or "default"), int(limit) if limit is not None else None),
-            max_duration_s=float(spec["maxDurationS"]) if spec.get("maxDurationS") else None,
-            ttl_s=float(spec["ttlS"]) if spec.get("ttlS") else None,
-            description=str(spec.get("description") or "")[:300] or "defined in a kernel",
-        )
 
     def owner(self, task_id: str) -> KernelWorkerSocket | None:
         owners = self.owners.get(task_id) or []
@@ -206,21 +208,10 @@ class KernelWorkers:
             attempt = _Attempt(conn, ctx, asyncio.get_running_loop().create_future())
             self.attempts[ctx.run_id] = attempt
             run = ctx.run
-            conn.send_json(
-                {
-                    "type": "run",
-                    "runId": ctx.run_id,
-                    "taskId": task_id,
-                    "attempt": ctx.attempt,
-                    "payload": payload,
-                    "run": {
-                        "maxAttempts": run.max_attempts,
-                        "tags": list(run.tags),
-                        "metadata": dict(run.metadata),
-                        "checkpoints": dict(run.checkpoints),
-                    },
-                }
+            snapshot = RunSnapshot(
+                max_attempts=run.max_attempts, tags=list(run.tags), metadata=dict(run.metadata), checkpoints=dict(run.checkpoints)
             )
+            conn.send(RunFrame(run_id=ctx.run_id, task_id=task_id, attempt=ctx.attempt, payload=payload, run=snapshot))
             try:
                 return await attempt.future
             except KernelGone as exc:
@@ -229,7 +220,7 @@ class KernelWorkers:
                 raise
             except asyncio.CancelledError:
                 if not conn.closed:
-                    conn.send_json({"type": "cancel", "runId": ctx.run_id})
+                    conn.send(CancelFrame(run_id=ctx.run_id))
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(attempt.answered.wait(), CANCEL_CONFIRM_S)
                 raise
@@ -239,58 +230,78 @@ class KernelWorkers:
 
         return run_in_kernel
 
-    async def on_frame(self, conn: KernelWorkerSocket, frame: dict[str, Any]) -> None:
-        kind = frame.get("type")
-        if kind == "claim":
-            tasks = frame.get("tasks")
-            claimed, refused = self.claim(conn, tasks if isinstance(tasks, list) else [])
-            conn.send_json({"type": "claimed", "id": frame.get("id"), "tasks": claimed, "refused": refused})
+    # -- frames from kernels ----------------------------------------------------------------------
+    async def on_message(self, conn: KernelWorkerSocket, message: str | bytes) -> None:
+        """Handle one message from a kernel. Never raises: a frame the server cannot use is
+        answered with the reason (and logged), and the socket stays open."""
+        try:
+            frame = cast(KernelFrame, parse_frame(message, KERNEL_FRAMES))
+        except FrameError as exc:
+            self.refuse(conn, str(exc), exc.frame_type, exc.request_id)
             return
-        attempt = self.attempts.get(str(frame.get("runId")))
+        try:
+            await self.on_frame(conn, frame)
+        except Exception as exc:
+            log.exception("kernel %s: the server failed on a %r frame", conn.label, frame.TYPE)
+            self.refuse(conn, f"the server failed on this {frame.TYPE!r} frame: {exc}", frame.TYPE, _request_id(frame))
+
+    def refuse(self, conn: KernelWorkerSocket, error: str, frame_type: str | None, request_id: str | None) -> None:
+        """Tell the kernel why a frame was not used: a request's ``ack`` fails, else an ``error``."""
+        log.info("kernel %s sent a frame the server refused: %s", conn.label, error)
+        if request_id is not None:
+            conn.send(AckFrame(id=request_id, ok=False, error=error))
+        else:
+            conn.send(ErrorFrame(error=error, frame_type=frame_type))
+
+    async def on_frame(self, conn: KernelWorkerSocket, frame: KernelFrame) -> None:
+        if isinstance(frame, ClaimFrame):
+            claimed, refused = self.claim(conn, frame.tasks)
+            conn.send(ClaimedFrame(id=frame.id, tasks=claimed, refused=refused))
+            return
+        attempt = self.attempts.get(frame.run_id)
         if attempt is None or attempt.conn is not conn:
-            if kind in _REQUESTS:
-                conn.send_json({"type": "ack", "id": frame.get("id"), "ok": False, "error": "the run is not executing"})
+            if isinstance(frame, (CheckpointFrame, TriggerFrame)):
+                conn.send(AckFrame(id=frame.id, ok=False, error=f"the run {frame.run_id} is not executing in this kernel"))
+            else:  # e.g. a result that arrives after the run was cancelled: nothing to do
+                log.debug("kernel %s: %s frame for run %s, which is not executing there", conn.label, frame.TYPE, frame.run_id)
             return
         ctx = attempt.ctx
         try:
-            if kind == "result":
-                attempt.answered.set()
-                if attempt.future.done():
-                    return
-                if frame.get("ok"):
-                    attempt.future.set_result(frame.get("output"))
-                else:
-                    attempt.future.set_exception(_remote_error(frame.get("error"), bool(frame.get("abort"))))
-                    stack = (frame.get("error") or {}).get("stack") if isinstance(frame.get("error"), dict) else None
-                    if stack:
-                        ctx.logger.error("traceback in the kernel", data={"stack": str(stack)[-4000:]})
-            elif kind == "log":
-                ctx.logger.log(str(frame.get("level") or "info"), str(frame.get("message") or ""), frame.get("data"))
-            elif kind == "metadata":
-                op, key = frame.get("op"), str(frame.get("key") or "")
-                if op == "remove":
-                    ctx.metadata.remove(key)
-                elif op in ("set", "append", "increment"):
-                    getattr(ctx.metadata, str(op))(key, frame.get("value"))
-            elif kind == "checkpoint":
-                await ctx.save_checkpoint(str(frame.get("key") or ""), frame.get("value"))
-                conn.send_json({"type": "ack", "id": frame.get("id"), "ok": True})
-            elif kind == "trigger":  # a child run, triggered from this attempt's context
-                options = options_from_json(frame.get("options"), self.engine.clock.now())
-                handle = await ctx.trigger(str(frame.get("taskId") or ""), frame.get("payload"), options)
-                conn.send_json({"type": "ack", "id": frame.get("id"), "ok": True, "data": {"id": handle.id, "isCached": handle.is_cached}})
-            elif kind == "emit":
-                event_type = str(frame.get("eventType") or "")
-                if event_type and not event_type.startswith(("run.", "message.", "toolcall.")):
-                    data = frame.get("data")
-                    ctx.emit(event_type, data if isinstance(data, dict) else {"value": data})
-        except Exception as exc:
-            log.info("kernel %s sent a frame the run refused: %s", conn.label, exc)
-            if kind in _REQUESTS:
-                conn.send_json({"type": "ack", "id": frame.get("id"), "ok": False, "error": str(exc)})
-            else:
+            if isinstance(frame, ResultFrame):
+                self._result(attempt, frame)
+            elif isinstance(frame, LogFrame):
+                ctx.logger.log(frame.level, frame.message, frame.data)
+            elif isinstance(frame, MetadataFrame):
+                ctx.metadata.apply(frame.op, frame.key, frame.value)
+            elif isinstance(frame, CheckpointFrame):
+                await ctx.save_checkpoint(frame.key, frame.value)
+                conn.send(AckFrame(id=frame.id, ok=True))
+            elif isinstance(frame, TriggerFrame):  # a child run, triggered from this attempt's context
+                options = options_from_json(frame.options, self.engine.clock.now())
+                handle = await ctx.trigger(frame.task_id, frame.payload, options)
+                conn.send(AckFrame(id=frame.id, ok=True, data={"id": handle.id, "isCached": handle.is_cached}))
+            elif isinstance(frame, EmitFrame):
+                ctx.emit(frame.event_type, frame.data, reserved=EVENT_PREFIXES_RESERVED_FOR_SERVER)
+        except PolarisError as exc:  # the run's rules refused it (bad metadata, unknown child task, …)
+            self.refuse(conn, str(exc), frame.TYPE, _request_id(frame))
+            if _request_id(frame) is None:
                 with contextlib.suppress(Exception):
-                    ctx.logger.warn(f"ignored {kind} from the kernel: {exc}")
+                    ctx.logger.warn(f"ignored {frame.TYPE} from the kernel: {exc}")
+
+    def _result(self, attempt: _Attempt, frame: ResultFrame) -> None:
+        if frame.attempt is not None and frame.attempt != attempt.ctx.attempt:
+            log.debug("run %s: a result of attempt %s arrived during attempt %s", frame.run_id, frame.attempt, attempt.ctx.attempt)
+            return
+        attempt.answered.set()
+        if attempt.future.done():
+            return
+        if frame.ok:
+            attempt.future.set_result(frame.output)
+            return
+        error = frame.error or TaskError(message="the task failed in the kernel")
+        attempt.future.set_exception(_remote_error(error, frame.abort))
+        if error.stack:
+            attempt.ctx.logger.error("traceback in the kernel", data={"stack": error.stack[-4000:]})
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -300,6 +311,11 @@ class KernelWorkers:
             ],
             "waiting": [{"taskId": task_id, "reason": reason} for task_id, reason in sorted(self.gone.items())],
         }
+
+
+def _request_id(frame: Frame) -> str | None:
+    """The id of a request frame (answered with ``ack``), else None."""
+    return frame.id if isinstance(frame, (CheckpointFrame, TriggerFrame)) else None
 
 
 def workers_for(settings: dict[str, Any]) -> KernelWorkers:
@@ -346,55 +362,18 @@ class KernelWorkerSocket(BearerWebSocketMixin, WebSocketMixin, WebSocketHandler,
 
     def on_message(self, message: str | bytes) -> Any:
         if message == "ping":
-            return self.send_json("pong")
-        try:
-            frame = json.loads(message)
-        except ValueError:
-            return None
-        if isinstance(frame, dict):
-            return workers_for(self.settings).on_frame(self, frame)
-        return None
+            return self._write('"pong"')
+        return workers_for(self.settings).on_message(self, message)
 
-    def send_json(self, frame: Any) -> None:
+    def send(self, frame: Frame) -> None:
+        self._write(frame.dumps())
+
+    def _write(self, text: str) -> None:
         if self.closed:
             return
         with contextlib.suppress(WebSocketClosedError):
-            self.write_message(json.dumps(frame, default=str))
+            self.write_message(text)
 
     def on_close(self) -> None:
         self.closed = True
         workers_for(self.settings).spawn_release(self)
-
-
-class KernelTasksHandler(PolarisHandler):
-    @web.authenticated
-    async def get(self) -> None:
-        self.runtime  # 503 while the engine starts  # noqa: B018
-        self.send_json(workers_for(self.settings).to_json())
-
-
-EXTRA_HANDLERS.extend(
-    [("/polaris/api/v1/kernel-worker", KernelWorkerSocket), ("/polaris/api/v1/kernel-tasks", KernelTasksHandler)]
-)
-add_paths(
-    {
-        "/polaris/api/v1/kernel-tasks": {
-            "get": {
-                "summary": "Kernels connected as task workers, the tasks they define, and tasks waiting for a kernel",
-                "responses": {
-                    **ok(
-                        {
-                            "type": "object",
-                            "required": ["kernels", "waiting"],
-                            "properties": {
-                                "kernels": {"type": "array", "items": {"type": "object"}},
-                                "waiting": {"type": "array", "items": {"type": "object"}},
-                            },
-                        }
-                    ),
-                    **errors(),
-                },
-            }
-        }
-    }
-)

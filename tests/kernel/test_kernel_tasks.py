@@ -19,6 +19,7 @@ import pytest
 from IPython.utils.capture import capture_output
 
 from polaris_jupyter.jobs import AbortTaskError, RetryPolicy, TaskRegistry, TriggerOptions, task
+from polaris_jupyter.jobs.worker_frames import CheckpointFrame, ClaimedFrame, ClaimFrame, ResultFrame
 from polaris_jupyter.kernel import Polaris, PolarisError, connect, disconnect
 from polaris_jupyter.kernel._bridge import TaskBridge
 from tests.kernel.conftest import FOREIGN_ENV
@@ -242,24 +243,30 @@ def test_runs_wait_while_no_kernel_defines_the_task(live: LiveServer) -> None:
 
 
 def test_kernel_worker_socket_refuses_garbage(live: LiveServer) -> None:
-    """Bad frames from a kernel are ignored; bad claims are refused with a reason."""
+    """Bad frames from a kernel are answered with the reason and the socket stays up; bad claims
+    are refused one by one with a reason."""
     client = connect("remote", url=live.url, token=live.token, scheme="token")
     bridge = TaskBridge(client.backend, client.loop, registry=TaskRegistry())  # type: ignore[arg-type]
     try:
 
-        async def probe() -> dict[str, Any]:
+        async def probe() -> Any:
             await bridge._ensure_connected()
-            bridge.send({"type": "result", "runId": "run_nope", "ok": True})
-            bridge.send({"type": "nonsense"})
+            bridge.send(ResultFrame(run_id="run_nope", ok=True))  # not executing: dropped quietly
             assert bridge._conn is not None
+            await bridge._conn.write_message('{"type": "nonsense"}')
             await bridge._conn.write_message("not json")
-            return await bridge.request({"type": "claim", "tasks": [{"id": ""}, {"id": "x" * 300}, {"id": "ok-task", "retry": {"maxAttempts": "many"}}, 7]})
+            tasks = [{"id": ""}, {"id": "x" * 300}, {"id": "ok-task", "retry": {"maxAttempts": "many"}}, 7]
+            return await bridge.request(ClaimFrame(id=bridge.new_request_id(), tasks=tasks))
 
         reply = client.call(probe())
-        assert reply["tasks"] == []
-        assert len(reply["refused"]) == 4 and any("bad task definition" in r for r in reply["refused"].values())
+        assert isinstance(reply, ClaimedFrame)
+        assert reply.tasks == []
+        assert len(reply.refused) == 4 and any("bad task definition" in r for r in reply.refused.values())
+        errors = list(bridge.frame_errors)
+        assert any("unknown frame type 'nonsense'" in e for e in errors), errors
+        assert any("must be a JSON object" in e for e in errors), errors
         with pytest.raises(PolarisError, match="not executing"):
-            client.call(bridge.request({"type": "checkpoint", "runId": "run_nope", "key": "k", "value": 1}))
+            client.call(bridge.request(CheckpointFrame(id=bridge.new_request_id(), run_id="run_nope", key="k", value=1)))
         status, _ = live.request("GET", "/polaris/api/v1/health")
         assert status == 200
     finally:
