@@ -97,7 +97,7 @@ class ChatService:
         if self._journal is None:
             from polaris_jupyter.tools.edits import SqliteEditJournal
 
-            self._journal = SqliteEditJournal(self.runtime.config.db_path)
+            self._journal = SqliteEditJournal(self.engine.store)  # the store is the file's one writer
         return self._journal
 
     # -- reverting a run's file edits ---------------------------------------------------------

@@ -11,19 +11,25 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from polaris_jupyter.jobs import SqliteStore, iso, new_id
+from polaris_jupyter.jobs import Schema, SqliteStore, iso, new_id
 
-__all__ = ["ChatStore", "Conversation", "Message", "MessageStatus"]
+__all__ = ["CHAT_SCHEMA", "ChatStore", "Conversation", "Message", "MessageStatus"]
 
-_SCHEMA = [
-    "CREATE TABLE IF NOT EXISTS conversations (id TEXT PRIMARY KEY, title TEXT NOT NULL, "
-    "workspace TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS messages (num INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, "
-    "conversation_id TEXT NOT NULL, role TEXT NOT NULL, content TEXT NOT NULL, status TEXT NOT NULL, "
-    "run_id TEXT, tool_calls TEXT, error TEXT, provider TEXT, model TEXT, usage TEXT, context TEXT, "
-    "created_at REAL NOT NULL, updated_at REAL NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS messages_conv ON messages(conversation_id, num)",
-]
+#: The chat tables, registered with the engine's store (version 1: the unversioned shape).
+CHAT_SCHEMA = Schema(
+    "chat",
+    migrations=(
+        (
+            "CREATE TABLE IF NOT EXISTS conversations (id TEXT PRIMARY KEY, title TEXT NOT NULL, "
+            "workspace TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS messages (num INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, "
+            "conversation_id TEXT NOT NULL, role TEXT NOT NULL, content TEXT NOT NULL, status TEXT NOT NULL, "
+            "run_id TEXT, tool_calls TEXT, error TEXT, provider TEXT, model TEXT, usage TEXT, context TEXT, "
+            "created_at REAL NOT NULL, updated_at REAL NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS messages_conv ON messages(conversation_id, num)",
+        ),
+    ),
+)
 _MESSAGE_COLUMNS = (
     "id",
     "conversation_id",
@@ -161,11 +167,12 @@ class ChatStore:
     def __init__(self, store: SqliteStore) -> None:
         self.store = store
         self.live: dict[str, Message] = {}
+        store.register(CHAT_SCHEMA)
 
     async def migrate(self) -> None:
-        for statement in _SCHEMA:
-            self.store.execute(statement)
-        await self.store.commit()
+        """Make sure the chat tables exist (the store applies them when it opens; this covers a
+        store that was already open when the chat store was made)."""
+        await self.store.ensure_schema(CHAT_SCHEMA)
 
     # -- conversations ---------------------------------------------------------------------------
     async def create_conversation(self, title: str, workspace: str, now: float) -> Conversation:

@@ -39,12 +39,14 @@ from polaris_jupyter.jobs._models import (
 from polaris_jupyter.jobs._options import options_from_json, options_to_json, parse_duration_s
 from polaris_jupyter.jobs._queries import RunFilter, RunPage, delete_finished_before, list_runs, task_metrics
 from polaris_jupyter.jobs._registry import QueueDef, TaskDef, TaskRegistry, default_registry, queue, task
+from polaris_jupyter.jobs._schema import AddColumn, Schema, SchemaError
 from polaris_jupyter.jobs._store import SqliteStore
 
 __all__ = [
     "FINAL_STATUSES",
     "MAX_BATCH_ITEMS",
     "AbortTaskError",
+    "AddColumn",
     "Attempt",
     "BatchHandle",
     "Clock",
@@ -66,6 +68,8 @@ __all__ = [
     "RunPage",
     "RunResult",
     "RunStatus",
+    "Schema",
+    "SchemaError",
     "SqliteStore",
     "SubscriberLagging",
     "SystemClock",

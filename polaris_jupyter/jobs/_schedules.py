@@ -15,11 +15,24 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from polaris_jupyter.jobs._models import InvalidInput, TaskNotFound, TriggerOptions, iso, new_id
+from polaris_jupyter.jobs._schema import Schema
 
 if TYPE_CHECKING:
     from polaris_jupyter.jobs._engine import Engine
 
-__all__ = ["Schedule", "ScheduleManager", "next_slot", "validate_cron"]
+__all__ = ["SCHEDULES_SCHEMA", "Schedule", "ScheduleManager", "next_slot", "validate_cron"]
+
+#: The ``schedules`` table, registered with the engine's store (version 1: the unversioned shape).
+SCHEDULES_SCHEMA = Schema(
+    "schedules",
+    migrations=(
+        (
+            "CREATE TABLE IF NOT EXISTS schedules (id TEXT PRIMARY KEY, task_id TEXT NOT NULL, cron TEXT NOT NULL, "
+            "timezone TEXT NOT NULL, payload TEXT, last_slot REAL, created_at REAL, active INTEGER NOT NULL DEFAULT 1, "
+            "declarative INTEGER NOT NULL DEFAULT 0)",
+        ),
+    ),
+)
 
 
 def validate_cron(expr: str, timezone: str) -> None:
@@ -73,8 +86,10 @@ class ScheduleManager:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._schedules: dict[str, Schedule] = {}
+        engine.store.register(SCHEDULES_SCHEMA)
 
     async def start(self) -> None:
+        await self.engine.store.ensure_schema(SCHEDULES_SCHEMA)  # a no-op unless the store was open before
         rows = await self.engine.store.query("SELECT * FROM schedules")
         for row in rows:
             self._schedules[row["id"]] = Schedule(dict(row))

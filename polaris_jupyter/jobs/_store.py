@@ -6,8 +6,14 @@ run inside one batch collapse into one row write. Callers that need durability (
 await :meth:`SqliteStore.commit`, which resolves once their writes are on disk. Reads go
 through a second connection on a reader thread, after a flush, so they see every earlier write.
 
-The interface is small on purpose (runs, attempts, logs, events, schedules, key/value) so that
-a PostgreSQL-backed store can replace it without touching the engine.
+The store is the only writer of its file. Other parts never open their own connection: they
+queue statements (:meth:`SqliteStore.execute` + :meth:`SqliteStore.commit`), run a function in
+the next commit (:meth:`SqliteStore.write`) and read through :meth:`SqliteStore.read`. Their
+tables are declared as versioned :class:`~polaris_jupyter.jobs.Schema` objects registered with
+the store, which migrates them all when it opens (see ``_schema.py``).
+
+The interface is small on purpose (runs, attempts, logs, events, key/value, registered
+schemas) so that a PostgreSQL-backed store can replace it without touching the engine.
 """
 
 from __future__ import annotations
@@ -22,10 +28,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from polaris_jupyter.jobs._models import Attempt, Event, Run, RunStatus
+from polaris_jupyter.jobs._schema import CORE_SCHEMA_NAME, Schema, migrate_sqlite, sqlite_versions
 
-__all__ = ["SCHEMA_VERSION", "SqliteStore"]
+__all__ = ["CORE_SCHEMA", "SCHEMA_VERSION", "SqliteStore"]
 
-SCHEMA_VERSION = 1
 T = TypeVar("T")
 log = logging.getLogger("polaris_jupyter.jobs.store")
 
@@ -61,41 +67,43 @@ _RUN_COLUMNS = (
     "waiting_reason",
 )
 
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS runs (
+_CORE_BASELINE: tuple[str, ...] = (
+    f"""CREATE TABLE IF NOT EXISTS runs (
   num INTEGER PRIMARY KEY AUTOINCREMENT,
   {", ".join(c + (" TEXT UNIQUE NOT NULL" if c == "id" else "") for c in _RUN_COLUMNS)}
-);
-CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
-CREATE INDEX IF NOT EXISTS runs_task ON runs(task_id, num);
-CREATE INDEX IF NOT EXISTS runs_idem ON runs(task_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
-CREATE INDEX IF NOT EXISTS runs_conv ON runs(conversation_id) WHERE conversation_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS runs_finished ON runs(finished_at);
-CREATE TABLE IF NOT EXISTS attempts (
+)""",
+    "CREATE INDEX IF NOT EXISTS runs_status ON runs(status)",
+    "CREATE INDEX IF NOT EXISTS runs_task ON runs(task_id, num)",
+    "CREATE INDEX IF NOT EXISTS runs_idem ON runs(task_id, idempotency_key) WHERE idempotency_key IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS runs_conv ON runs(conversation_id) WHERE conversation_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS runs_finished ON runs(finished_at)",
+    """CREATE TABLE IF NOT EXISTS attempts (
   run_id TEXT NOT NULL, number INTEGER NOT NULL, status TEXT, started_at REAL, finished_at REAL,
   error TEXT, PRIMARY KEY (run_id, number)
-);
-CREATE TABLE IF NOT EXISTS logs (
+)""",
+    """CREATE TABLE IF NOT EXISTS logs (
   id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, attempt INTEGER, ts REAL,
   level TEXT, message TEXT, data TEXT
-);
-CREATE INDEX IF NOT EXISTS logs_run ON logs(run_id, id);
-CREATE TABLE IF NOT EXISTS events (
+)""",
+    "CREATE INDEX IF NOT EXISTS logs_run ON logs(run_id, id)",
+    """CREATE TABLE IF NOT EXISTS events (
   seq INTEGER PRIMARY KEY, run_id TEXT, run_seq INTEGER, conversation_id TEXT, type TEXT,
   data TEXT, ts REAL
-);
-CREATE INDEX IF NOT EXISTS events_run ON events(run_id, run_seq);
-CREATE INDEX IF NOT EXISTS events_conv ON events(conversation_id, seq) WHERE conversation_id IS NOT NULL;
-CREATE TABLE IF NOT EXISTS schedules (
-  id TEXT PRIMARY KEY, task_id TEXT NOT NULL, cron TEXT NOT NULL, timezone TEXT NOT NULL,
-  payload TEXT, last_slot REAL, created_at REAL, active INTEGER NOT NULL DEFAULT 1,
-  declarative INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS kv (
+)""",
+    "CREATE INDEX IF NOT EXISTS events_run ON events(run_id, run_seq)",
+    "CREATE INDEX IF NOT EXISTS events_conv ON events(conversation_id, seq) WHERE conversation_id IS NOT NULL",
+    """CREATE TABLE IF NOT EXISTS kv (
   ns TEXT NOT NULL, key TEXT NOT NULL, value TEXT, updated_at REAL, PRIMARY KEY (ns, key)
-);
-"""
+)""",
+    "CREATE TABLE IF NOT EXISTS schema_versions (name TEXT PRIMARY KEY, version INTEGER NOT NULL)",
+    # The unversioned code kept a 'schema_version' row here; user_version replaces it.
+    "DROP TABLE IF EXISTS meta",
+)
+
+#: The store's own tables (versioned with ``PRAGMA user_version``). Version 1 is the baseline
+#: of the unversioned code; append migrations, never edit a released one.
+CORE_SCHEMA = Schema(CORE_SCHEMA_NAME, migrations=(_CORE_BASELINE,))
+SCHEMA_VERSION = CORE_SCHEMA.version
 
 _UPSERT_RUN = (
     f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' for _ in _RUN_COLUMNS)}) "
@@ -111,6 +119,8 @@ _INSERT_LOG = "INSERT INTO logs (run_id, attempt, ts, level, message, data) VALU
 
 
 _EMPTY_JSON: dict[type, str] = {list: "[]", dict: "{}"}
+#: Marks a queued :meth:`SqliteStore.write` call among the queued statements (never equal to SQL).
+_CALL: Any = object()
 
 
 def _dumps(value: Any) -> str | None:
@@ -217,10 +227,17 @@ def _connect(path: str) -> sqlite3.Connection:
 
 
 class SqliteStore:
-    """One SQLite file: runs, attempts, logs, events, schedules and a key/value table."""
+    """One SQLite file: runs, attempts, logs, events, key/value, and the tables other parts
+    register (schedules, chat, the edit journal). This object is the file's only writer."""
+
+    #: The SQL dialect of this store: parts register schemas written for it.
+    dialect = "sqlite"
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
+        self._schemas: dict[str, Schema] = {}
+        #: Schema versions known to be applied to the open file, by name.
+        self._applied: dict[str, int] = {}
         self._writer: ThreadPoolExecutor | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._wconn: sqlite3.Connection | None = None
@@ -240,17 +257,66 @@ class SqliteStore:
     async def open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._loop = asyncio.get_running_loop()
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="polaris-store-w")
-        self._reader = ThreadPoolExecutor(1, thread_name_prefix="polaris-store-r")
-        self._wconn = await self._loop.run_in_executor(self._writer, self._open_writer)
-        self._rconn = await self._loop.run_in_executor(self._reader, _connect, self.path)
+        loop = asyncio.get_running_loop()
+        writer = ThreadPoolExecutor(1, thread_name_prefix="polaris-store-w")
+        reader = ThreadPoolExecutor(1, thread_name_prefix="polaris-store-r")
+        parts = list(self._schemas.values())
+        try:
+            wconn, applied = await loop.run_in_executor(writer, self._open_writer, parts)
+        except BaseException:
+            writer.shutdown(wait=True)
+            reader.shutdown(wait=True)
+            raise
+        self._wconn = wconn
+        self._rconn = await loop.run_in_executor(reader, _connect, self.path)
+        self._applied = applied
+        self._loop, self._writer, self._reader = loop, writer, reader
 
-    def _open_writer(self) -> sqlite3.Connection:
+    def _open_writer(self, parts: list[Schema]) -> tuple[sqlite3.Connection, dict[str, int]]:
         conn = _connect(self.path)
-        conn.executescript(_SCHEMA)
-        conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        return conn
+        try:
+            applied = migrate_sqlite(conn, parts, core=CORE_SCHEMA, where=self.path)
+        except BaseException:
+            conn.close()
+            raise
+        return conn, applied
+
+    @property
+    def is_open(self) -> bool:
+        return self._loop is not None
+
+    # -- schemas (see _schema.py): the one place tables are created and migrated ------------
+    def register(self, schema: Schema) -> None:
+        """Add a part's schema; :meth:`open` applies every registered one in one transaction.
+
+        Registering the same schema again is a no-op; another schema under a taken name is a
+        ValueError (two homes for one table set). Once the store is open, use
+        :meth:`ensure_schema` instead (this only records it)."""
+        if schema.dialect != self.dialect:
+            raise ValueError(f"schema {schema.name!r} is written for {schema.dialect}; this store is {self.dialect}")
+        if schema.name == CORE_SCHEMA_NAME:
+            raise ValueError(f"schema name {CORE_SCHEMA_NAME!r} is the store's own")
+        known = self._schemas.get(schema.name)
+        if known is not None and known != schema:
+            raise ValueError(f"another schema named {schema.name!r} is already registered")
+        self._schemas[schema.name] = schema
+
+    async def ensure_schema(self, schema: Schema) -> None:
+        """Register ``schema`` and, if the store is already open, migrate it now on the writer
+        thread (after writes already handed to it). Cheap once applied."""
+        self.register(schema)
+        if self._loop is None or self._applied.get(schema.name) == schema.version:
+            return
+        assert self._writer is not None and self._wconn is not None
+        conn = self._wconn
+        applied = await self._loop.run_in_executor(
+            self._writer, lambda: migrate_sqlite(conn, [schema], where=self.path)
+        )
+        self._applied.update(applied)
+
+    async def schema_versions(self) -> dict[str, int]:
+        """``{name: version}`` recorded in the file, the core under ``"store"``."""
+        return await self.read(sqlite_versions)
 
     async def close(self) -> None:
         if self._loop is None:
@@ -294,6 +360,25 @@ class SqliteStore:
         """Queue any write statement; it is committed with the next batch, in order."""
         self._ops.append((sql, params))
         self._kick()
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` on the writer thread inside the next group commit, in order with
+        the writes queued before it, and return its result once that commit is on disk.
+
+        For writes that need an answer (a row count, a generated id). ``fn`` runs in a
+        savepoint: if it raises, only its own changes are rolled back, the rest of the batch
+        commits, and the exception is raised here. It must not keep cursors or start or end
+        transactions; keep it short, every other writer waits for it."""
+        outcome: list[tuple[bool, Any]] = []
+        self._ops.append((_CALL, (fn, outcome)))
+        self._kick()
+        await self.commit()
+        if not outcome:
+            raise RuntimeError("store write was not run")
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
 
     async def commit(self) -> None:
         """Wait until every write queued so far is on disk."""
@@ -482,8 +567,25 @@ def _execute_grouped(conn: sqlite3.Connection, ops: list[tuple[str, tuple[Any, .
         j = i
         while j < len(ops) and ops[j][0] == sql:
             j += 1
-        if j - i == 1:
+        if sql is _CALL:
+            for _, (fn, outcome) in ops[i:j]:
+                _run_call(conn, fn, outcome)
+        elif j - i == 1:
             conn.execute(sql, ops[i][1])
         else:
             conn.executemany(sql, [p for _, p in ops[i:j]])
         i = j
+
+
+def _run_call(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any], outcome: list[tuple[bool, Any]]) -> None:
+    """One :meth:`SqliteStore.write` call, in a savepoint so its failure stays its own."""
+    conn.execute("SAVEPOINT polaris_write")
+    try:
+        result = fn(conn)
+    except Exception as exc:
+        conn.execute("ROLLBACK TO polaris_write")
+        conn.execute("RELEASE polaris_write")
+        outcome.append((False, exc))
+    else:
+        conn.execute("RELEASE polaris_write")
+        outcome.append((True, result))

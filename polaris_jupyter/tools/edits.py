@@ -17,8 +17,9 @@ unless the caller passes ``force=True``. A revert that went through marks the ru
 (``reverted_at``), so every client can show the run as reverted.
 
 Two implementations: :class:`MemoryEditJournal` (tests, in-process kernels) and
-:class:`SqliteEditJournal` (table ``file_edits`` in the store's SQLite file; every SQLite call
-runs on one dedicated thread, so the event loop never blocks on it).
+:class:`SqliteEditJournal` (table ``file_edits`` in the run store's SQLite file, declared once as
+:data:`EDITS_SCHEMA` and migrated by the store; rows are written through the store's writer
+thread and group commits, never through a second connection, so the event loop never blocks).
 """
 
 from __future__ import annotations
@@ -29,18 +30,19 @@ import hashlib
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from polaris_jupyter.jobs import AddColumn, Schema, SqliteStore
 from polaris_jupyter.tools._fileio import sniff_binary
 from polaris_jupyter.tools.base import ToolContext, ToolError
 from polaris_jupyter.tools.sandbox import atomic_write_bytes, check_path_text, is_protected, resolve_path
 
 __all__ = [
+    "EDITS_SCHEMA",
     "MAX_DIFF_CHARS",
     "EditEntry",
     "MemoryEditJournal",
@@ -53,7 +55,6 @@ __all__ = [
 
 #: Diffs longer than this are cut (the pre-image itself is always kept whole).
 MAX_DIFF_CHARS = 60_000
-_T = TypeVar("_T")
 
 
 def make_diff(rel_path: str, before: bytes | None, after: bytes | None, max_chars: int = MAX_DIFF_CHARS) -> str:
@@ -334,131 +335,125 @@ class MemoryEditJournal(_JournalBase):
         return {e.run_id: e.reverted_at for e in self._entries if e.run_id in wanted and e.reverted_at}
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS file_edits (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT NOT NULL,
-    path TEXT NOT NULL,
-    before BLOB,
-    after_exists INTEGER NOT NULL,
-    after_size INTEGER NOT NULL,
-    diff TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    created_ts REAL NOT NULL,
-    after_sha256 TEXT,
-    reverted_at TEXT
-);
-CREATE INDEX IF NOT EXISTS file_edits_run ON file_edits (run_id, id);
-CREATE INDEX IF NOT EXISTS file_edits_ts ON file_edits (created_ts);
-"""
+#: Table ``file_edits``, registered with the store. Version 1 is the baseline: the shape the
+#: unversioned journal created, reached from any of its earlier forms (the content hash and the
+#: revert mark were added later, by an ALTER that the journal ran itself).
+EDITS_SCHEMA = Schema(
+    "edits",
+    migrations=(
+        (
+            "CREATE TABLE IF NOT EXISTS file_edits (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL,"
+            " path TEXT NOT NULL, before BLOB, after_exists INTEGER NOT NULL, after_size INTEGER NOT NULL,"
+            " diff TEXT NOT NULL, created_at TEXT NOT NULL, created_ts REAL NOT NULL, after_sha256 TEXT,"
+            " reverted_at TEXT)",
+            AddColumn("file_edits", "after_sha256", "TEXT"),
+            AddColumn("file_edits", "reverted_at", "TEXT"),
+            "CREATE INDEX IF NOT EXISTS file_edits_run ON file_edits (run_id, id)",
+            "CREATE INDEX IF NOT EXISTS file_edits_ts ON file_edits (created_ts)",
+        ),
+    ),
+)
+_INSERT_EDIT = (
+    "INSERT INTO file_edits (run_id, path, before, after_exists, after_size, diff, created_at, created_ts,"
+    " after_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _entry(r: sqlite3.Row) -> EditEntry:
+    return EditEntry(
+        id=int(r[0]),
+        run_id=str(r[1]),
+        path=str(r[2]),
+        before=None if r[3] is None else bytes(r[3]),
+        after_exists=bool(r[4]),
+        after_size=int(r[5]),
+        diff=str(r[6]),
+        created_at=str(r[7]),
+        after_sha256=None if r[8] is None else str(r[8]),
+        reverted_at=None if r[9] is None else str(r[9]),
+    )
 
 
 class SqliteEditJournal(_JournalBase):
-    """The journal in table ``file_edits`` of an SQLite file (WAL), shared with the run store.
+    """The journal in table ``file_edits`` of the run store's SQLite file.
 
-    All SQLite work runs on one dedicated thread that owns the connection. Call
-    :meth:`close` when the server stops.
+    Give it the engine's :class:`~polaris_jupyter.jobs.SqliteStore`: rows are then written by
+    the store's writer thread, in its group commits, and read on its reader thread, so the file
+    has one writer and the event loop never waits on SQLite. Given a path instead (tools and
+    tests without an engine), the journal opens a store of its own on that file, on first use;
+    never do that for a file an engine has open. :meth:`close` closes only a store it opened.
     """
 
-    def __init__(self, db_path: Path | str) -> None:
-        self.db_path = Path(db_path)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="polaris-edits")
-        self._conn: sqlite3.Connection | None = None
+    def __init__(self, store: SqliteStore | Path | str) -> None:
+        self._owns_store = not isinstance(store, SqliteStore)
+        self.store = store if isinstance(store, SqliteStore) else SqliteStore(store)
+        self.db_path = Path(self.store.path)
+        self.store.register(EDITS_SCHEMA)
+        self._ready = False
+        self._opening: asyncio.Lock | None = None
         self._closed = False
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self.db_path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.db_path, timeout=30.0)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
-            columns = {str(row[1]) for row in conn.execute("PRAGMA table_info(file_edits)")}
-            for column in ("after_sha256", "reverted_at"):  # a journal written by an older version
-                if column not in columns:
-                    conn.execute(f"ALTER TABLE file_edits ADD COLUMN {column} TEXT")
-            conn.commit()
-            self._conn = conn
-        return self._conn
-
-    async def _call(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+    async def _open(self) -> SqliteStore:
         if self._closed:
             raise RuntimeError("edit journal is closed")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: fn(self._connection()))
+        if not self._ready:
+            if self._opening is None:
+                self._opening = asyncio.Lock()
+            async with self._opening:
+                if self._owns_store and not self.store.is_open:
+                    await self.store.open()
+                await self.store.ensure_schema(EDITS_SCHEMA)
+                self._ready = True
+        return self.store
 
     async def record(
         self, run_id: str, rel_path: str, before: bytes | None, after: bytes | None, diff: str
     ) -> None:
-        row = (
-            run_id,
-            rel_path,
-            None if before is None else sqlite3.Binary(before),
-            int(after is not None),
-            len(after) if after is not None else 0,
-            diff,
-            _now_iso(),
-            time.time(),
-            _after_hash(rel_path, after),
+        store = await self._open()
+        store.execute(
+            _INSERT_EDIT,
+            (
+                run_id,
+                rel_path,
+                None if before is None else bytes(before),
+                int(after is not None),
+                len(after) if after is not None else 0,
+                diff,
+                _now_iso(),
+                time.time(),
+                _after_hash(rel_path, after),
+            ),
         )
-
-        def insert(conn: sqlite3.Connection) -> None:
-            with conn:
-                conn.execute(
-                    "INSERT INTO file_edits (run_id, path, before, after_exists, after_size, diff,"
-                    " created_at, created_ts, after_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    row,
-                )
-
-        await self._call(insert)
+        await store.commit()  # on disk before the tool changes the file
 
     async def recent_paths(self, limit: int = 50) -> list[str]:
-        def query(conn: sqlite3.Connection) -> list[str]:
-            rows = conn.execute(
-                "SELECT path FROM file_edits WHERE path NOT LIKE '%/' AND after_exists = 1"
-                " GROUP BY path ORDER BY MAX(id) DESC LIMIT ?",
-                (int(limit),),
-            ).fetchall()
-            return [str(row[0]) for row in rows]
-
-        return await self._call(query)
+        store = await self._open()
+        rows = await store.query(
+            "SELECT path FROM file_edits WHERE path NOT LIKE '%/' AND after_exists = 1"
+            " GROUP BY path ORDER BY MAX(id) DESC LIMIT ?",
+            (int(limit),),
+        )
+        return [str(row[0]) for row in rows]
 
     async def _entries_for_run(self, run_id: str) -> list[EditEntry]:
-        def query(conn: sqlite3.Connection) -> list[EditEntry]:
-            rows = conn.execute(
-                "SELECT id, run_id, path, before, after_exists, after_size, diff, created_at, after_sha256,"
-                " reverted_at FROM file_edits WHERE run_id = ? ORDER BY id",
-                (run_id,),
-            ).fetchall()
-            return [
-                EditEntry(
-                    id=int(r[0]),
-                    run_id=str(r[1]),
-                    path=str(r[2]),
-                    before=None if r[3] is None else bytes(r[3]),
-                    after_exists=bool(r[4]),
-                    after_size=int(r[5]),
-                    diff=str(r[6]),
-                    created_at=str(r[7]),
-                    after_sha256=None if r[8] is None else str(r[8]),
-                    reverted_at=None if r[9] is None else str(r[9]),
-                )
-                for r in rows
-            ]
-
-        return await self._call(query)
+        store = await self._open()
+        rows = await store.query(
+            "SELECT id, run_id, path, before, after_exists, after_size, diff, created_at, after_sha256,"
+            " reverted_at FROM file_edits WHERE run_id = ? ORDER BY id",
+            (run_id,),
+        )
+        return [_entry(r) for r in rows]
 
     async def _mark_reverted(self, run_id: str, when: str) -> None:
-        def update(conn: sqlite3.Connection) -> None:
-            with conn:
-                conn.execute("UPDATE file_edits SET reverted_at = ? WHERE run_id = ?", (when, run_id))
-
-        await self._call(update)
+        store = await self._open()
+        store.execute("UPDATE file_edits SET reverted_at = ? WHERE run_id = ?", (when, run_id))
+        await store.commit()
 
     async def reverted_runs(self, run_ids: Iterable[str]) -> dict[str, str]:
         wanted = sorted({r for r in run_ids if r})
         if not wanted:
             return {}
+        store = await self._open()
 
         def query(conn: sqlite3.Connection) -> dict[str, str]:
             found: dict[str, str] = {}
@@ -473,29 +468,22 @@ class SqliteEditJournal(_JournalBase):
                 found.update({str(r[0]): str(r[1]) for r in rows})
             return found
 
-        return await self._call(query)
+        return await store.read(query)
 
     async def prune(self, older_than_s: float) -> int:
         """Drop journal rows older than ``older_than_s`` seconds (for the cleanup task)."""
         cutoff = time.time() - older_than_s
+        store = await self._open()
 
         def delete(conn: sqlite3.Connection) -> int:
-            with conn:
-                return conn.execute("DELETE FROM file_edits WHERE created_ts < ?", (cutoff,)).rowcount
+            return int(conn.execute("DELETE FROM file_edits WHERE created_ts < ?", (cutoff,)).rowcount)
 
-        return await self._call(delete)
+        return await store.write(delete)
 
     async def close(self) -> None:
-        """Close the connection and stop the thread (idempotent)."""
+        """Stop using the store, closing it only if the journal opened it (idempotent)."""
         if self._closed:
             return
         self._closed = True
-
-        def shutdown() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, shutdown)
-        self._executor.shutdown(wait=True)
+        if self._owns_store and self.store.is_open:
+            await self.store.close()
