@@ -6,94 +6,36 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-import { Conversation, Message } from './renderer/types';
+import type { components, paths } from './generated/openapi';
 
 export const API_PREFIX = 'polaris/api/v1';
 
-export interface RunError {
-  message: string;
-  name?: string;
-  stack?: string;
+/** Wire types, generated from the server's OpenAPI document (labextension/openapi.json). */
+type Schemas = components['schemas'];
+export type Conversation = Schemas['Conversation'];
+export type Message = Schemas['Message'];
+export type RunError = Schemas['RunError'];
+export type Run = Schemas['Run'];
+export type RunDetail = Run & Required<Pick<Run, 'attempts' | 'logs'>>;
+export type TaskInfo = Schemas['Task'];
+export type TaskMetrics = Schemas['TaskMetrics'];
+export type MetricsBucket = Schemas['MetricsBucket'];
+export type Metrics = Schemas['Metrics'];
+export type Schedule = Schemas['Schedule'];
+export type ProjectKind = Schemas['ProjectKind'];
+export type ModelConfig = Schemas['ModelConfig'];
+export type Health = Schemas['Health'];
+type Body<P extends keyof paths, M extends 'post' | 'put' | 'patch'> = paths[P][M] extends {
+  requestBody?: { content: { 'application/json': infer B } };
 }
-
-export interface Run {
-  id: string;
-  taskId: string;
-  status: string;
-  payload: unknown;
-  output: unknown;
-  error: RunError | null;
-  attemptCount: number;
-  createdAt: string | null;
-  startedAt: string | null;
-  finishedAt: string | null;
-  delayUntil?: string | null;
-  ttlS?: number | null;
-  idempotencyKey?: string | null;
-  tags: string[];
-  metadata: Record<string, unknown>;
-  concurrencyKey?: string | null;
-  queue?: string | null;
-  durationMs: number | null;
-  replayedFrom?: string | null;
-  waitingReason?: string | null;
-}
-
-export interface RunDetail extends Run {
-  attempts: Record<string, any>[];
-  logs: Record<string, any>[];
-}
-
-export interface TaskInfo {
-  id: string;
-  queue?: string;
-}
-
-export interface TaskMetrics {
-  taskId: string;
-  counts: Record<string, number>;
-  successRate: number | null;
-  durationP50Ms: number | null;
-  durationP95Ms: number | null;
-  attempts: number;
-  retries: number;
-}
-
-export interface MetricsBucket {
-  /** Start of the bucket: ISO string or epoch seconds. */
-  bucket: string | number;
-  runs: number;
-  completed: number;
-  failed: number;
-}
-
-export interface Metrics {
-  tasks: TaskMetrics[];
-  series: MetricsBucket[];
-}
-
-export interface Schedule {
-  id: string;
-  taskId: string;
-  cron: string;
-  timezone: string;
-  active: boolean;
-  /** Declared in code (`@task(schedules=...)`): it comes back at the next start if deleted. */
-  declarative: boolean;
-  lastTimestamp: string | null;
-  nextRun: string | null;
-}
-
-export interface ProjectKind {
-  id: string;
-  title: string;
-  steps: { id: string; dependsOn?: string[] }[];
-}
-
-export interface ModelConfig {
-  providers: { name: string; baseUrl?: string; model?: string; configured: boolean }[];
-  active: { provider: string | null; model: string | null } | null;
-}
+  ? B
+  : never;
+export type TriggerOptions = Schemas['TriggerOptions'];
+export type CreateScheduleBody = Body<'/polaris/api/v1/schedules', 'post'>;
+export type GenerateBody = Body<'/polaris/api/v1/generate', 'post'>;
+export type SetModelBody = Body<'/polaris/api/v1/config', 'put'>;
+export type MessageContext = Schemas['MessageContext'];
+type Accepted = Schemas['Accepted'];
 
 /** An error from the Polaris API, with a message meant for the user. */
 export class PolarisApiError extends Error {
@@ -188,7 +130,7 @@ export class PolarisClient {
   listMessages(conversationId: string): Promise<{ data: Message[] }> {
     return this.request('GET', `conversations/${encodeURIComponent(conversationId)}/messages`);
   }
-  sendMessage(conversationId: string, content: string, context?: { currentFile?: string }): Promise<{ messageId: string; runId: string }> {
+  sendMessage(conversationId: string, content: string, context?: MessageContext): Promise<Accepted> {
     const body: Record<string, unknown> = { content };
     if (context?.currentFile) {
       body.context = context;
@@ -198,7 +140,7 @@ export class PolarisClient {
   cancelMessage(messageId: string): Promise<Message> {
     return this.request('POST', `messages/${encodeURIComponent(messageId)}/cancel`, {});
   }
-  retryMessage(messageId: string): Promise<{ messageId: string; runId: string }> {
+  retryMessage(messageId: string): Promise<Accepted> {
     return this.request('POST', `messages/${encodeURIComponent(messageId)}/retry`, {});
   }
 
@@ -232,11 +174,15 @@ export class PolarisClient {
   listSchedules(): Promise<{ data: Schedule[] }> {
     return this.request('GET', 'schedules');
   }
-  createSchedule(body: { task: string; cron: string; timezone?: string; payload?: unknown }): Promise<Schedule> {
+  createSchedule(body: CreateScheduleBody): Promise<Schedule> {
     return this.request('POST', 'schedules', body);
   }
   deleteSchedule(scheduleId: string): Promise<null> {
     return this.request('DELETE', `schedules/${encodeURIComponent(scheduleId)}`);
+  }
+
+  health(): Promise<Health> {
+    return this.request('GET', 'health');
   }
 
   // ---- generation and config --------------------------------------------------
@@ -244,13 +190,13 @@ export class PolarisClient {
   projectKinds(): Promise<{ kinds: ProjectKind[] }> {
     return this.request('GET', 'project-kinds');
   }
-  generate(body: { description: string; kind: string; path: string; overwrite?: boolean }): Promise<{ runId: string }> {
+  generate(body: GenerateBody): Promise<{ runId: string }> {
     return this.request('POST', 'generate', body);
   }
   getConfig(): Promise<ModelConfig> {
     return this.request('GET', 'config');
   }
-  putConfig(body: { model?: string; provider?: string }): Promise<ModelConfig> {
+  putConfig(body: SetModelBody): Promise<ModelConfig> {
     return this.request('PUT', 'config', body);
   }
 }

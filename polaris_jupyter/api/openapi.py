@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document, generated from the route table (served at ``/polaris/api/openapi.json``).
 
-``python -m polaris_jupyter.api.openapi labextension/openapi.json`` writes it for the lab
+``python -m polaris_jupyter.api labextension/openapi.json`` writes it for the lab
 extension's build, which generates the TypeScript types from it with ``openapi-typescript``; a
 test checks the committed file equals this output.
 """
@@ -86,7 +86,3 @@ def main(argv: list[str] | None = None) -> None:
             handle.write(text)
     else:
         sys.stdout.write(text)
-
-
-if __name__ == "__main__":
-    main()

@@ -84,7 +84,7 @@ COMPONENTS: dict[str, Schema] = {
             "status": _RUN_STATUS,
             "payload": ANY,
             "output": ANY,
-            "error": nullable({"type": "object"}),
+            "error": nullable(ref("RunError")),
             "attemptCount": INT,
             "maxAttempts": INT,
             "createdAt": STR,
@@ -103,11 +103,18 @@ COMPONENTS: dict[str, Schema] = {
             "waitingReason": NULL_STR,
             "batchId": NULL_STR,
             "parentId": NULL_STR,
-            "attempts": array_of({"type": "object"}, description="only in GET /runs/{runId}"),
-            "logs": array_of({"type": "object"}, description="only in GET /runs/{runId}"),
+            "attempts": array_of(ref("Attempt"), description="only in GET /runs/{runId}"),
+            "logs": array_of(ref("LogEntry"), description="only in GET /runs/{runId}"),
         },
         ("id", "taskId", "status", "attemptCount", "createdAt", "tags", "metadata"),
     ),
+    "Attempt": obj(
+        {"number": INT, "status": STR, "startedAt": NULL_STR, "finishedAt": NULL_STR, "durationMs": NULL_NUM,
+         "error": nullable(ref("RunError"))},
+        ("number", "status"),
+    ),
+    "LogEntry": obj({"level": STR, "message": STR, "ts": STR, "attempt": nullable(INT), "data": ANY}, ("level", "message")),
+    "RunError": obj({"message": STR, "name": STR, "stack": STR}, ("message",)),
     "RunPage": obj({"data": array_of(ref("Run")), "nextCursor": NULL_STR}, ("data", "nextCursor")),
     "Event": obj(
         {
@@ -121,7 +128,10 @@ COMPONENTS: dict[str, Schema] = {
         },
         ("seq", "type", "data", "ts"),
     ),
-    "Task": obj({"id": STR, "queue": {"type": "object"}, "retry": {"type": "object"}}, ("id", "queue", "retry")),
+    "Task": obj(
+        {"id": STR, "queue": {"type": "object"}, "retry": {"type": "object"}, "description": NULL_STR},
+        ("id", "queue", "retry"),
+    ),
     "Schedule": obj(
         {
             "id": STR,
@@ -144,14 +154,14 @@ COMPONENTS: dict[str, Schema] = {
         {
             "id": STR,
             "name": STR,
-            "arguments": ANY,
+            "arguments": {"type": "object"},
             "status": {"type": "string", "enum": ["running", "succeeded", "failed"]},
             "summary": NULL_STR,
             "error": NULL_STR,
             "durationMs": NULL_NUM,
             "diff": NULL_STR,
         },
-        ("id", "name", "status"),
+        ("id", "name", "arguments", "status"),
     ),
     "Message": obj(
         {
@@ -162,8 +172,8 @@ COMPONENTS: dict[str, Schema] = {
             "status": _MESSAGE_STATUS,
             "runId": NULL_STR,
             "toolCalls": array_of(ref("ToolCall")),
-            "error": nullable({"type": "object"}),
-            "usage": nullable({"type": "object"}),
+            "error": {"anyOf": [ref("MessageError"), STR, {"type": "null"}]},
+            "usage": nullable({"type": "object", "additionalProperties": nullable(NUM)}),
             "provider": NULL_STR,
             "model": NULL_STR,
             "createdAt": STR,
@@ -172,6 +182,11 @@ COMPONENTS: dict[str, Schema] = {
         },
         ("id", "conversationId", "role", "content", "status", "toolCalls"),
     ),
+    "MessageError": obj(
+        {"message": STR, "detail": STR, "attempt": INT, "retrying": BOOL},
+        ("message",),
+        description="What failed (shown to the user), the technical detail, and whether a retry follows.",
+    ),
     "MessageContext": obj(
         {"currentFile": {"type": "string", "maxLength": 4096}},
         description="What the user is looking at; the model is told about it.",
@@ -179,13 +194,33 @@ COMPONENTS: dict[str, Schema] = {
     "Accepted": obj({"messageId": STR, "runId": STR}, ("messageId", "runId")),
     "ModelConfig": obj(
         {
-            "providers": array_of({"type": "object"}),
-            "active": {"type": "object"},
+            "providers": array_of(
+                obj({"name": STR, "baseUrl": NULL_STR, "model": NULL_STR, "configured": BOOL}, ("name", "configured"))
+            ),
+            "active": nullable(obj({"provider": NULL_STR, "model": NULL_STR}, ("provider", "model"))),
             "error": NULL_STR,
-            "override": {"type": "object"},
+            "override": {"type": "object", "additionalProperties": STR},
         },
         ("providers", "active"),
     ),
+    "TaskMetrics": obj(
+        {
+            "taskId": STR,
+            "counts": {"type": "object", "additionalProperties": INT},
+            "successRate": NULL_NUM,
+            "durationP50Ms": NULL_NUM,
+            "durationP95Ms": NULL_NUM,
+            "attempts": INT,
+            "retries": INT,
+        },
+        ("taskId", "counts", "successRate", "durationP50Ms", "durationP95Ms", "attempts", "retries"),
+    ),
+    "MetricsBucket": obj(
+        {"bucket": {"type": ["string", "number"], "description": "start of the bucket: ISO string or epoch seconds"},
+         "runs": INT, "completed": INT, "failed": INT},
+        ("bucket", "runs", "completed", "failed"),
+    ),
+    "Metrics": obj({"tasks": array_of(ref("TaskMetrics")), "series": array_of(ref("MetricsBucket"))}, ("tasks", "series")),
     "ProjectStep": obj(
         {
             "id": STR,

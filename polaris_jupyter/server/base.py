@@ -26,9 +26,10 @@ INTERNAL_USER = User(username="polaris-internal", name="Polaris internal key")
 class ApiError(web.HTTPError):
     """An HTTP error whose message goes to the client verbatim (no %-formatting)."""
 
-    def __init__(self, status_code: int, message: str) -> None:
+    def __init__(self, status_code: int, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(status_code, reason=None)
         self.polaris_message = message
+        self.retry_after_s = retry_after_s
 
 
 def bearer_matches(handler: web.RequestHandler, internal_key: str | None) -> bool:
@@ -112,6 +113,8 @@ class PolarisHandler(APIHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, ApiError):
+            if exc.retry_after_s is not None:
+                self.set_header("Retry-After", str(max(1, round(exc.retry_after_s))))
             self.set_header("Content-Type", "application/json")
             self.finish(json.dumps({"message": exc.polaris_message, "reason": self._reason}))
             return
@@ -125,9 +128,7 @@ class PolarisHandler(APIHandler):
 
     def _handle_request_exception(self, e: BaseException) -> None:
         if isinstance(e, PolarisError) and not self._finished:
-            error = ApiError(e.http_status, str(e))
-            if e.retry_after_s is not None:
-                self.set_header("Retry-After", str(max(1, round(e.retry_after_s))))
+            error = ApiError(e.http_status, str(e), e.retry_after_s)
             self.log.info("%s %s -> %d: %s", self.request.method, self.request.path, error.status_code, e)
             self.send_error(error.status_code, exc_info=(ApiError, error, None))
             return

@@ -8,8 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from polaris_jupyter.jobs import Engine, RetryPolicy, RunContext, TaskDef, delete_finished_before
-from polaris_jupyter.jobs._registry import ScheduleDef
+from polaris_jupyter.jobs import Engine, RetryPolicy, RunContext, ScheduleDef, TaskDef, delete_finished_before
 
 __all__ = ["CLEANUP_TASK_ID", "CleanupStep", "register_cleanup"]
 

@@ -85,7 +85,7 @@ export class RunDetailView {
       }
       this.scheduleReload();
     } else if (event.type === 'run.log') {
-      this.run.logs = [...(this.run.logs ?? []), { ...data, ts: event.ts }];
+      this.run.logs = [...(this.run.logs ?? []), { level: String(data.level ?? 'info'), message: String(data.message ?? ''), data: data.data, ts: event.ts }];
     } else if (event.type === 'run.metadata') {
       this.run.metadata = data.metadata ?? this.run.metadata;
     }
@@ -280,7 +280,7 @@ export class RunDetailView {
         h(
           'tr',
           null,
-          h('td', null, String(attempt.number ?? attempt.attempt ?? i + 1)),
+          h('td', null, String(attempt.number ?? i + 1)),
           h('td', null, attempt.status ? h('span', { className: statusClass(String(attempt.status)) }, statusLabel(String(attempt.status))) : '—'),
           h('td', null, formatTime(attempt.startedAt)),
           h('td', null, formatDuration(attempt.durationMs)),
@@ -297,7 +297,7 @@ export class RunDetailView {
         h(
           'div',
           { className: `pj-log pj-log-${String(log.level ?? 'info').toLowerCase()}` },
-          h('span', { className: 'pj-log-time' }, formatTime(log.ts ?? log.createdAt)),
+          h('span', { className: 'pj-log-time' }, formatTime(log.ts)),
           h('span', { className: 'pj-log-level' }, String(log.level ?? 'info')),
           h('span', { className: 'pj-log-message' }, String(log.message ?? '')),
           log.data ? h('span', { className: 'pj-log-data' }, ` ${shortJson(log.data, 200)}`) : null
