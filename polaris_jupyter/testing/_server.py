@@ -28,6 +28,7 @@ import tornado.netutil
 import tornado.web
 
 from polaris_jupyter.testing._chat_handler import ChatCompletionsHandler
+from polaris_jupyter.testing._completion_handler import TextCompletionsHandler
 from polaris_jupyter.testing._script import Responder, Response, echo_responder
 
 __all__ = ["RecordedRequest", "ScriptedModelServer"]
@@ -193,6 +194,7 @@ class ScriptedModelServer:
         return tornado.web.Application(
             [
                 (r"/v1/chat/completions", ChatCompletionsHandler, kwargs),
+                (r"/v1/completions", TextCompletionsHandler, kwargs),
                 (r"/v1/models", _ModelsHandler, kwargs),
                 (r"/.*", _NotFoundHandler, kwargs),
             ],
