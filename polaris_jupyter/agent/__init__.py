@@ -10,8 +10,25 @@ Example::
 
 from __future__ import annotations
 
-from polaris_jupyter.agent.chain import ChatStream, ProviderChain, StreamDelta, ToolCallDelta
-from polaris_jupyter.agent.errors import AllProvidersFailed, ModelError, ModelStreamError, NoProviderError
+from polaris_jupyter.agent.chain import (
+    DEFAULT_DEGRADE_TTL_S,
+    ChatStream,
+    ProviderChain,
+    StreamDelta,
+    SystemPrompt,
+    ToolCallDelta,
+    ToolMode,
+)
+from polaris_jupyter.agent.errors import (
+    AllProvidersFailed,
+    ModelError,
+    ModelStreamError,
+    NoProviderError,
+    ProviderError,
+    provider_error,
+    refuses_tools,
+    retry_after_s,
+)
 from polaris_jupyter.agent.events import (
     FinishReason,
     LoopEvent,
@@ -26,9 +43,11 @@ from polaris_jupyter.agent.events import (
 )
 from polaris_jupyter.agent.loop import ToolChoice, run_agent_loop
 from polaris_jupyter.agent.providers import (
+    BUNDLED_FALLBACK_ENV,
     DEFAULT_LOCAL_BASE_URL,
     PROVIDER_NAMES,
     ProviderConfig,
+    bundled_fallback_from_env,
     bundled_model_available,
     discover_providers,
     known_providers,
@@ -37,6 +56,8 @@ from polaris_jupyter.agent.providers import (
 )
 
 __all__ = [
+    "BUNDLED_FALLBACK_ENV",
+    "DEFAULT_DEGRADE_TTL_S",
     "DEFAULT_LOCAL_BASE_URL",
     "PROVIDER_NAMES",
     "AllProvidersFailed",
@@ -49,20 +70,27 @@ __all__ = [
     "NoProviderError",
     "ProviderChain",
     "ProviderConfig",
+    "ProviderError",
     "ProviderSelected",
     "StepFinished",
     "StreamDelta",
+    "SystemPrompt",
     "TextDelta",
     "ToolCallDelta",
     "ToolCallFinished",
     "ToolCallRecord",
     "ToolCallStarted",
     "ToolChoice",
+    "ToolMode",
     "Usage",
+    "bundled_fallback_from_env",
     "bundled_model_available",
     "discover_providers",
     "known_providers",
     "probe_tcp",
+    "provider_error",
     "providers_from_env",
+    "refuses_tools",
+    "retry_after_s",
     "run_agent_loop",
 ]

@@ -1,11 +1,19 @@
 """The provider chain: one ``openai.AsyncOpenAI`` client per provider, streaming with fallback.
 
 :meth:`ProviderChain.open_stream` tries providers in order and only moves on when a call fails
-before its first token (connection error, 401/403/404/408/429/5xx, a stream that breaks before
-any output). The first chunk carrying output commits the chain to that provider: later errors
-propagate as :class:`ModelStreamError`. Servers that cannot stream tool calls (a 4xx/5xx that
-mentions tools or streaming) are asked again without streaming; the stream says it ``degraded``.
-The SDK makes each request; the SSE body is read by :mod:`polaris_jupyter.agent.sse`.
+before its first token (connection error, 401/403/404/408/409/429/5xx, a stream that breaks
+before any output). The first chunk carrying output commits the chain to that provider: later
+errors propagate as :class:`ModelStreamError`. Every failure comes out as a
+:class:`~polaris_jupyter.agent.errors.ModelError` that says what failed and what to do.
+
+Servers that cannot take tools (a 4xx whose text says so, see
+:func:`~polaris_jupyter.agent.errors.refuses_tools`; never a 5xx or a proxy's "upstream" error)
+are asked again without streaming, then without tools for steps that do not force one. What was
+learned is remembered per provider and model for ``degrade_ttl_s`` and then tried again; the
+stream says it ``degraded`` and carries a ``notice`` for the user. A ``system_prompt`` callable
+is given the names of the tools each request really sends, so the prompt never lists tools
+that are not there. The SDK makes each request; the SSE body is read by
+:mod:`polaris_jupyter.agent.sse`.
 """
 
 from __future__ import annotations
@@ -13,22 +21,38 @@ from __future__ import annotations
 import asyncio
 import enum
 import importlib
-import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import openai
 
-from polaris_jupyter.agent.errors import AllProvidersFailed, ModelStreamError, NoProviderError
+from polaris_jupyter.agent.errors import (
+    AllProvidersFailed,
+    ModelError,
+    ModelStreamError,
+    NoProviderError,
+    ProviderError,
+    _server_message,
+    provider_error,
+    refuses_tools,
+)
 from polaris_jupyter.agent.providers import ProviderConfig, discover_providers
 from polaris_jupyter.agent.sse import SseChunkSource, StreamDelta, ToolCallDelta, deltas_from_completion
 
-__all__ = ["ChatStream", "ProviderChain", "StreamDelta", "ToolCallDelta"]
+__all__ = ["DEFAULT_DEGRADE_TTL_S", "ChatStream", "ProviderChain", "StreamDelta", "SystemPrompt",
+           "ToolCallDelta", "ToolMode"]
 
 logger = logging.getLogger("polaris_jupyter.agent")
 
+#: How long a learned "this server cannot stream tools" is trusted before trying again.
+DEFAULT_DEGRADE_TTL_S = 600.0
 _FALLBACK_STATUSES = frozenset({401, 403, 404, 408, 409, 429})
+
+#: Builds the system message from the names of the tools a request really sends.
+SystemPrompt = Callable[[list[str]], str]
 
 
 def _can_fall_back(exc: BaseException) -> bool:
@@ -37,18 +61,8 @@ def _can_fall_back(exc: BaseException) -> bool:
     return isinstance(exc, (openai.APIConnectionError, openai.APIError, ModelStreamError))
 
 
-def _needs_degrade(exc: BaseException, tools_sent: bool) -> bool:
-    """A server that cannot stream tool calls says so with a 4xx/5xx mentioning tools or stream."""
-    if not tools_sent or not isinstance(exc, openai.APIStatusError):
-        return False
-    if exc.status_code in (401, 403, 404, 429) or not 400 <= exc.status_code < 600:
-        return False
-    text = _error_text(exc)
-    return any(word in text for word in ("tool", "stream", "function"))
-
-
 def _error_text(exc: openai.APIStatusError) -> str:
-    return f"{exc} {json.dumps(exc.body, default=str)}".lower()
+    return f"{exc.message} {_server_message(exc)}".lower()
 
 
 class ChatStream:
@@ -59,6 +73,8 @@ class ChatStream:
         self.provider = provider
         self.model = model
         self.degraded = degraded
+        #: Why this step went without streaming or without tools (for the user), None if it did not.
+        self.notice: str | None = None
         self._source = source
         self._buffered = buffered
 
@@ -99,26 +115,52 @@ class ChatStream:
         await self.aclose()
 
 
-class ProviderChain:
-    """Providers in fallback order, each with its own async client (``max_retries=0``)."""
+@dataclass
+class _ToolModeNote:
+    """How tool requests are known to work for one provider+model, and until when to trust it."""
 
-    def __init__(self, providers: Sequence[ProviderConfig]) -> None:
+    mode: ToolMode
+    notice: str | None
+    expires_at: float | None  # None: told by the server itself (the bundled model), never expires
+
+
+class ProviderChain:
+    """Providers in fallback order, each with its own async client (``max_retries=0``).
+
+    ``degrade_ttl_s``: how long a learned tool degrade is kept; ``clock`` (monotonic seconds)
+    is injectable so tests need not wait.
+    """
+
+    def __init__(self, providers: Sequence[ProviderConfig], *, degrade_ttl_s: float = DEFAULT_DEGRADE_TTL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if not providers:
             raise NoProviderError("The provider chain is empty: configure at least one model provider")
         self.providers = list(providers)
         self.last_provider: ProviderConfig | None = None
         self.last_model: str | None = None
+        self.degrade_ttl_s = degrade_ttl_s
+        self._clock = clock
         self._clients: dict[str, tuple[openai.AsyncOpenAI, str]] = {}
-        self._tool_mode: dict[str, ToolMode] = {}  # per provider: how tool requests are known to work
+        self._tool_modes: dict[tuple[str, str], _ToolModeNote] = {}
         self._no_stream_options: set[str] = set()
         self._local_server: Any | None = None
         self._owns_local_server = False
         self._client_lock = asyncio.Lock()
 
     @classmethod
-    async def from_env(cls, **kwargs: Any) -> ProviderChain:
+    async def from_env(cls, *, degrade_ttl_s: float = DEFAULT_DEGRADE_TTL_S, **kwargs: Any) -> ProviderChain:
         """Build from the environment (see :func:`discover_providers` for the keyword arguments)."""
-        return cls(await discover_providers(**kwargs))
+        return cls(await discover_providers(**kwargs), degrade_ttl_s=degrade_ttl_s)
+
+    def degraded(self) -> list[dict[str, Any]]:
+        """The tool degrades in force (provider, model, mode, notice, expiresInS), for status views."""
+        now = self._clock()
+        return [
+            {"provider": name, "model": model, "mode": note.mode.name.lower(), "notice": note.notice,
+             "expiresInS": None if note.expires_at is None else round(max(0.0, note.expires_at - now), 1)}
+            for (name, model), note in self._tool_modes.items()
+            if note.mode is not ToolMode.STREAM and (note.expires_at is None or note.expires_at > now)
+        ]
 
     async def _client(self, p: ProviderConfig) -> tuple[openai.AsyncOpenAI, str]:
         """The client and model for ``p`` (starting the bundled model on first use, and again
@@ -149,7 +191,11 @@ class ProviderChain:
                 self._local_server = shared() if shared is not None else local_model.LocalModelServer()
             base_url = await self._local_server.ensure_started()
             model = self._local_server.model_name
-            self._tool_mode[p.name] = _mode_from_capabilities(self._local_server)
+            mode = _mode_from_capabilities(self._local_server)
+            notice = None if mode is ToolMode.STREAM else (
+                "the bundled model cannot choose tools itself: only steps that force a tool send tools"
+                if mode is ToolMode.NO_TOOLS else "the bundled model cannot stream tool calls: tools go unstreamed")
+            self._tool_modes[(p.name, model)] = _ToolModeNote(mode, notice, None)
         client = openai.AsyncOpenAI(
             base_url=base_url, api_key=p.api_key or "no-key", max_retries=0,
             timeout=openai.Timeout(p.read_timeout_s, connect=p.connect_timeout_s),
@@ -165,8 +211,14 @@ class ProviderChain:
         tool_choice: str | dict[str, Any] | None = None,
         temperature: float | None = None,
         extra_body: dict[str, Any] | None = None,
+        system_prompt: SystemPrompt | None = None,
     ) -> ChatStream:
-        """Open a streamed answer on the first provider that gets to its first token."""
+        """Open a streamed answer on the first provider that gets to its first token.
+
+        ``system_prompt(tool_names)``, when given, becomes the first message of every request,
+        built from the tools that request really carries. Raises :class:`ProviderError` for a
+        failure that no other provider could fix (a 400), :class:`AllProvidersFailed` when every
+        provider failed before its first token."""
         kwargs: dict[str, Any] = {"messages": messages}
         if tools:
             kwargs["tools"] = tools
@@ -176,69 +228,98 @@ class ProviderChain:
             kwargs["temperature"] = temperature
         if extra_body:
             kwargs["extra_body"] = extra_body
-        errors: list[tuple[str, str, BaseException]] = []
+        errors: list[ProviderError] = []
         for p in self.providers:
             model = p.model
             try:
                 client, model = await self._client(p)
-                stream = await self._open_one(p, client, model, kwargs, bool(tools))
+                stream = await self._open_one(p, client, model, kwargs, bool(tools), system_prompt)
             except Exception as exc:
-                if not _can_fall_back(exc) and not _is_start_failure(exc, p):
-                    raise
-                logger.warning("provider %s (%s) failed before its first token: %s", p.name, model, exc)
-                errors.append((p.name, model, exc))
+                start_failure = _is_start_failure(exc, p)
+                if not isinstance(exc, (openai.APIError, ModelError)) and not start_failure:
+                    raise  # a bug, not a provider's answer
+                failure = provider_error(exc, p, model)
+                if not _can_fall_back(exc) and not start_failure:
+                    raise failure from None
+                logger.warning("provider %s (%s) failed before its first token: %s", p.name, model, failure)
+                errors.append(failure)
                 continue
             self.last_provider, self.last_model = p, model
             return stream
-        raise AllProvidersFailed(errors) from (errors[-1][2] if errors else None)
+        raise AllProvidersFailed(errors) from None
+
+    def _known_mode(self, p: ProviderConfig, model: str) -> tuple[ToolMode, str | None]:
+        key = (p.name, model)
+        note = self._tool_modes.get(key)
+        if note is None:
+            return ToolMode.STREAM, None
+        if note.expires_at is not None and self._clock() >= note.expires_at:
+            del self._tool_modes[key]
+            logger.info("provider %s (%s): tool degrade expired, sending streamed tools again", p.name, model)
+            return ToolMode.STREAM, None
+        return note.mode, note.notice
+
+    def _learn(self, p: ProviderConfig, model: str, mode: ToolMode, exc: openai.APIStatusError) -> str:
+        """Remember that ``p``/``model`` needs ``mode`` (for ``degrade_ttl_s``); the notice says why."""
+        what = ("tools go without streaming" if mode is ToolMode.COMPLETE
+                else "steps that do not force a tool go without tools")
+        minutes = f"{self.degrade_ttl_s / 60:g} min"
+        notice = (f"{p.name} ({model}) refused tool calls ({exc.status_code} {_server_message(exc)}): "
+                  f"{what} for the next {minutes}")
+        logger.warning("provider %s (%s) refused tool mode %s: %s", p.name, model, ToolMode(mode - 1).name, notice)
+        self._tool_modes[(p.name, model)] = _ToolModeNote(mode, notice, self._clock() + self.degrade_ttl_s)
+        return notice
 
     async def _open_one(self, p: ProviderConfig, client: openai.AsyncOpenAI, model: str,
-                        kwargs: dict[str, Any], tools_sent: bool) -> ChatStream:
+                        kwargs: dict[str, Any], tools_sent: bool, system_prompt: SystemPrompt | None) -> ChatStream:
         """Stream; with tools, walk down the degrade ladder when the server refuses (and remember)."""
         if not tools_sent:
-            return await self._stream_until_output(p, client, model, kwargs)
+            return await self._stream_until_output(p, client, model, kwargs, system_prompt)
         forced = _is_forced(kwargs.get("tool_choice"))
-        known = self._tool_mode.get(p.name, ToolMode.STREAM)
+        known, notice = self._known_mode(p, model)
         mode = min(known, ToolMode.COMPLETE) if forced else known
         while True:
             try:
                 if mode is ToolMode.STREAM:
-                    stream = await self._stream_until_output(p, client, model, kwargs)
+                    stream = await self._stream_until_output(p, client, model, kwargs, system_prompt)
                 elif mode is ToolMode.COMPLETE:
-                    stream = await self._complete(p, client, model, kwargs)
+                    stream = await self._complete(p, client, model, kwargs, system_prompt)
                 else:  # the server cannot choose tools itself: answer in text this step
                     plain = {k: v for k, v in kwargs.items() if k not in ("tools", "tool_choice")}
-                    stream = await self._stream_until_output(p, client, model, plain)
+                    stream = await self._stream_until_output(p, client, model, plain, system_prompt)
                     stream.degraded = True
             except openai.APIStatusError as exc:
                 lowest = ToolMode.COMPLETE if forced else ToolMode.NO_TOOLS
-                if mode >= lowest or not _needs_degrade(exc, True):
+                if mode >= lowest or not refuses_tools(exc):
                     raise
-                logger.warning("provider %s refused tool mode %s (%s); degrading", p.name, mode.name, exc)
                 mode = ToolMode(mode + 1)
+                if mode > known:
+                    notice = self._learn(p, model, mode, exc)
                 continue
-            if not forced or mode > known:
-                self._tool_mode[p.name] = max(known, mode)
+            if stream.degraded:
+                stream.notice = notice
             return stream
 
     async def _complete(self, p: ProviderConfig, client: openai.AsyncOpenAI, model: str,
-                        kwargs: dict[str, Any]) -> ChatStream:
-        completion = await client.chat.completions.create(model=model, stream=False, **kwargs)
+                        kwargs: dict[str, Any], system_prompt: SystemPrompt | None) -> ChatStream:
+        request = _with_system(kwargs, system_prompt)
+        completion = await client.chat.completions.create(model=model, stream=False, **request)
         return ChatStream(p, model, None, deltas_from_completion(completion.model_dump()), degraded=True)
 
     async def _stream_until_output(self, p: ProviderConfig, client: openai.AsyncOpenAI, model: str,
-                                   kwargs: dict[str, Any]) -> ChatStream:
+                                   kwargs: dict[str, Any], system_prompt: SystemPrompt | None) -> ChatStream:
         """Open the stream and read until the first chunk with output (the fallback boundary)."""
+        request = _with_system(kwargs, system_prompt)
         want_usage = p.stream_usage and p.name not in self._no_stream_options
         extra: dict[str, Any] = {"stream_options": {"include_usage": True}} if want_usage else {}
         raw = client.chat.completions.with_streaming_response
         try:
-            response = await raw.create(model=model, stream=True, **extra, **kwargs).__aenter__()
+            response = await raw.create(model=model, stream=True, **extra, **request).__aenter__()
         except openai.APIStatusError as exc:
             if not extra or exc.status_code not in (400, 422) or "stream_options" not in _error_text(exc):
                 raise
             self._no_stream_options.add(p.name)  # older servers refuse it: stream without usage
-            response = await raw.create(model=model, stream=True, **kwargs).__aenter__()
+            response = await raw.create(model=model, stream=True, **request).__aenter__()
         source = SseChunkSource(response, provider=p.name, model=model)
         buffered: list[StreamDelta] = []
         try:
@@ -278,6 +359,14 @@ class ToolMode(enum.IntEnum):
     STREAM = 0
     COMPLETE = 1  # no streaming when tools are sent
     NO_TOOLS = 2  # non-forced steps go without tools (the server cannot pick tools itself)
+
+
+def _with_system(kwargs: dict[str, Any], system_prompt: SystemPrompt | None) -> dict[str, Any]:
+    """The request with ``system_prompt(names of the tools it sends)`` as its first message."""
+    if system_prompt is None:
+        return kwargs
+    names = [str((t.get("function") or {}).get("name", "")) for t in kwargs.get("tools") or ()]
+    return {**kwargs, "messages": [{"role": "system", "content": system_prompt(names)}, *kwargs["messages"]]}
 
 
 def _is_forced(choice: Any) -> bool:

@@ -37,7 +37,8 @@ class FinishReason(str, enum.Enum):
 
 @dataclass
 class Usage:
-    """Token counts as the provider reported them (summed over steps by the loop)."""
+    """Token counts as the provider reported them (summed over steps by the loop). Where a server
+    reports none, the loop has ``None`` instead of a Usage: unknown is never 0."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -57,11 +58,13 @@ class Usage:
 
 @dataclass
 class ProviderSelected:
-    """A step is answered by this provider/model (emitted on the first step and on every change)."""
+    """A step is answered by this provider/model (emitted on the first step and on every change
+    of provider, model or notice). ``notice`` says why tools went unstreamed or unsent."""
 
     provider: str
     model: str
     degraded: bool = False
+    notice: str | None = None
 
 
 @dataclass
@@ -99,7 +102,7 @@ class StepFinished:
 
     step: int
     finish_reason: str
-    usage: Usage
+    usage: Usage | None  # None: the server reported no usage for this step
     provider: str = ""
     model: str = ""
     degraded: bool = False
@@ -132,10 +135,11 @@ class LoopResult:
 
     text: str
     steps: int
-    usage: Usage
+    usage: Usage | None  # None unless every step's server reported usage
     provider: str
     model: str
     finish_reason: FinishReason
     messages: list[dict[str, Any]]
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
     degraded_steps: list[int] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # why steps went degraded (ProviderSelected.notice)

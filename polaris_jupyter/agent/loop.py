@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from polaris_jupyter.agent.chain import ChatStream, ProviderChain
+from polaris_jupyter.agent.chain import ChatStream, ProviderChain, SystemPrompt
 from polaris_jupyter.agent.events import (
     FinishReason,
     LoopEvent,
@@ -46,7 +46,7 @@ class _StepOutput:
     text: str = ""
     calls: dict[int, _PendingCall] = field(default_factory=dict)
     finish_reason: str = "stop"
-    usage: Usage = field(default_factory=Usage)
+    usage: Usage | None = None  # None: the server sent no usage (llama.cpp ignores include_usage)
 
 
 def _normalize_choice(choice: ToolChoice, registry: ToolRegistry) -> ToolChoice:
@@ -132,6 +132,7 @@ async def run_agent_loop(
     on_event: Callable[[LoopEvent], Awaitable[None]] | None = None,
     max_tool_output_chars: int = MAX_TOOL_OUTPUT_CHARS,
     temperature: float | None = None,
+    system_prompt: SystemPrompt | None = None,
 ) -> LoopResult:
     """Run the model with tools until it answers without tool calls or ``max_steps`` calls were made.
 
@@ -139,6 +140,9 @@ async def run_agent_loop(
     ``LoopResult.messages``. ``first_tool_choice`` forces a tool (by name) or a mode on step 0;
     ``tool_choice_per_step(step)`` chooses for each step (0-based). Model errors propagate
     (:class:`~polaris_jupyter.agent.errors.ModelError`); tool errors go to the model as text.
+    ``system_prompt(tool_names)`` builds the system message of each request from the tools it
+    really sends (a server that cannot take tools gets a prompt that lists none).
+    ``LoopResult.usage`` is None unless every step's server reported usage.
     """
     if max_steps < 1:
         raise ValueError(f"max_steps must be at least 1, got {max_steps}")
@@ -152,10 +156,11 @@ async def run_agent_loop(
                 await on_event(event)
 
     text = ""
-    usage = Usage()
+    usage: Usage | None = Usage()
     records: list[ToolCallRecord] = []
     degraded_steps: list[int] = []
-    announced: tuple[str, str] | None = None
+    notices: list[str] = []
+    announced: tuple[str, str, str | None] | None = None
     provider = model = ""
     finish = FinishReason.STOP
     step = 0
@@ -164,17 +169,19 @@ async def run_agent_loop(
             finish = FinishReason.MAX_STEPS
             break
         choice = _normalize_choice(_choice_for_step(step, first_tool_choice, tool_choice_per_step), registry)
-        stream = await chain.open_stream(messages=transcript, tools=tools,
-                                         tool_choice=choice if tools else None, temperature=temperature)
+        stream = await chain.open_stream(messages=transcript, tools=tools, tool_choice=choice if tools else None,
+                                         temperature=temperature, system_prompt=system_prompt)
         async with stream:
             provider, model = stream.provider.name, stream.model
-            if announced != (provider, model):
-                announced = (provider, model)
-                await emit(ProviderSelected(provider, model, stream.degraded))
+            if announced != (provider, model, stream.notice):
+                announced = (provider, model, stream.notice)
+                await emit(ProviderSelected(provider, model, stream.degraded, stream.notice))
+            if stream.notice and stream.notice not in notices:
+                notices.append(stream.notice)
             out = await _consume(stream, emit, text)
         if out.text:
             text += _separator(text) + out.text
-        usage = usage + out.usage
+        usage = usage + out.usage if usage is not None and out.usage is not None else None
         if stream.degraded:
             degraded_steps.append(step)
         truncated = out.finish_reason == "length"
@@ -201,6 +208,8 @@ async def run_agent_loop(
         transcript.extend(
             {"role": "tool", "tool_call_id": r.call_id, "content": r.result_text} for r in step_records
         )
+    if system_prompt is not None:
+        transcript.insert(0, {"role": "system", "content": system_prompt(registry.names())})
     return LoopResult(text=text, steps=step, usage=usage, provider=provider, model=model,
                       finish_reason=finish, messages=transcript, tool_calls=records,
-                      degraded_steps=degraded_steps)
+                      degraded_steps=degraded_steps, notices=notices)

@@ -3,8 +3,13 @@
 Order (first configured wins, the rest are fallbacks): Cerebras (``CEREBRAS_API_KEY``) → OpenAI
 (``OPENAI_API_KEY`` or ``OPENAI_BASE_URL``) → OpenRouter (``OPENROUTER_API_KEY``) → a local server
 (``POLARIS_LOCAL_BASE_URL``, default Ollama, included when set or when a quick probe finds it
-listening) → the bundled local model (when installed). ``POLARIS_PROVIDER`` pins one provider,
-``POLARIS_MODEL`` sets the model of the first one. Keyless servers are allowed.
+listening) → the bundled local model. ``POLARIS_PROVIDER`` pins one provider, ``POLARIS_MODEL``
+sets the model of the first one. Keyless servers are allowed.
+
+The bundled 135M model (when installed) joins the chain only when nothing else is configured,
+when it is pinned, or when ``POLARIS_BUNDLED_FALLBACK`` (``PolarisConfig.bundled_fallback``)
+enables it as the last fallback: a configured provider that fails makes the answer fail with
+its reason, it is never silently replaced by a toy model.
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ from urllib.parse import urlsplit
 from polaris_jupyter.agent.errors import NoProviderError
 
 __all__ = [
+    "BUNDLED_FALLBACK_ENV",
     "DEFAULT_LOCAL_BASE_URL",
     "PROVIDER_NAMES",
     "ProviderConfig",
+    "bundled_fallback_from_env",
     "bundled_model_available",
     "discover_providers",
     "known_providers",
@@ -35,6 +42,9 @@ logger = logging.getLogger("polaris_jupyter.agent")
 
 DEFAULT_LOCAL_BASE_URL = "http://127.0.0.1:11434/v1"
 PROVIDER_NAMES = ("cerebras", "openai", "openrouter", "local", "bundled")
+#: Set to 1/true/yes/on to let the bundled model answer when every configured provider failed.
+BUNDLED_FALLBACK_ENV = "POLARIS_BUNDLED_FALLBACK"
+_TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 
 
 @dataclass
@@ -73,6 +83,23 @@ def bundled_model_available() -> bool:
     except Exception:
         logger.debug("bundled model check failed", exc_info=True)
         return False
+
+
+def bundled_fallback_from_env(env: Mapping[str, str] | None = None) -> bool:
+    """Whether ``POLARIS_BUNDLED_FALLBACK`` enables the bundled model as the last fallback (off by default)."""
+    env = os.environ if env is None else env
+    return (env.get(BUNDLED_FALLBACK_ENV) or "").strip().lower() in _TRUE_WORDS
+
+
+def _bundled_wanted(others: list[ProviderConfig], pinned: str, fallback: bool | None,
+                    enabled: Any, env: Mapping[str, str]) -> bool:
+    """The fallback rule: the bundled model is a provider when pinned, when nothing else is
+    configured, or when enabled as a fallback (``bundled_fallback`` / ``enabled: True``)."""
+    if enabled is False:
+        return False
+    if fallback is None:
+        fallback = bundled_fallback_from_env(env)
+    return pinned == "bundled" or not others or fallback or enabled is True
 
 
 def known_providers(
@@ -151,15 +178,22 @@ def providers_from_env(
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
     provider: str | None = None,
     model: str | None = None,
+    bundled_fallback: bool | None = None,
 ) -> list[ProviderConfig]:
-    """Configured providers in fallback order, without probing the network (sync)."""
+    """Configured providers in fallback order, without probing the network (sync); the bundled
+    model by the fallback rule of the module docstring (``bundled_fallback`` None: from env)."""
     env = os.environ if env is None else env
     pinned = (provider or env.get("POLARIS_PROVIDER") or "").strip().lower()
     known = known_providers(env, overrides=overrides)
+    others = [p for p in known if p.configured and not p.bundled]
+    enabled = (overrides or {}).get("bundled", {}).get("enabled")
+    chain = list(others)
     for p in known:
-        if p.bundled:  # only checked when asked for by name: the check may import heavy modules
-            p.configured = pinned == "bundled" and bundled_model_available()
-    return _pin([p for p in known if p.configured], env, provider, model)
+        if p.bundled:
+            p.configured = _bundled_wanted(others, pinned, bundled_fallback, enabled, env) and bundled_model_available()
+            if p.configured:
+                chain.append(p)
+    return _pin(chain, env, provider, model)
 
 
 async def probe_tcp(base_url: str, timeout_s: float = 0.3) -> bool:
@@ -204,11 +238,16 @@ async def discover_providers(
     probe_local: bool = True,
     probe_timeout_s: float = 0.3,
     include_bundled: bool = True,
+    bundled_fallback: bool | None = None,
 ) -> list[ProviderConfig]:
-    """Like :func:`providers_from_env`, plus a local server found by a quick probe and the
-    bundled model where installed. Raises :class:`NoProviderError` when nothing is usable."""
+    """Like :func:`providers_from_env`, plus a local server found by a quick probe. The bundled
+    model (where installed) follows the fallback rule of the module docstring;
+    ``bundled_fallback`` None reads ``POLARIS_BUNDLED_FALLBACK``. Raises
+    :class:`NoProviderError` when nothing is usable."""
     env = os.environ if env is None else env
+    pinned = (provider if provider is not None else env.get("POLARIS_PROVIDER") or "").strip().lower()
     chain: list[ProviderConfig] = []
+    bundled: ProviderConfig | None = None
     for p in known_providers(env, overrides=overrides):
         if p.name == "local" and not p.configured and probe_local:
             if await probe_tcp(p.base_url, probe_timeout_s):
@@ -216,10 +255,15 @@ async def discover_providers(
         if p.name == "local" and p.configured and not p.model:
             p.model = await _first_model(p, max(1.0, probe_timeout_s)) or "llama3.2"
         if p.bundled:
-            wanted = include_bundled and (overrides or {}).get("bundled", {}).get("enabled") is not False
-            p.configured = wanted and await asyncio.to_thread(bundled_model_available)
-        if p.configured:
+            bundled = p
+        elif p.configured:
             chain.append(p)
+    if bundled is not None:
+        enabled = (overrides or {}).get("bundled", {}).get("enabled")
+        wanted = include_bundled and _bundled_wanted(chain, pinned, bundled_fallback, enabled, env)
+        bundled.configured = wanted and await asyncio.to_thread(bundled_model_available)
+        if bundled.configured:
+            chain.append(bundled)
     chain = _pin(chain, env, provider, model)
     if not chain:
         raise NoProviderError(

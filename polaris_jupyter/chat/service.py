@@ -53,6 +53,8 @@ class ChatService:
             self._chain = await ProviderChain.from_env(
                 provider=self.model_override.get("provider") or cfg.provider or None,
                 model=self.model_override.get("model") or cfg.model or None,
+                bundled_fallback=cfg.bundled_fallback,
+                degrade_ttl_s=cfg.degrade_ttl_s,
             )
         return self._chain
 

@@ -17,7 +17,15 @@ from __future__ import annotations
 
 from polaris_jupyter.jobs._clock import Clock, FakeClock, SystemClock
 from polaris_jupyter.jobs._context import RunContext
-from polaris_jupyter.jobs._engine import MAX_BATCH_ITEMS, BatchHandle, Engine, RunHandle, RunResult
+from polaris_jupyter.jobs._engine import (
+    MAX_BATCH_ITEMS,
+    BatchHandle,
+    Engine,
+    RunHandle,
+    RunResult,
+    is_retryable,
+    retry_delay_s,
+)
 from polaris_jupyter.jobs._events import EventBus, EventFilter, SubscriberLagging
 from polaris_jupyter.jobs._models import (
     FINAL_STATUSES,
@@ -79,6 +87,7 @@ __all__ = [
     "TriggerOptions",
     "default_registry",
     "delete_finished_before",
+    "is_retryable",
     "iso",
     "list_runs",
     "new_id",
@@ -86,6 +95,7 @@ __all__ = [
     "options_to_json",
     "parse_duration_s",
     "queue",
+    "retry_delay_s",
     "task",
     "task_metrics",
 ]

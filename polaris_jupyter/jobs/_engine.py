@@ -41,7 +41,8 @@ from polaris_jupyter.jobs._options import MAX_PAYLOAD_BYTES, check_json_size, va
 from polaris_jupyter.jobs._registry import TaskDef, TaskRegistry, default_registry
 from polaris_jupyter.jobs._store import SqliteStore
 
-__all__ = ["MAX_BATCH_ITEMS", "BatchHandle", "Engine", "RunHandle", "RunResult", "call_hook"]
+__all__ = ["MAX_BATCH_ITEMS", "BatchHandle", "Engine", "RunHandle", "RunResult", "call_hook", "is_retryable",
+           "retry_delay_s"]
 
 MAX_BATCH_ITEMS = 1000
 DAY_S = 86400.0
@@ -97,6 +98,22 @@ class _Lane:
 def error_dict(exc: BaseException) -> dict[str, Any]:
     stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return {"name": type(exc).__name__, "message": str(exc) or type(exc).__name__, "stack": stack[-4000:]}
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether a failed attempt may be retried (attempts left permitting): not after
+    AbortTaskError or InvalidInput, nor after an error whose ``retryable`` attribute is False
+    (a model provider's 401: asking again cannot help)."""
+    return not isinstance(exc, (AbortTaskError, InvalidInput)) and getattr(exc, "retryable", True) is not False
+
+
+def retry_delay_s(exc: BaseException, policy_delay_s: float) -> float:
+    """The wait before the next attempt: the policy's, or longer when the error carries
+    ``retry_after_s`` (seconds, e.g. a server's ``Retry-After``): never sooner than asked."""
+    after = getattr(exc, "retry_after_s", None)
+    if isinstance(after, (int, float)) and not isinstance(after, bool) and after == after and after > policy_delay_s:
+        return float(after)
+    return policy_delay_s
 
 
 class Engine:
@@ -461,8 +478,8 @@ class Engine:
     async def _failed(self, run: Run, definition: TaskDef, ctx: RunContext, exc: Exception) -> None:
         error = error_dict(exc)
         log.info("run %s attempt %d failed: %s", run.id, run.attempt_count, error["message"])
-        if not isinstance(exc, (AbortTaskError, InvalidInput)) and run.attempt_count < run.max_attempts:
-            delay_s = self.retry_policy(run.task_id).delay_s(run.attempt_count)
+        if is_retryable(exc) and run.attempt_count < run.max_attempts:
+            delay_s = retry_delay_s(exc, self.retry_policy(run.task_id).delay_s(run.attempt_count))
             now = self.clock.now()
             self._end_attempt(run, RunStatus.FAILED.value, now, error)
             run.status = RunStatus.REATTEMPTING

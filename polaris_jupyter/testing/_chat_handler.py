@@ -158,12 +158,18 @@ class ChatCompletionsHandler(tornado.web.RequestHandler):
         rec.status = response.status
         for name, value in response.headers.items():
             self.set_header(name, value)
+        if response.retry_after_s is not None:
+            self.set_header("Retry-After", f"{response.retry_after_s:g}")
         if response.is_error:
             await self._pause(response.ttft_s)
             self.set_status(response.status)
-            self.set_header("Content-Type", "application/json")
             self.set_header("x-should-retry", "false")  # the openai client would retry 429/5xx otherwise
-            self.finish(json.dumps(response.error_body()))
+            if response.error_text is not None:
+                self.set_header("Content-Type", "text/plain")
+                self.finish(response.error_text)
+            else:
+                self.set_header("Content-Type", "application/json")
+                self.finish(json.dumps(response.error_body()))
             rec.completed = True
             return
         if rec.stream:
@@ -191,7 +197,8 @@ class ChatCompletionsHandler(tornado.web.RequestHandler):
 
     async def _stream(self, rec: RecordedRequest, response: Response, body: dict[str, Any]) -> None:
         options = body.get("stream_options") or {}
-        writer = ChunkWriter(self.server.model, include_usage=bool(options.get("include_usage")))
+        include_usage = bool(options.get("include_usage")) and response.send_usage
+        writer = ChunkWriter(self.server.model, include_usage=include_usage)
         if not any(k.lower() == "content-type" for k in response.headers):
             self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")

@@ -77,11 +77,15 @@ class Response:
     Timing: ``ttft_s`` before the first chunk, then one token every ``delay_s`` (or
     ``tokens_per_s``). Tokens are scheduled on absolute times, so a delay below the timer
     resolution still gives the right rate (due tokens are batched into one write).
-    Failures: ``status`` >= 400 answers with an OpenAI-style error body;
+    Failures: ``status`` >= 400 answers with an OpenAI-style error body, or with
+    ``error_text`` as ``text/plain`` (a proxy's own page, e.g. :meth:`proxy_error`); add
+    ``retry_after_s`` for a ``Retry-After`` header (``headers`` for anything else);
     ``disconnect_after_tokens`` drops the TCP connection after that many content tokens;
     ``error_after_tokens`` sends an in-stream ``{"error": ...}`` event instead.
     ``raw_events`` (streaming only) are written verbatim instead of generated chunks, to mimic
     a server's quirks (SSE comments, multi-line data, JSON where SSE was asked for).
+    ``send_usage=False`` is a server that reports no usage at all (llama.cpp ignores
+    ``stream_options.include_usage``; the full completion has no ``usage`` either).
     """
 
     text: str = ""
@@ -98,6 +102,9 @@ class Response:
     disconnect_after_tokens: int | None = None
     error_after_tokens: int | None = None
     usage: dict[str, int] | None = None
+    send_usage: bool = True
+    error_text: str | None = None
+    retry_after_s: float | None = None
     argument_chunk_chars: int = 8
     headers: dict[str, str] = field(default_factory=dict)
     raw_events: list[str] | None = None
@@ -106,6 +113,13 @@ class Response:
     @classmethod
     def error(cls, status: int, message: str | None = None, **kwargs: Any) -> Response:
         return cls(status=status, error_message=message, **kwargs)
+
+    @classmethod
+    def proxy_error(cls, status: int = 503,
+                    text: str = "upstream connect error or disconnect/reset before headers. "
+                                "reset reason: connection failure", **kwargs: Any) -> Response:
+        """A proxy's plain-text error page (Envoy's standard 503 text by default), not OpenAI JSON."""
+        return cls(status=status, error_text=text, **kwargs)
 
     @classmethod
     def tool(cls, name: str, arguments: dict[str, Any] | str | None = None, *, text: str = "",
@@ -278,5 +292,5 @@ def completion_body(response: Response, request: dict[str, Any], model: str) -> 
         "system_fingerprint": None,
         "choices": [{"index": 0, "message": message, "logprobs": None,
                      "finish_reason": response.resolved_finish_reason()}],
-        "usage": compute_usage(response, request),
+        **({"usage": compute_usage(response, request)} if response.send_usage else {}),
     }

@@ -63,7 +63,7 @@ async def test_plain_reply_streams_as_deltas(scripted_model: ScriptedModelServer
     assert (result.finish_reason, result.steps) == (FinishReason.STOP, 1)
     assert result.finish_reason == "stop"
     assert (result.provider, result.model) == ("openai", "scripted-model")
-    assert result.usage.completion_tokens == 5 and result.usage.total_tokens > 5
+    assert result.usage is not None and result.usage.completion_tokens == 5 and result.usage.total_tokens > 5
     assert rec.of(ProviderSelected) == [ProviderSelected("openai", "scripted-model", False)]
     assert result.messages[-1] == {"role": "assistant", "content": "Hello from the scripted model."}
     body = scripted_model.chat_requests[0].body

@@ -9,7 +9,6 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-import openai
 import pytest
 
 from polaris_jupyter.agent import (
@@ -18,6 +17,7 @@ from polaris_jupyter.agent import (
     NoProviderError,
     ProviderChain,
     ProviderConfig,
+    ProviderError,
     discover_providers,
     known_providers,
     providers,
@@ -91,7 +91,7 @@ async def test_discover_probes_local_server_and_asks_its_models(
 
 
 @pytest.mark.asyncio
-async def test_bundled_model_is_last_and_started_on_first_use(
+async def test_bundled_model_as_enabled_fallback_is_last_and_started_on_first_use(
     scripted_model: ScriptedModelServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     events: list[str] = []
@@ -110,8 +110,8 @@ async def test_bundled_model_is_last_and_started_on_first_use(
     fake.LocalModelServer = FakeLocalServer  # type: ignore[attr-defined]
     fake.bundled_model_available = lambda: True  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "polaris_jupyter.agent.local_model", fake)
-    found = await discover_providers({"OPENAI_BASE_URL": f"http://127.0.0.1:{free_port()}/v1"},
-                                     probe_local=False)
+    found = await discover_providers({"OPENAI_BASE_URL": f"http://127.0.0.1:{free_port()}/v1",
+                                      "POLARIS_BUNDLED_FALLBACK": "1"}, probe_local=False)
     assert [p.name for p in found] == ["openai", "bundled"]
     scripted_model.enqueue(Response(text="local answer"))
     async with ProviderChain(found) as chain:
@@ -172,8 +172,9 @@ async def test_bad_request_is_not_a_fallback_case(scripted_model_factory: Callab
     first = await scripted_model_factory([Response.error(400, "messages[0] is malformed")])
     second = await scripted_model_factory()
     async with ProviderChain([cfg("cerebras", first), cfg("openai", second)]) as chain:
-        with pytest.raises(openai.BadRequestError, match="malformed"):
+        with pytest.raises(ProviderError, match="malformed") as info:
             await chain.open_stream(messages=USER)
+    assert (info.value.status, info.value.retryable, info.value.provider) == (400, False, "cerebras")
     assert second.chat_requests == []
 
 
@@ -185,8 +186,9 @@ async def test_all_failing_lists_every_provider(scripted_model_factory: Callable
         with pytest.raises(AllProvidersFailed) as info:
             await chain.open_stream(messages=USER)
     message = str(info.value)
-    assert "cerebras (cerebras-model)" in message and "upstream exploded" in message
-    assert [name for name, _model, _exc in info.value.errors] == ["cerebras", "openai"]
+    assert "[cerebras]" in message and "429" in message and "[openai]" in message and "upstream exploded" in message
+    assert [e.provider for e in info.value.errors] == ["cerebras", "openai"]
+    assert info.value.retryable, "a rate limit and a 500 may pass: the run is retried"
     with pytest.raises(NoProviderError):
         ProviderChain([])
 
@@ -245,7 +247,7 @@ async def test_degrade_ladder_ends_without_tools_but_never_drops_a_forced_tool(
         stream = await chain.open_stream(messages=USER, tools=TOOLS, tool_choice="auto")
         assert stream.degraded and await drain(stream) == "plain answer"
         forced = {"type": "function", "function": {"name": "readFile"}}
-        with pytest.raises(openai.BadRequestError):  # a forced tool is never silently dropped
+        with pytest.raises(ProviderError, match="400"):  # a forced tool is never silently dropped
             await chain.open_stream(messages=USER, tools=TOOLS, tool_choice=forced)
     shapes = [(r.stream, bool(r.tools), r.tool_choice) for r in server.chat_requests]
     assert shapes == [(True, True, "auto"), (False, True, "auto"), (True, False, None), (False, True, forced)]

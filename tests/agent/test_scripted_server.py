@@ -98,6 +98,25 @@ async def test_http_errors_are_openai_shaped_and_not_retried(
 
 
 @pytest.mark.asyncio
+async def test_proxy_page_retry_after_and_a_server_without_usage(scripted_model: ScriptedModelServer) -> None:
+    scripted_model.enqueue(Response.proxy_error(503, retry_after_s=5), Response(text="a b", send_usage=False),
+                           Response(text="a b", send_usage=False))
+    async with client(scripted_model) as c:
+        with pytest.raises(openai.InternalServerError) as info:
+            await c.chat.completions.create(model="m", messages=USER, stream=True)  # type: ignore[arg-type]
+        assert info.value.response.headers["retry-after"] == "5"
+        assert info.value.response.headers["content-type"].startswith("text/plain")
+        assert info.value.body == "upstream connect error or disconnect/reset before headers. reset reason: " \
+                                  "connection failure"
+        stream = await c.chat.completions.create(model="m", messages=USER, stream=True,  # type: ignore[arg-type]
+                                                 stream_options={"include_usage": True})
+        chunks = [ch async for ch in stream]
+        full = await c.chat.completions.create(model="m", messages=USER)  # type: ignore[arg-type]
+    assert [ch.usage for ch in chunks] == [None] * len(chunks), "like llama.cpp: include_usage is ignored"
+    assert full.usage is None and full.choices[0].message.content == "a b"
+
+
+@pytest.mark.asyncio
 async def test_disconnect_mid_stream_breaks_the_client_read(scripted_model: ScriptedModelServer) -> None:
     scripted_model.enqueue(Response(text="one two three four five", disconnect_after_tokens=2))
     got: list[str] = []
