@@ -18,6 +18,7 @@ From a notebook::
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from polaris_jupyter.jobs import (
 )
 from polaris_jupyter.tasks.generate_steps import FileInfo, StepOutcome, run_model_step
 from polaris_jupyter.tasks.generate_target import Target, ensure_target, resolve_target
+from polaris_jupyter.tasks.generate_verify import run_verify_step
 from polaris_jupyter.tasks.project_kinds import (
     ProjectKind,
     Step,
@@ -296,23 +298,16 @@ class _Attempt:
         self._publish(progress=False)
         t0 = time.perf_counter()
         try:
-            chain = await self._get_chain() if step.action is StepAction.MODEL else None
+            chain = await self._get_chain() if step.asks_model else None
             t0 = time.perf_counter()  # the first step builds the shared chain: not the step's time
-            if chain is None:
+            run_model = functools.partial(self._model_step, step, chain) if chain is not None else None
+            if step.action is StepAction.VERIFY:
+                outcome = await run_verify_step(step, self.kind, self.target.path, run_model=run_model, emit=ctx.emit)
+            elif run_model is not None:
+                outcome = await run_model("")
+            else:
                 await asyncio.to_thread(ensure_target, self.target)
                 outcome = StepOutcome()
-            else:
-                outcome = await run_model_step(
-                    chain=chain,
-                    kind=self.kind,
-                    step=step,
-                    description=self.request.description,
-                    target=self.target,
-                    written=self.written,
-                    run_id=ctx.run_id,
-                    journal=self.service.journal(),
-                    on_file=lambda info, preview: self._file_written(step, info, preview),
-                )
             outcome.duration_ms = (time.perf_counter() - t0) * 1000.0
             await ctx.save_checkpoint(
                 f"step:{step.id}",
@@ -334,6 +329,13 @@ class _Attempt:
         self._set_state(step.id, "finished", outcome.duration_ms, files=len(outcome.files))
         self._publish()
         return outcome
+
+    async def _model_step(self, step: Step, chain: ProviderChain, notes: str) -> StepOutcome:
+        return await run_model_step(
+            chain=chain, kind=self.kind, step=step, description=self.request.description, target=self.target,
+            written=self.written, run_id=self.ctx.run_id, journal=self.service.journal(),
+            on_file=lambda info, preview: self._file_written(step, info, preview), notes=notes,
+        )
 
     async def _get_chain(self) -> ProviderChain:
         if self._chain is None:

@@ -125,7 +125,8 @@ def structure_summary(files: dict[str, FileInfo]) -> str:
 
 
 def build_messages(kind: ProjectKind, step: Step, description: str, target: Target,
-                   written: dict[str, FileInfo]) -> list[dict[str, Any]]:
+                   written: dict[str, FileInfo], notes: str = "") -> list[dict[str, Any]]:
+    """The step's system and user message; ``notes`` (a verify step's findings) end the user message."""
     values = {"description": description, "title": kind.title, "folder": ".", "folder_name": target.rel}
     # The example path comes from the step's own prompt: small models copy the example verbatim.
     prompt = step.render_prompt(values)
@@ -137,6 +138,7 @@ def build_messages(kind: ProjectKind, step: Step, description: str, target: Targ
         f"{STEP_MARKER}{step.id} — {step.title} (step {position} of {len(kind.steps)})\n"
         f"{prompt}\n\n"
         f"{structure_summary(written)}"
+        + (f"\n\n{notes}" if notes else "")
     )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
@@ -204,6 +206,7 @@ async def run_model_step(
     run_id: str,
     journal: EditRecorder | None,
     on_file: Callable[[FileInfo, str], None],
+    notes: str = "",
 ) -> StepOutcome:
     """Run the tool loop for ``step``; ``written`` (shared by concurrent steps) is updated live."""
     from polaris_jupyter.agent import ToolCallFinished, ToolCallStarted, run_agent_loop
@@ -240,7 +243,7 @@ async def run_model_step(
     started = time.perf_counter()
     result = await run_agent_loop(
         chain=chain,
-        messages=build_messages(kind, step, description, target, written),
+        messages=build_messages(kind, step, description, target, written, notes),
         registry=registry,
         ctx=ctx,
         max_steps=step.max_model_steps,

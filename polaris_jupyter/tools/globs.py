@@ -13,7 +13,7 @@ from collections.abc import Callable
 from polaris_jupyter.tools._args import check_searchable_text
 from polaris_jupyter.tools.base import ToolError
 
-__all__ = ["compile_glob"]
+__all__ = ["compile_glob", "compile_path_glob"]
 
 
 def _glob_body(pattern: str) -> str:
@@ -84,3 +84,18 @@ def compile_glob(pattern: str) -> tuple[Callable[[str], bool], str | None]:
     except re.error as exc:
         raise ToolError(f"invalid glob {pattern!r}: {exc}") from exc
     return (lambda rel: regex.match(rel) is not None), None
+
+
+def compile_path_glob(pattern: str) -> Callable[[str], bool]:
+    """A matcher of the WHOLE relative path, with or without ``/`` (``README.md`` is the top-level
+    file only, ``src/*/__init__.py`` one folder deep): for plans that promise exact files."""
+    glob = check_searchable_text("glob", pattern).strip()
+    while glob.startswith("./"):
+        glob = glob[2:]
+    if not glob or glob.startswith("/") or ".." in glob.split("/"):
+        raise ToolError(f"glob {pattern!r} must be a non-empty path relative to the folder, without '..'")
+    try:
+        regex = re.compile(_glob_body(glob) + r"\Z")
+    except re.error as exc:
+        raise ToolError(f"invalid glob {pattern!r}: {exc}") from exc
+    return lambda rel: regex.match(rel) is not None

@@ -4,24 +4,17 @@ the scripted model server (one deterministic reply per step request)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
-from polaris_jupyter.config import PolarisConfig
-from polaris_jupyter.jobs import Conflict, Event, InvalidInput, RunStatus, TaskRegistry, TriggerOptions
-from polaris_jupyter.runtime import PolarisRuntime
+from polaris_jupyter.jobs import Conflict, Event, InvalidInput, RunStatus, TriggerOptions
 from polaris_jupyter.tasks.generate import (
     GENERATE_TASK_ID,
     follow_generation,
     resume_generation,
     start_generation,
 )
-from polaris_jupyter.tasks.generate_script import ScriptedGeneration
 from polaris_jupyter.tasks.generate_steps import step_id_of_request
 from polaris_jupyter.tasks.project_kinds import (
     REACT_VITE,
@@ -30,64 +23,11 @@ from polaris_jupyter.tasks.project_kinds import (
     register_project_kind,
     unregister_project_kind,
 )
-from polaris_jupyter.testing import Response, ScriptedModelServer
+from polaris_jupyter.testing import Response
+from tests.generate.conftest import Env, finish, step_events
 
 pytestmark = pytest.mark.asyncio
 BEFORE_PAGES = ("config-files", "source-structure", "components", "hooks", "types", "utilities")
-
-
-@dataclass
-class Env:
-    runtime: PolarisRuntime
-    server: ScriptedModelServer
-    script: ScriptedGeneration
-    workspace: Path
-    tmp: Path
-
-    async def new_runtime(self) -> PolarisRuntime:
-        """A second runtime on the same database and workspace (a restarted server)."""
-        runtime = PolarisRuntime(_config(self.tmp), root_dir=self.workspace, registry=TaskRegistry())
-        await runtime.start()
-        return runtime
-
-
-def _config(tmp: Path, attempts: int = 2) -> PolarisConfig:
-    retry = {"maxAttempts": attempts, "minTimeoutInMs": 10, "maxTimeoutInMs": 20, "randomize": False}
-    return PolarisConfig(db_path=str(tmp / "polaris.db"), default_retry=retry)
-
-
-@pytest.fixture
-def script() -> ScriptedGeneration:
-    return ScriptedGeneration(tokens_per_file=60, ttft_s=0.05)
-
-
-@pytest_asyncio.fixture
-async def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: ScriptedGeneration) -> AsyncIterator[Env]:
-    async with ScriptedModelServer(responder=script) as server:
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-        monkeypatch.setenv("OPENAI_MODEL", "scripted-1")
-        monkeypatch.setenv("POLARIS_PROVIDER", "openai")  # no fallback to a local or bundled model
-        monkeypatch.setenv("POLARIS_LOCAL_BASE_URL", "http://127.0.0.1:9/v1")
-        for name in ("CEREBRAS_API_KEY", "OPENROUTER_API_KEY", "POLARIS_MODEL"):
-            monkeypatch.delenv(name, raising=False)
-        workspace = tmp_path / "workspace"
-        workspace.mkdir()
-        runtime = PolarisRuntime(_config(tmp_path), root_dir=workspace, registry=TaskRegistry())
-        await runtime.start()
-        try:
-            yield Env(runtime, server, script, workspace, tmp_path)
-        finally:
-            await runtime.stop()
-
-
-async def finish(runtime: PolarisRuntime, run_id: str, timeout_s: float = 60) -> Any:
-    return await runtime.engine.wait_for(run_id, timeout_s=timeout_s)
-
-
-async def step_events(runtime: PolarisRuntime, run_id: str) -> list[Event]:
-    await runtime.engine.store.flush()
-    return [e for e in await runtime.engine.store.run_events(run_id, 0) if e.type.startswith("generation.")]
 
 
 def seq_of(events: list[Event], step_id: str, state: str) -> int:
@@ -108,7 +48,8 @@ async def test_react_vite_end_to_end_respects_dependencies(env: Env) -> None:
     model_steps = [s.id for s in REACT_VITE.steps if s.id != "validate-input"]
     assert dict(env.script.calls) == {s: 2 for s in model_steps}  # forced tool call, then a closing sentence
     files = sorted(p.relative_to(env.workspace).as_posix() for p in env.workspace.rglob("*") if p.is_file())
-    assert files == run.output["files"] and len(files) == 8
+    planned = [f"todo/{p}" for s in model_steps if s != "verify" for p in env.script.paths_for(s)]
+    assert files == run.output["files"] == sorted(planned) and len(files) == 13  # config, entry points, one per step
     assert all((env.workspace / f).stat().st_size > 200 for f in files)
     file_events = [e.data for e in events if e.type == "generation.file"]
     assert sorted(d["path"] for d in file_events) == files
@@ -129,6 +70,7 @@ async def test_react_vite_end_to_end_respects_dependencies(env: Env) -> None:
     assert tools == {"readFile", "writeFile", "deleteFile", "listFiles", "getProjectStructure"}
     verify_request = next(r for r in env.server.requests if step_id_of_request(r.body) == "verify")
     assert verify_request.body["tool_choice"]["function"]["name"] == "listFiles"
+    assert "The automatic check found no problems." in verify_request.body["messages"][1]["content"]
 
 
 async def test_independent_steps_run_at_the_same_time(env: Env) -> None:
@@ -185,7 +127,7 @@ async def test_failure_after_retries_fails_the_run_naming_the_step_then_resume(e
     after = dict(env.script.calls)
     asked_again = {s for s in after if after[s] != before.get(s, 0)}
     assert asked_again == {"types", "pages", "verify"}
-    assert len(resumed.output["files"]) == 8
+    assert len(resumed.output["files"]) == 13
 
 
 async def test_restart_after_the_server_stops_mid_step_skips_finished_steps(env: Env) -> None:

@@ -44,10 +44,15 @@ def test_react_vite_is_polaris_plan() -> None:
     ]
     validate = REACT_VITE.step("validate-input")
     assert validate.action is StepAction.VALIDATE and validate.required_files == 0
-    model_steps = [s for s in REACT_VITE.steps if s.action is StepAction.MODEL]
-    assert [s.max_model_steps for s in model_steps] == [8, 8, 8, 8, 6, 4, 6, 4, 2]
+    model_steps = [s for s in REACT_VITE.steps if s.asks_model]
+    assert [s.max_model_steps for s in model_steps] == [8, 8, 8, 8, 6, 4, 6, 4, 4]
     assert [s.first_tool for s in model_steps] == ["writeFile"] * 8 + ["listFiles"]
-    assert REACT_VITE.step("verify").required_files == 0
+    verify = REACT_VITE.step("verify")
+    assert verify.action is StepAction.VERIFY and verify.required_files == 0 and REACT_VITE.model_steps == 9
+    # what the plan promises, so verify can check it: config, entry points, one file per folder
+    assert REACT_VITE.step("config-files").expects == ("package.json", "tsconfig.json", "vite.config.*", "index.html")
+    assert REACT_VITE.step("source-structure").expects == ("src/main.tsx", "src/App.tsx", "src/index.css")
+    assert all(s.expects for s in model_steps[:-1])
     assert all(s.required_files == 1 for s in model_steps[:-1])
     for side in ("components", "hooks", "types", "utilities"):
         assert REACT_VITE.step(side).depends_on == ("source-structure",)
@@ -61,6 +66,9 @@ def test_react_vite_is_polaris_plan() -> None:
 def test_python_package_plan() -> None:
     assert [s.id for s in PYTHON_PACKAGE.steps] == ["validate-input", "pyproject", "package-modules", "tests", "readme", "verify"]
     assert PYTHON_PACKAGE.step("verify").first_tool == "listFiles"
+    assert PYTHON_PACKAGE.step("verify").action is StepAction.VERIFY
+    assert [PYTHON_PACKAGE.step(s).expects for s in ("pyproject", "package-modules", "tests", "readme")] == [
+        ("pyproject.toml",), ("src/*/__init__.py",), ("tests/test_*.py",), ("README.md",)]
     assert PYTHON_PACKAGE.order.index("tests") > PYTHON_PACKAGE.order.index("package-modules")
     assert {k.id for k in project_kinds()} >= {"react-vite", "python-package"}
 
@@ -101,11 +109,21 @@ def test_cycle_is_reported_with_its_path() -> None:
         (lambda: Step("a", "A", "p", files=("~/notes.md",)), "home directory"),
         (lambda: Step("a", "A", "p", files="README.md"), "files must be a list"),  # type: ignore[arg-type]
         (lambda: Step("a", "A", "p", files=tuple(f"f{i}" for i in range(21))), "at most 20 files"),
+        (lambda: Step("a", "A", "p", expects=("../up.txt",)), "expected glob '../up.txt' is not usable"),
+        (lambda: Step("a", "A", "p", expects=("/etc/*",)), "expected glob '/etc/\\*' is not usable"),
+        (lambda: Step("a", "A", "p", expects=("",)), "each expected glob must be a non-empty string"),
+        (lambda: Step("a", "A", "p", expects=("x\x00",)), "NUL byte"),
+        (lambda: Step("a", "A", "p", expects="README.md"), "expects must be a list"),  # type: ignore[arg-type]
+        (lambda: Step("a", "A", "p", expects=tuple(f"f{i}" for i in range(21))), "at most 20 expected globs"),
+        (lambda: Step("a", "A", action="verify", max_model_steps=2), None),  # a check needs no prompt
         (lambda: ProjectKind("k", "K", ()), "has no steps"),
         (lambda: ProjectKind("k", "K", (Step("a", "A", "p"), Step("a", "A2", "p"))), "share the id 'a'"),
     ],
 )
-def test_bad_steps_and_kinds_are_refused(make: object, message: str) -> None:
+def test_bad_steps_and_kinds_are_refused(make: object, message: str | None) -> None:
+    if message is None:
+        make()  # type: ignore[operator]
+        return
     with pytest.raises(PlanError, match=message):
         make()  # type: ignore[operator]
 
@@ -115,10 +133,10 @@ def test_register_custom_kind_from_json(cleanup_kinds: list[str]) -> None:
         "id": "static-site",
         "title": "Static site",
         "steps": [
-            {"id": "html", "title": "Pages", "prompt": "Write index.html for: $description"},
+            {"id": "html", "title": "Pages", "prompt": "Write index.html for: $description", "expects": ["index.html"]},
             {"id": "css", "title": "Styles", "prompt": "Write style.css", "dependsOn": ["html"], "maxModelSteps": 3},
             {"id": "check", "title": "Check", "prompt": "List the files", "dependsOn": ["html", "css"],
-             "firstTool": "listFiles"},
+             "firstTool": "listFiles", "action": "verify"},
         ],
     }
     kind = register_project_kind(spec)
@@ -126,6 +144,8 @@ def test_register_custom_kind_from_json(cleanup_kinds: list[str]) -> None:
     assert get_project_kind("static-site") is kind
     assert kind.order == ("html", "css", "check")
     assert kind.step("css").max_model_steps == 3 and kind.step("check").required_files == 0
+    assert kind.step("check").action is StepAction.VERIFY and kind.step("check").asks_model
+    assert kind.step("html").expects == ("index.html",) and kind.to_json(full=True)["steps"][0]["expects"] == ["index.html"]
     with pytest.raises(PlanError, match="exists already"):
         register_project_kind(spec)
     replaced = register_project_kind(ProjectKind("static-site", "Static v2", (Step("html", "Pages", "Write it"),)), replace=True)

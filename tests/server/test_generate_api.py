@@ -65,7 +65,7 @@ async def test_generate_runs_end_to_end_and_revert_undoes_it(
     assert run["taskId"] == "generate-project" and "generation" in run["tags"]
     assert run["metadata"]["progress"]["done"] == run["metadata"]["progress"]["total"] == 10
     files = run["output"]["files"]
-    assert len(files) == 8 and all((root / f).is_file() and (root / f).stat().st_size > 0 for f in files)
+    assert len(files) == 13 and all((root / f).is_file() and (root / f).stat().st_size > 0 for f in files)
     assert sum(script.calls.values()) == 18
     _, page = await call(jp_fetch, "runs", accepted["runId"], "events")
     types = [e["type"] for e in page["events"]]
@@ -177,7 +177,7 @@ def test_generation_resumes_after_the_server_is_killed(tmp_path: Path) -> None:
         assert {s for s in after if after[s] != before.get(s, 0)} == {"pages", "verify"}
         assert set(run["output"]["resumedSteps"]) >= {"config-files", "source-structure", "components", "hooks",
                                                       "types", "utilities"}
-        assert all((root / f).is_file() for f in run["output"]["files"]) and len(run["output"]["files"]) == 8
+        assert all((root / f).is_file() for f in run["output"]["files"]) and len(run["output"]["files"]) == 13
     finally:
         server.stop()
         if restarted is not None:
