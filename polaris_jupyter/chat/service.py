@@ -1,20 +1,27 @@
 """Chat on top of the engine: conversations, messages, and the ``process-message`` task.
 
 Posting a message creates the user message and an assistant placeholder and triggers a run in
-one transaction, then returns at once; the answer arrives as events. A cancelled message is
-final: the task checks the shared live object before every write.
-"""
+one transaction, then returns at once; the answer arrives as events. Each attempt is a
+``ChatTurn`` (``chat/turn.py``) owning the message while it runs; ``OpenMessages`` says which
+conversation is busy and which turn runs, so a cancel is a call on the turn. Replaying a chat
+run answers its message again (:meth:`ChatService.replay_run`)."""
 
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Any
 
+from polaris_jupyter.chat.prompts import build_turn_prompt
 from polaris_jupyter.chat.store import ChatStore, Conversation, Message, MessageStatus
+from polaris_jupyter.chat.turn import ChatTurn, OpenMessages, TurnInputs, message_status_data
 from polaris_jupyter.jobs import (
+    AbortTaskError,
     Conflict,
     InvalidInput,
     RetryPolicy,
+    Run,
+    RunContext,
+    RunHandle,
     RunNotFound,
     TaskDef,
     TriggerOptions,
@@ -26,7 +33,7 @@ if TYPE_CHECKING:
     from polaris_jupyter.runtime import PolarisRuntime
     from polaris_jupyter.tools.edits import SqliteEditJournal
 
-__all__ = ["PROCESS_MESSAGE_TASK_ID", "ChatService", "install"]
+__all__ = ["MAX_MESSAGE_CHARS", "PROCESS_MESSAGE_TASK_ID", "ChatService", "install"]
 
 PROCESS_MESSAGE_TASK_ID = "process-message"
 MAX_MESSAGE_CHARS = 100_000
@@ -42,6 +49,8 @@ class ChatService:
         self._chain: ProviderChain | None = None
         self._journal: SqliteEditJournal | None = None
         self.model_override: dict[str, str] = {}
+        #: Messages being answered in this process and their running turns.
+        self.open_messages = OpenMessages()
 
     # -- shared resources --------------------------------------------------------------------
     async def chain(self) -> ProviderChain:
@@ -123,18 +132,18 @@ class ChatService:
         if reverted:
             payload = run.payload if isinstance(run.payload, dict) else {}
             conversation_id = payload.get("conversationId")
-            self.engine.bus.emit(
+            self.engine.emit(
                 "run.reverted",
                 {"runId": run_id, "paths": reverted},
-                self.engine.clock.now(),
                 conversation_id=conversation_id if isinstance(conversation_id, str) else None,
             )
         return reverted
 
     async def messages_json(self, conversation_id: str) -> list[dict[str, Any]]:
-        """The conversation's messages as the API sends them, each answer with ``revertedAt``
-        when its run's edits were reverted (so a reloaded view still shows it)."""
-        messages = await self.store.list_messages(conversation_id)
+        """The conversation's messages as the API sends them (a running answer with the text
+        streamed so far), each answer with ``revertedAt`` when its run's edits were reverted
+        (so a reloaded view still shows it)."""
+        messages = [self.open_messages.current(m) for m in await self.store.list_messages(conversation_id)]
         reverted = await self.journal().reverted_runs(m.run_id for m in messages if m.run_id)
         out = []
         for message in messages:
@@ -175,9 +184,9 @@ class ChatService:
 
     async def delete(self, conversation_id: str) -> None:
         await self.conversation(conversation_id)
-        busy = await self.store.busy_message(conversation_id)
-        if busy is not None and busy.run_id:
-            await self.cancel_message(busy.id)
+        busy = self.open_messages.busy(conversation_id)
+        if busy is not None:
+            await self.cancel_message(busy)
         await self.store.delete_conversation(conversation_id)
 
     # -- messages ----------------------------------------------------------------------------
@@ -190,105 +199,150 @@ class ChatService:
             raise InvalidInput(f"content is {len(content)} characters; the limit is {MAX_MESSAGE_CHARS}")
         if context is not None and not isinstance(context, dict):
             raise InvalidInput("context must be an object such as {\"currentFile\": \"src/app.py\"}")
-        busy = await self.store.busy_message(conversation_id)
-        if busy is not None:
-            raise Conflict(f"message {busy.id} of this conversation is still being answered; wait or cancel it")
         now = self.engine.clock.now()
         user = Message(new_id("msg"), conversation_id, "user", content, MessageStatus.COMPLETED, now, now, context=context)
         assistant = Message(new_id("msg"), conversation_id, "assistant", "", MessageStatus.PENDING, now, now + 1e-6)
-        self.store.live[assistant.id] = assistant
+        self.open_messages.claim(assistant)  # Conflict while another message is answered
         title = _clean_title(content.splitlines()[0]) if conv.title == "New chat" else None
-        run_id = await self._trigger(assistant, extra=[user], title=title)
-        return assistant, run_id
-
-    async def _trigger(self, assistant: Message, extra: list[Message], title: str | None = None) -> str:
-        def rows() -> None:
-            for message in [*extra, assistant]:
-                self.store.put_message(message)
-            self.store.touch_conversation(assistant.conversation_id, assistant.updated_at, title)
-
-        try:
-            handle = await self.engine.trigger(
-                PROCESS_MESSAGE_TASK_ID,
-                {"messageId": assistant.id, "conversationId": assistant.conversation_id},
-                TriggerOptions(conversation_id=assistant.conversation_id, tags=[f"conversation:{assistant.conversation_id}"]),
-                before_commit=rows,
-            )
-        except Exception:
-            self.store.live.pop(assistant.id, None)
-            raise
-        assistant.run_id = handle.id
-        self.store.put_message(assistant)
-        self._emit(assistant, "message.created", {"message": assistant.to_json()})
-        for message in extra:
-            self._emit(assistant, "message.created", {"message": message.to_json()}, run=False)
-        await self.engine.store.commit()
-        return handle.id
+        handle = await self._trigger(assistant, extra=[user], title=title)
+        return assistant, handle.id
 
     async def cancel_message(self, message_id: str) -> Message:
+        """Cancel a message being answered (its run is cancelled too); a final one is returned as is."""
         message = await self._message(message_id)
-        if message.status.is_final:
-            return message
-        self._finish(message, MessageStatus.CANCELLED, error={"message": "cancelled by the user"})
+        turn = self.open_messages.turn(message_id)
+        if turn is not None:
+            turn.cancel("cancelled by the user")
+            message = turn.snapshot()
+        elif self.open_messages.holds(message):  # pending, or between two attempts
+            self._finish_unattended(message, MessageStatus.CANCELLED, {"message": "cancelled by the user"})
+        else:  # final (maybe finished while we read it): nothing to cancel
+            return message if message.status.is_final else await self._message(message_id)
         if message.run_id:
             await self.engine.cancel(message.run_id)
         await self.engine.store.commit()
         return message
 
     async def retry_message(self, message_id: str) -> tuple[Message, str]:
+        """Answer a failed or cancelled message again, in place (a new run)."""
         message = await self._message(message_id)
         if message.role != "assistant":
             raise InvalidInput("only assistant messages can be retried")
         if message.status not in (MessageStatus.FAILED, MessageStatus.CANCELLED):
             raise Conflict(f"message is {message.status.value}; only failed or cancelled messages can be retried")
-        busy = await self.store.busy_message(message.conversation_id)
-        if busy is not None:
-            raise Conflict(f"message {busy.id} of this conversation is still being answered")
-        now = self.engine.clock.now()
-        message.content, message.tool_calls, message.error, message.usage = "", [], None, None
-        message.status, message.updated_at = MessageStatus.PENDING, now
-        self.store.live[message.id] = message
-        self._emit(message, "message.status", {"messageId": message.id, "status": message.status.value, "reset": True}, run=False)
-        run_id = await self._trigger(message, extra=[])
-        return message, run_id
+        handle = await self._restart(message)
+        return message, handle.id
+
+    async def replay_run(self, run: Run, resume: bool = False) -> RunHandle:
+        """What replaying a ``process-message`` run means (the engine's replay handler): answer
+        its message again, in place, as Retry does (also after a completed answer, which is
+        replaced). Refused with a Conflict and the reason when that cannot be done: the message
+        is gone, it is still being answered, or another message of its conversation is.
+        ``resume`` changes nothing (a chat turn keeps no checkpoints)."""
+        payload = run.payload if isinstance(run.payload, dict) else {}
+        message_id = payload.get("messageId")
+        if not isinstance(message_id, str):
+            raise Conflict(f"run {run.id} names no message to answer (payload {run.payload!r}); there is nothing to replay")
+        try:
+            message = await self._message(message_id)
+        except RunNotFound:
+            gone = f"run {run.id} answered message {message_id}, which no longer exists (its conversation was deleted)"
+            raise Conflict(gone) from None
+        if message.role != "assistant":
+            raise Conflict(f"run {run.id} names message {message_id}, which is not an assistant message")
+        if not message.status.is_final:
+            busy = f"message {message_id} is still being answered (run {message.run_id}); wait or cancel it, then replay"
+            raise Conflict(busy)
+        return await self._restart(message, replayed_from=run.id)
 
     async def _message(self, message_id: str) -> Message:
+        turn = self.open_messages.turn(message_id)
+        if turn is not None:
+            return turn.snapshot()
         message = await self.store.get_message(message_id)
         if message is None:
             raise RunNotFound(f"no message with id {message_id!r}")
-        return message
+        return self.open_messages.current(message)  # a turn may have started while we read
 
-    # -- updates used by process-message ------------------------------------------------------
-    def _emit(self, message: Message, type: str, data: dict[str, Any], *, run: bool = True) -> None:
-        run_id = message.run_id if run else None
-        if run_id is not None and run_id in self.engine._active:
-            self.engine._emit_run_event(self.engine._active[run_id], type, data, conversation_id=message.conversation_id)
-        else:
-            self.engine.bus.emit(type, data, self.engine.clock.now(), conversation_id=message.conversation_id)
+    async def _restart(self, message: Message, *, replayed_from: str | None = None) -> RunHandle:
+        """Reset an answer (text, tool calls, error, usage) and trigger a new run for it."""
+        self.open_messages.claim(message)  # Conflict while another message of the conversation is answered
+        message.content, message.tool_calls, message.error, message.usage = "", [], None, None
+        message.status, message.updated_at = MessageStatus.PENDING, self.engine.clock.now()
+        data = message_status_data(message, reset=True)
+        self.engine.emit("message.status", data, conversation_id=message.conversation_id)
+        return await self._trigger(message, extra=[], replayed_from=replayed_from)
 
-    def update(self, message: Message, **changes: Any) -> bool:
-        """Apply changes to a live message unless it is already final (cancel wins)."""
-        if message.status.is_final:
-            return False
-        for key, value in changes.items():
-            setattr(message, key, value)
-        message.updated_at = self.engine.clock.now()
+    async def _trigger(
+        self, assistant: Message, extra: list[Message], title: str | None = None, replayed_from: str | None = None
+    ) -> RunHandle:
+        conversation_id = assistant.conversation_id
+
+        def rows() -> None:
+            for message in [*extra, assistant]:
+                self.store.put_message(message)
+            self.store.touch_conversation(conversation_id, assistant.updated_at, title)
+
+        try:
+            handle = await self.engine.trigger(
+                PROCESS_MESSAGE_TASK_ID,
+                {"messageId": assistant.id, "conversationId": conversation_id},
+                TriggerOptions(conversation_id=conversation_id, tags=[f"conversation:{conversation_id}"]),
+                replayed_from=replayed_from,
+                before_commit=rows,
+            )
+        except Exception:
+            self.open_messages.release(assistant)
+            raise
+        assistant.run_id = handle.id
+        if self.open_messages.turn(assistant.id) is None:  # a started turn wrote the row (and run id) itself
+            self.store.put_message(assistant)
+        self.engine.emit("message.created", {"message": assistant.to_json()}, run_id=handle.id, conversation_id=conversation_id)
+        for message in extra:
+            self.engine.emit("message.created", {"message": message.to_json()}, conversation_id=conversation_id)
+        await self.engine.store.commit()
+        return handle
+
+    def _finish_unattended(self, message: Message, status: MessageStatus, error: dict[str, Any]) -> None:
+        """Finish a message no turn is running for (pending, between attempts, after a restart)."""
+        message.status, message.error, message.updated_at = status, error, self.engine.clock.now()
         self.store.put_message(message)
-        return True
+        self.open_messages.release(message)
+        data = message_status_data(message, error=error)
+        self.engine.emit("message.status", data, run_id=message.run_id, conversation_id=message.conversation_id)
 
-    def _finish(self, message: Message, status: MessageStatus, **changes: Any) -> None:
-        if message.status.is_final:
-            return
-        self.update(message, **changes)
-        message.status = status
-        self.store.put_message(message)
-        self.store.live.pop(message.id, None)
-        data: dict[str, Any] = {"messageId": message.id, "status": status.value}
-        for key in ("error", "usage", "provider", "model"):
-            value = getattr(message, key)
-            if value is not None:
-                data[key] = value
-        self._emit(message, "message.status", data)
+    # -- the turns of process-message -----------------------------------------------------------
+    async def open_turn(self, message_id: str, ctx: RunContext) -> ChatTurn:
+        """The turn of this attempt (already final if the message was cancelled before it ran)."""
+        message = await self.store.get_message(message_id)
+        if message is None:
+            raise AbortTaskError(f"message {message_id} no longer exists")
+        turn = ChatTurn(message, ctx, self.store, self.engine.clock, on_final=self.open_messages.release)
+        if not turn.is_final:
+            self.open_messages.attach(turn)
+        return turn
+
+    async def prepare_turn(self, turn: ChatTurn) -> TurnInputs:
+        """Everything an attempt needs: the history and prompt (``prompts``), chain and tools."""
+        from polaris_jupyter.tools import load_all
+        from polaris_jupyter.tools.base import ToolContext
+
+        cfg, message = self.runtime.config, turn.snapshot()
+        history = await self.store.list_messages(message.conversation_id)
+        prompt = build_turn_prompt(history, message, root=self.runtime.root_dir, budget_tokens=cfg.history_token_budget)
+        settings = {"allowed_commands": list(cfg.allowed_commands) or None, "command_timeout_s": cfg.command_timeout_s}
+        return TurnInputs(
+            chain=await self.chain(),
+            registry=load_all(),
+            tools=ToolContext(root=self.runtime.root_dir, run_id=message.run_id, edits=self.journal(), settings=settings),
+            prompt=prompt,
+            max_steps=cfg.max_steps,
+            stream_window_s=cfg.stream_window_ms / 1000,
+        )
+
+    def close_turn(self, turn: ChatTurn) -> None:
+        """The attempt ended (any way): the message stays claimed only while its run may retry."""
+        self.open_messages.detach(turn)
 
     async def recover(self) -> None:
         """Messages left unfinished by a previous process follow their run (or fail if it is gone)."""
@@ -298,11 +352,12 @@ class ChatService:
                 try:
                     run = await self.engine.get_run(message.run_id)
                 except RunNotFound:
-                    run = None
-            if run is not None and not run.status.is_final:
-                self.store.live[message.id] = message
+                    pass
+            busy = self.open_messages.busy(message.conversation_id)
+            if run is not None and not run.status.is_final and busy in (None, message.id):
+                self.open_messages.claim(message)
             else:
-                self._finish(message, MessageStatus.FAILED, error={"message": "the server stopped while answering; retry"})
+                self._finish_unattended(message, MessageStatus.FAILED, {"message": "the server stopped while answering; retry"})
         await self.engine.store.commit()
 
 
@@ -328,6 +383,7 @@ async def install(runtime: PolarisRuntime) -> None:
             description="Answer a chat message with the model and the workspace tools.",
         )
     )
+    runtime.engine.set_replay_handler(PROCESS_MESSAGE_TASK_ID, service.replay_run)
 
     async def delete_stale_conversations(ctx: Any) -> dict[str, Any]:
         days = runtime.config.conversation_retention_days
@@ -341,4 +397,3 @@ async def install(runtime: PolarisRuntime) -> None:
     runtime.cleanup_steps.append(delete_stale_conversations)
     runtime.startup_hooks.append(service.store.migrate)
     runtime.startup_hooks.append(service.recover)
-

@@ -161,12 +161,11 @@ def _conversation(row: Any) -> Conversation:
 
 
 class ChatStore:
-    """Conversation and message rows. Live (processing) messages are also kept in memory, so the
-    streaming task and a cancel request see the same object."""
+    """Conversation and message rows. A message being answered is owned by its chat turn
+    (``chat/turn.py``), which writes the row at every state change."""
 
     def __init__(self, store: SqliteStore) -> None:
         self.store = store
-        self.live: dict[str, Message] = {}
         store.register(CHAT_SCHEMA)
 
     async def migrate(self) -> None:
@@ -214,9 +213,6 @@ class ChatStore:
         self.store.execute(_UPSERT_MESSAGE, message.to_row())
 
     async def get_message(self, message_id: str) -> Message | None:
-        live = self.live.get(message_id)
-        if live is not None:
-            return live
         rows = await self.store.query("SELECT * FROM messages WHERE id = ?", (message_id,))
         return _message(rows[0]) if rows else None
 
@@ -225,15 +221,11 @@ class ChatStore:
             "SELECT * FROM (SELECT * FROM messages WHERE conversation_id = ? ORDER BY num DESC LIMIT ?) ORDER BY num",
             (conversation_id, limit),
         )
-        return [self.live.get(r["id"]) or _message(r) for r in rows]
-
-    async def busy_message(self, conversation_id: str) -> Message | None:
-        """The assistant message of this conversation that is still being answered, if any."""
-        for message in self.live.values():
-            if message.conversation_id == conversation_id and not message.status.is_final:
-                return message
-        return None
+        return [_message(r) for r in rows]
 
     async def unfinished_messages(self) -> list[Message]:
-        rows = await self.store.query("SELECT * FROM messages WHERE status IN ('pending', 'processing')")
+        unfinished = [s.value for s in MessageStatus if not s.is_final]
+        rows = await self.store.query(
+            f"SELECT * FROM messages WHERE status IN ({', '.join('?' * len(unfinished))})", unfinished
+        )
         return [_message(r) for r in rows]

@@ -16,7 +16,7 @@ import json
 import logging
 import traceback
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,8 @@ MAX_BATCH_ITEMS = 1000
 DAY_S = 86400.0
 _UNFINISHED = (RunStatus.QUEUED, RunStatus.DELAYED, RunStatus.EXECUTING, RunStatus.REATTEMPTING)
 log = logging.getLogger("polaris_jupyter.jobs")
+#: ``handler(original_run, resume)`` → the new run's handle (see :meth:`Engine.set_replay_handler`).
+ReplayHandler = Callable[[Run, bool], Awaitable["RunHandle"]]
 
 
 @dataclass
@@ -153,6 +155,7 @@ class Engine:
         self._timer_task: asyncio.Task[None] | None = None
         self._started = False
         self._stopping = False
+        self._replay_handlers: dict[str, ReplayHandler] = {}
         from polaris_jupyter.jobs._schedules import ScheduleManager
 
         self.schedules = ScheduleManager(self)
@@ -561,6 +564,18 @@ class Engine:
             conversation_id=conversation_id or run.conversation_id,
         )
 
+    def emit(
+        self, type: str, data: dict[str, Any], *, run_id: str | None = None, conversation_id: str | None = None
+    ) -> None:
+        """Emit an event from outside a task (a cancel request, a revert): on the stream of run
+        ``run_id`` while that run is unfinished, else as a plain event (still delivered to the
+        ``conversation_id`` filter). Inside a task, use ``ctx.emit``."""
+        run = self._active.get(run_id) if run_id is not None else None
+        if run is not None:
+            self._emit_run_event(run, type, data, conversation_id=conversation_id)
+        else:
+            self.bus.emit(type, data, self.clock.now(), conversation_id=conversation_id)
+
     def _metadata_changed(self, run: Run) -> None:
         run.updated_at = self.clock.now()
         self.store.put_run(run)
@@ -598,11 +613,23 @@ class Engine:
         await self.store.commit()
         return run
 
+    def set_replay_handler(self, task_id: str, handler: ReplayHandler | None) -> None:
+        """Let the owner of a task say what replaying one of its runs means (the chat answers the
+        run's message again, or refuses with a Conflict); None restores the default."""
+        if handler is None:
+            self._replay_handlers.pop(task_id, None)
+        else:
+            self._replay_handlers[task_id] = handler
+
     async def replay(self, run_id: str, *, resume: bool = False) -> RunHandle:
-        """A new run of the same task with the same payload; ``resume`` keeps its checkpoints."""
+        """A new run of the same task with the same payload; ``resume`` keeps its checkpoints.
+        A task with a replay handler (:meth:`set_replay_handler`) decides for itself."""
         original = self._active.get(run_id) or await self.store.get_run(run_id)
         if original is None:
             raise RunNotFound(f"no run with id {run_id!r}")
+        handler = self._replay_handlers.get(original.task_id)
+        if handler is not None:
+            return await handler(original, resume)
         opts = TriggerOptions(
             tags=list(original.tags),
             metadata=dict(original.metadata) if resume else {},
