@@ -112,6 +112,11 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+#: Encodes as the wire does: compact, values that are not JSON as their ``str()``. One instance,
+#: because building an encoder per call costs more than encoding a small event.
+_LENIENT = json.JSONEncoder(separators=(",", ":"), default=str)
+
+
 def _encode_strict(value: Any, what: str) -> str:
     """Compact JSON, refusing what a browser could not parse (objects, NaN, infinities)."""
     try:
@@ -214,7 +219,7 @@ class RunLogger:
         if len(text) > MAX_LOG_MESSAGE_CHARS:
             text = f"{text[:MAX_LOG_MESSAGE_CHARS]}… (cut: the message had {len(text)} characters)"
         if data is not None and not isinstance(data, (bool, int, float)):
-            encoded = json.dumps(data, separators=(",", ":"), default=str)
+            encoded = _LENIENT.encode(data)
             if len(encoded) > MAX_LOG_DATA_BYTES:
                 data = {"truncated": True, "bytes": len(encoded), "preview": encoded[:_LOG_DATA_PREVIEW_CHARS]}
         self._sink(level, text, data)
@@ -246,6 +251,27 @@ def check_checkpoint(key: Any, value: Any) -> str:
     return key
 
 
+_SCALARS = (type(None), bool, int, float)
+
+
+def _flat_and_small(data: dict[str, Any], limit_bytes: int) -> bool:
+    """True when ``data`` holds only scalars and strings short enough that its JSON cannot reach
+    ``limit_bytes`` (6 bytes per character at worst, ``\\uXXXX``): the common event needs no
+    encoding to be measured (events can be frequent, e.g. streamed text)."""
+    budget = limit_bytes // 6 - 64
+    for key, value in data.items():
+        kind = type(value)
+        if type(key) is not str:
+            return False
+        if kind is str:
+            budget -= len(value) + len(key) + 8
+        elif kind in _SCALARS:
+            budget -= len(key) + 40
+        else:
+            return False
+    return budget > 0
+
+
 def check_output(output: Any) -> None:
     """Refuse a task's return value that is not JSON or larger than :data:`MAX_OUTPUT_BYTES`."""
     check_json_size(output, "task output", MAX_OUTPUT_BYTES)
@@ -258,10 +284,13 @@ def check_event(type: Any, data: Any, reserved: tuple[str, ...] = EVENT_PREFIXES
     if not isinstance(type, str) or not 0 < len(type) <= MAX_EVENT_TYPE_CHARS:
         raise InvalidInput(f"an event type must be a string of 1 to {MAX_EVENT_TYPE_CHARS} characters, got {type!r}")
     if type.startswith(reserved):
-        raise InvalidInput(f"event type {type!r} is reserved (types starting with {', '.join(reserved)}); pick your own prefix")
+        prefix = next(p for p in reserved if type.startswith(p))
+        raise InvalidInput(f"event type {type!r} is reserved (the {prefix}* events belong to Polaris); pick your own prefix")
     if not isinstance(data, dict):
         raise InvalidInput(f"the data of event {type!r} must be a JSON object, got {data.__class__.__name__}")
-    size = len(json.dumps(data, separators=(",", ":"), default=str))
+    if _flat_and_small(data, MAX_EVENT_DATA_BYTES):
+        return
+    size = len(_LENIENT.encode(data))
     if size > MAX_EVENT_DATA_BYTES:
         raise InvalidInput(f"the data of event {type!r} is {size} bytes; the limit is {MAX_EVENT_DATA_BYTES}")
 
