@@ -23,6 +23,7 @@ from polaris_jupyter.jobs._engine import (
     Engine,
     RunHandle,
     RunResult,
+    call_hook,
     is_retryable,
     retry_delay_s,
 )
@@ -49,6 +50,7 @@ from polaris_jupyter.jobs._queries import RunFilter, RunPage, delete_finished_be
 from polaris_jupyter.jobs._registry import QueueDef, TaskDef, TaskRegistry, default_registry, queue, task
 from polaris_jupyter.jobs._schema import AddColumn, Schema, SchemaError
 from polaris_jupyter.jobs._store import SqliteStore
+from polaris_jupyter.jobs.context import RunLogger, RunMetadata, TaskContext
 
 __all__ = [
     "FINAL_STATUSES",
@@ -72,6 +74,8 @@ __all__ = [
     "RunContext",
     "RunFilter",
     "RunHandle",
+    "RunLogger",
+    "RunMetadata",
     "RunNotFound",
     "RunPage",
     "RunResult",
@@ -81,10 +85,12 @@ __all__ = [
     "SqliteStore",
     "SubscriberLagging",
     "SystemClock",
+    "TaskContext",
     "TaskDef",
     "TaskNotFound",
     "TaskRegistry",
     "TriggerOptions",
+    "call_hook",
     "default_registry",
     "delete_finished_before",
     "is_retryable",
