@@ -22,16 +22,15 @@ The conversation::
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, TypeVar, Union
+from typing import Any, ClassVar, TypeVar
 
-from polaris_jupyter.jobs._models import InvalidInput, RetryPolicy
+from polaris_jupyter.jobs._models import RetryPolicy
 from polaris_jupyter.jobs._registry import QueueDef, TaskDef, TaskFn
+from polaris_jupyter.jobs._wire import FrameError, Wire, type_name
 from polaris_jupyter.jobs.context import MetadataOp
 
 __all__ = [
@@ -62,163 +61,10 @@ __all__ = [
 ]
 
 MAX_TASK_ID_CHARS = 200
-_W = TypeVar("_W", bound="_Wire")
 _F = TypeVar("_F", bound="Frame")
-_UNIONS = (Union, types.UnionType)
 
 
-class FrameError(InvalidInput):
-    """A frame that is not JSON, not an object, of an unknown type, or with a missing or mistyped
-    field. ``request_id`` is the frame's ``id`` when it had one (so the sender's request can be
-    answered), ``frame_type`` its ``type``."""
-
-    def __init__(self, message: str, *, request_id: str | None = None, frame_type: str | None = None) -> None:
-        super().__init__(message)
-        self.request_id = request_id
-        self.frame_type = frame_type
-
-
-def _wire_name(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
-
-
-# -- a small typed codec: one checker per annotation, built once per class ---------------------------
-
-_Check = Callable[[Any], Any]
-
-
-def _describe(tp: Any) -> str:
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in _UNIONS:
-        return " or ".join(_describe(a) for a in args)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in args)
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", type(None): "null"}
-    if tp in names:
-        return names[tp]
-    if origin is list:
-        return "a list"
-    if origin is dict or (isinstance(tp, type) and issubclass(tp, _Wire)):
-        return "an object"
-    return "a JSON value"
-
-
-def _checker(tp: Any) -> _Check:
-    """A function returning the decoded value, or raising TypeError when it does not fit ``tp``."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is Any:
-        return lambda v: v
-    if origin in _UNIONS:
-        inner = [_checker(a) for a in args if a is not type(None)]
-        optional = type(None) in args
-
-        def union(v: Any) -> Any:
-            if v is None and optional:
-                return None
-            for check in inner:
-                try:
-                    return check(v)
-                except TypeError:
-                    continue
-            raise TypeError
-
-        return union
-    if origin is Literal:
-        return lambda v: v if isinstance(v, str) and v in args else _fail()
-    if tp is bool:
-        return lambda v: v if isinstance(v, bool) else _fail()
-    if tp is int:
-        return lambda v: v if isinstance(v, int) and not isinstance(v, bool) else _fail()
-    if tp is float:
-        return lambda v: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else _fail()
-    if tp is str:
-        return lambda v: v if isinstance(v, str) else _fail()
-    if origin is list:
-        item = _checker(args[0]) if args else _checker(Any)
-        return lambda v: [item(x) for x in v] if isinstance(v, list) else _fail()
-    if origin is dict:
-        value = _checker(args[1]) if args else _checker(Any)
-        return lambda v: {k: value(x) for k, x in v.items()} if isinstance(v, dict) and all(isinstance(k, str) for k in v) else _fail()
-    if isinstance(tp, type) and issubclass(tp, _Wire):
-        return lambda v: tp._decode(v) if isinstance(v, dict) else _fail()
-    raise AssertionError(f"no wire checker for {tp!r}")
-
-
-def _fail() -> Any:
-    raise TypeError
-
-
-@dataclass(frozen=True)
-class _Field:
-    name: str
-    wire: str
-    check: _Check
-    expected: str
-    required: bool
-
-
-_FIELDS: dict[type, list[_Field]] = {}
-
-
-class _Wire:
-    """Shared codec of the frames and the objects inside them (a dataclass subclass each)."""
-
-    LABEL: ClassVar[str] = "object"
-
-    @classmethod
-    def _fields(cls) -> list[_Field]:
-        fields = _FIELDS.get(cls)
-        if fields is None:
-            hints = typing.get_type_hints(cls)
-            fields = _FIELDS[cls] = [
-                _Field(
-                    f.name,
-                    _wire_name(f.name),
-                    _checker(hints[f.name]),
-                    _describe(hints[f.name]),
-                    f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
-                )
-                for f in dataclasses.fields(cls)  # type: ignore[arg-type]
-            ]
-        return fields
-
-    @classmethod
-    def _decode(cls: type[_W], data: Mapping[str, Any]) -> _W:
-        values: dict[str, Any] = {}
-        for f in cls._fields():
-            if f.wire not in data:
-                if f.required:
-                    raise FrameError(f"bad {cls.LABEL}: {f.wire!r} is missing")
-                continue
-            try:
-                values[f.name] = f.check(data[f.wire])
-            except TypeError:
-                got = data[f.wire]
-                raise FrameError(f"bad {cls.LABEL}: {f.wire!r} must be {f.expected}, got {_type_name(got)}") from None
-        made = cls(**values)
-        made._validate()
-        return made
-
-    def _validate(self) -> None:
-        """Rules across fields; raise FrameError."""
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in self._fields():
-            value = getattr(self, f.name)
-            out[f.wire] = value.to_json() if isinstance(value, _Wire) else value
-        return out
-
-
-def _type_name(value: Any) -> str:
-    """``'zap'`` / ``3`` for a short scalar, else its JSON kind (``a list``)."""
-    if isinstance(value, (bool, int, float)) or (isinstance(value, str) and len(value) <= 40):
-        return repr(value)
-    return {dict: "an object", list: "a list", str: "a long string", type(None): "null"}.get(type(value), type(value).__name__)
-
-
-class Frame(_Wire):
+class Frame(Wire):
     """A message on the kernel-worker socket; ``TYPE`` is its ``type`` field."""
 
     TYPE: ClassVar[str] = ""
@@ -246,7 +92,7 @@ class Frame(_Wire):
 
 
 @dataclass(frozen=True, kw_only=True)
-class TaskSpec(_Wire):
+class TaskSpec(Wire):
     """What the server needs to store and schedule a kernel task's runs (an item of ``claim``)."""
 
     LABEL: ClassVar[str] = "task definition"
@@ -260,7 +106,7 @@ class TaskSpec(_Wire):
     @classmethod
     def from_json(cls, data: Any) -> TaskSpec:
         if not isinstance(data, dict):
-            raise FrameError(f"bad task definition: expected an object, got {_type_name(data)}")
+            raise FrameError(f"bad task definition: expected an object, got {type_name(data)}")
         return cls._decode(data)
 
     def _validate(self) -> None:
@@ -304,7 +150,7 @@ class TaskSpec(_Wire):
 
 
 @dataclass(frozen=True, kw_only=True)
-class RunSnapshot(_Wire):
+class RunSnapshot(Wire):
     """The run's state an attempt starts from (sent with ``run``)."""
 
     LABEL: ClassVar[str] = "'run' frame's run"
@@ -315,7 +161,7 @@ class RunSnapshot(_Wire):
 
 
 @dataclass(frozen=True, kw_only=True)
-class TaskError(_Wire):
+class TaskError(Wire):
     """How a task failed in the kernel: the exception's class name, message and traceback."""
 
     LABEL: ClassVar[str] = "'result' frame's error"
@@ -475,7 +321,7 @@ def parse_frame(message: str | bytes | Mapping[str, Any], accept: Mapping[str, t
     else:
         data = message
     if not isinstance(data, Mapping):
-        raise FrameError(f"a frame must be a JSON object, got {_type_name(data)}")
+        raise FrameError(f"a frame must be a JSON object, got {type_name(data)}")
     request_id = data.get("id") if isinstance(data.get("id"), str) else None
     kind = data.get("type")
     cls = accept.get(kind) if isinstance(kind, str) else None
