@@ -17,13 +17,16 @@ const RANK = 20;
 
 /** One cell output; a display update calls renderModel again on the same widget. */
 export class AnswerRenderer extends Widget implements IRenderMime.IRenderer {
+  private readonly host = document.createElement('div');
+
   constructor(private readonly mimeType: string) {
     super();
     this.addClass('pj-answer-output');
+    this.node.appendChild(this.host);
   }
 
   renderModel(model: IRenderMime.IMimeModel): Promise<void> {
-    renderAnswer(this.node, model.data[this.mimeType]);
+    renderAnswer(this.host, model.data[this.mimeType]);
     return Promise.resolve();
   }
 }
