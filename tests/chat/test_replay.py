@@ -119,3 +119,20 @@ async def test_other_tasks_replay_as_before(chat_env: ChatEnv) -> None:
     again = await engine.replay(handle.id)
     run = await engine.wait_for(again.id, timeout_s=10)
     assert run.output == {"x": 1} and run.replayed_from == handle.id
+
+
+@pytest.mark.asyncio
+async def test_the_api_answers_a_replay_with_the_retried_message_or_409(chat_env: ChatEnv) -> None:
+    """Through ``PolarisAPI.dispatch``, the one service layer the REST route and the kernel call."""
+    api = chat_env.runtime.api
+    chat_env.model.enqueue(Response(text="first"), Response(tokens=WORDS * 20, tokens_per_s=40))
+    conv = await chat_env.chat.create_conversation()
+    message, run_id = await chat_env.chat.post_message(conv.id, "question")
+    await chat_env.settle(run_id)
+    answer = await api.dispatch("replay_run", path={"runId": run_id}, body={})
+    assert answer.status == 200 and answer.body["id"] != run_id
+    await until(lambda: chat_env.chat.open_messages.turn(message.id) is not None)  # the replay is answering
+    with pytest.raises(Conflict, match="is still being answered") as refused:
+        await api.dispatch("replay_run", path={"runId": answer.body["id"]}, body={"resume": False})
+    assert refused.value.http_status == 409
+    await chat_env.chat.cancel_message(message.id)
