@@ -13,7 +13,17 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import MODEL_ENV
+
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+
+@pytest.fixture(autouse=True)
+def _no_model_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees a real provider key or another server's URL (tests.helpers.MODEL_ENV); what
+    a test or the server under test sets is undone afterwards."""
+    for name in MODEL_ENV:
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from polaris_jupyter.chat.store import MessageStatus
 from polaris_jupyter.jobs import MAX_BATCH_ITEMS, RunStatus
+from polaris_jupyter.tasks.project_kinds import StepAction
 
 __all__ = ["COMPONENTS", "MAX_MESSAGE_CHARS", "array_of", "nullable", "obj", "ref"]
 
@@ -55,7 +57,7 @@ NULL_NUM = nullable(NUM)
 DURATION: Schema = {"type": ["number", "string"], "minimum": 0}
 
 _RUN_STATUS: Schema = {"type": "string", "enum": [s.value for s in RunStatus]}
-_MESSAGE_STATUS: Schema = {"type": "string", "enum": ["pending", "processing", "completed", "failed", "cancelled"]}
+_MESSAGE_STATUS: Schema = {"type": "string", "enum": [s.value for s in MessageStatus]}
 
 COMPONENTS: dict[str, Schema] = {
     "Error": obj({"message": STR, "reason": NULL_STR}, ("message",)),
@@ -113,7 +115,11 @@ COMPONENTS: dict[str, Schema] = {
          "error": nullable(ref("RunError"))},
         ("number", "status"),
     ),
-    "LogEntry": obj({"level": STR, "message": STR, "ts": STR, "attempt": nullable(INT), "data": ANY}, ("level", "message")),
+    "LogEntry": obj(
+        {"level": STR, "message": STR, "ts": {"type": ["number", "string"], "description": "epoch seconds"},
+         "attempt": nullable(INT), "data": ANY},
+        ("level", "message"),
+    ),
     "RunError": obj({"message": STR, "name": STR, "stack": STR}, ("message",)),
     "RunPage": obj({"data": array_of(ref("Run")), "nextCursor": NULL_STR}, ("data", "nextCursor")),
     "Event": obj(
@@ -226,7 +232,7 @@ COMPONENTS: dict[str, Schema] = {
             "id": STR,
             "title": STR,
             "dependsOn": array_of(STR),
-            "action": {"type": "string", "enum": ["model", "validate"]},
+            "action": {"type": "string", "enum": [a.value for a in StepAction]},
             "maxModelSteps": {"type": "integer", "minimum": 0},
             "firstTool": NULL_STR,
             "prompt": STR,

@@ -46,8 +46,23 @@ from polaris_jupyter.jobs._models import (
     new_id,
 )
 from polaris_jupyter.jobs._options import options_from_json, options_to_json, parse_duration_s
-from polaris_jupyter.jobs._queries import RunFilter, RunPage, delete_finished_before, list_runs, task_metrics
-from polaris_jupyter.jobs._registry import QueueDef, TaskDef, TaskRegistry, default_registry, queue, task
+from polaris_jupyter.jobs._queries import (
+    RunFilter,
+    RunPage,
+    delete_finished_before,
+    list_runs,
+    parse_statuses,
+    task_metrics,
+)
+from polaris_jupyter.jobs._registry import (
+    QueueDef,
+    ScheduleDef,
+    TaskDef,
+    TaskRegistry,
+    default_registry,
+    queue,
+    task,
+)
 from polaris_jupyter.jobs._schema import AddColumn, Schema, SchemaError
 from polaris_jupyter.jobs._store import SqliteStore
 from polaris_jupyter.jobs.context import RunLogger, RunMetadata, TaskContext
@@ -80,6 +95,7 @@ __all__ = [
     "RunPage",
     "RunResult",
     "RunStatus",
+    "ScheduleDef",
     "Schema",
     "SchemaError",
     "SqliteStore",
@@ -100,6 +116,7 @@ __all__ = [
     "options_from_json",
     "options_to_json",
     "parse_duration_s",
+    "parse_statuses",
     "queue",
     "retry_delay_s",
     "task",

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from polaris_jupyter.errors import Conflict, InvalidInput, NotFound, PolarisError
+
 __all__ = [
     "FINAL_STATUSES",
     "KEY_RELEASING_STATUSES",
@@ -67,26 +69,16 @@ FINAL_STATUSES = frozenset(
 KEY_RELEASING_STATUSES = FINAL_STATUSES - {RunStatus.COMPLETED}
 
 
-class EngineError(Exception):
-    """Base of the errors a caller can cause; the REST layer maps them to 4xx."""
-
-    http_status = 400
+#: The engine's errors are the package's one error family (``polaris_jupyter.errors``).
+EngineError = PolarisError
 
 
-class InvalidInput(EngineError):
-    http_status = 400
+class TaskNotFound(NotFound):
+    """No task is registered under that id."""
 
 
-class TaskNotFound(EngineError):
-    http_status = 404
-
-
-class RunNotFound(EngineError):
-    http_status = 404
-
-
-class Conflict(EngineError):
-    http_status = 409
+class RunNotFound(NotFound):
+    """No run has that id."""
 
 
 class AbortTaskError(Exception):

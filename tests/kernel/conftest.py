@@ -9,18 +9,10 @@ import pytest
 
 from polaris_jupyter.kernel import Polaris, connect, disconnect
 from polaris_jupyter.testing import ScriptedModelServer
+from tests.helpers import MODEL_ENV
 
-#: Env vars that would point Polaris at a real model or at another server (no test may use one).
-FOREIGN_ENV = (
-    "CEREBRAS_API_KEY",
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "OPENROUTER_API_KEY",
-    "POLARIS_URL",
-    "POLARIS_TOKEN",
-    "POLARIS_MODEL",
-    "POLARIS_DB_PATH",
-)
+#: Env vars that would point Polaris at a real model or at another server (tests.helpers).
+FOREIGN_ENV = MODEL_ENV
 
 
 @pytest.fixture

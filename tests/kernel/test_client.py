@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from polaris_jupyter.jobs import task
 from polaris_jupyter.kernel import Polaris, PolarisError, connect, disconnect
 from polaris_jupyter.kernel._local import LocalBackend, default_kernel_db_path
 from polaris_jupyter.testing import Response, ScriptedModelServer
+from tests.helpers import wait_until
 from tests.kernel.conftest import FOREIGN_ENV
 from tests.live_server import LiveServer, free_port
 
@@ -265,10 +265,3 @@ def test_kernel_db_is_locked_and_never_the_servers(tmp_path: Path, monkeypatch: 
     assert default_kernel_db_path() == tmp_path / "server.db"
 
 
-def wait_until(predicate: Any, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not reached")

@@ -22,6 +22,7 @@ from polaris_jupyter.jobs import AbortTaskError, RetryPolicy, TaskRegistry, Trig
 from polaris_jupyter.jobs.worker_frames import CheckpointFrame, ClaimedFrame, ClaimFrame, ResultFrame
 from polaris_jupyter.kernel import Polaris, PolarisError, connect, disconnect
 from polaris_jupyter.kernel._bridge import TaskBridge
+from tests.helpers import wait_until
 from tests.kernel.conftest import FOREIGN_ENV
 from tests.live_server import LiveServer
 
@@ -51,14 +52,6 @@ def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServer
     server.stop()
 
 
-def wait_until(predicate: Any, timeout_s: float = 30, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached")
 
 
 def rest_trigger(live: LiveServer, task_id: str, payload: Any, options: dict[str, Any] | None = None) -> str:

@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 
 from polaris_jupyter.agent.local_model import bundled_model_available
-
-REMOTE_KEYS = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CEREBRAS_API_KEY", "OPENROUTER_API_KEY", "POLARIS_PROVIDER", "POLARIS_MODEL")
+from tests.helpers import clean_env
 
 
 def run_demo(workspace: Path, *extra: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in REMOTE_KEYS}
+    env = clean_env(os.environ)
     return subprocess.run(
         [sys.executable, "-m", "polaris_jupyter.demo", "--workspace", str(workspace), *extra],
         capture_output=True, text=True, env=env, timeout=timeout_s, check=False,

@@ -4,44 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import os
+import re
 from typing import Any
 
 from tornado.httpclient import HTTPClientError
 from tornado.websocket import WebSocketHandler
 
 from polaris_jupyter.api import openapi_document
+from tests.helpers import async_wait_until
+from tests.helpers import rest as call
 
 API = ("polaris", "api", "v1")
 
 
-async def call(jp_fetch: Any, *path: str, method: str = "GET", body: Any = None, raw: bytes | None = None, **kw: Any) -> tuple[int, Any]:
-    """Fetch and return (status, json), turning HTTP errors into values."""
-    if body is not None:
-        kw["body"] = json.dumps(body)
-    elif raw is not None:
-        kw["body"] = raw
-    elif method == "POST":
-        kw["body"] = b""
-    try:
-        response = await jp_fetch(*API, *path, method=method, **kw)
-    except HTTPClientError as exc:
-        assert exc.response is not None
-        return exc.code, json.loads(exc.response.body or b"null")
-    return response.code, json.loads(response.body) if response.body else None
-
-
 async def wait_status(jp_fetch: Any, run_id: str, wanted: set[str], timeout_s: float = 10) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
+    async def reached() -> dict[str, Any] | None:
         _, run = await call(jp_fetch, "runs", run_id)
-        if run["status"] in wanted:
-            return run
-        if loop.time() > deadline:
-            raise AssertionError(f"run stayed {run['status']}")
-        await asyncio.sleep(0.02)
+        return run if run["status"] in wanted else None
+
+    return await async_wait_until(reached, timeout_s, f"run {run_id} in {sorted(wanted)}")
 
 
 async def test_trigger_get_and_list(jp_fetch: Any, polaris: Any) -> None:

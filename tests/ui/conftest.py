@@ -26,6 +26,8 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import MODEL_ENV
+
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 BUILT_EXTENSION = REPO / "polaris_jupyter" / "labextension"
@@ -41,8 +43,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 TOKEN = "x"
-# Env vars that would point the server at a real model (no test may call one).
-_MODEL_ENV = ("CEREBRAS_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENROUTER_API_KEY", "POLARIS_URL", "POLARIS_TOKEN")
 
 
 def free_port() -> int:
@@ -200,7 +200,7 @@ class LabServer:
         link = self.base / "labext" / "polaris-jupyter"
         if not link.exists():
             link.symlink_to(BUILT_EXTENSION, target_is_directory=True)
-        env = {k: v for k, v in os.environ.items() if k not in _MODEL_ENV}
+        env = {k: v for k, v in os.environ.items() if k not in MODEL_ENV}
         env.update(
             PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
             JUPYTER_CONFIG_DIR=str(self.base / "config"),
