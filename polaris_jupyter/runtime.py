@@ -87,9 +87,11 @@ class PolarisRuntime:
             return
         from polaris_jupyter.chat.service import install as install_chat
         from polaris_jupyter.tasks.generate import install as install_generation
+        from polaris_jupyter.tasks.run_notebook import register_run_notebook
 
         await install_chat(self)
         await install_generation(self)
+        register_run_notebook(self.engine, self.root_dir)
         self._installed = True
 
     # -- typed parts ----------------------------------------------------------------------------
@@ -107,7 +109,7 @@ class PolarisRuntime:
 
     @property
     def part_names(self) -> list[str]:
-        return ["engine", "chat", "generation", *(["kernel-workers"] if self.kernel_workers is not None else [])]
+        return ["engine", "chat", "generation", "run-notebook", *(["kernel-workers"] if self.kernel_workers is not None else [])]
 
     async def start(self) -> None:
         if self._started:

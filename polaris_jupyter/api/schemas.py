@@ -238,6 +238,7 @@ COMPONENTS: dict[str, Schema] = {
             "prompt": STR,
             "minFiles": {"type": "integer", "minimum": 0},
             "files": array_of(STR),
+            "expects": array_of(STR, description="globs some file of the project must match when the step is done"),
         },
         ("id", "title", "dependsOn", "action", "maxModelSteps"),
     ),
