@@ -54,15 +54,9 @@ def user_facing_error(exc: BaseException) -> str:
     """A short sentence for the chat bubble; the detail goes in ``error.detail``."""
     from polaris_jupyter.agent import ModelError
 
-    name = type(exc).__name__
-    text = str(exc)
-    if isinstance(exc, ModelError):
-        return text  # which provider failed, its status and words, and the fix (never a key)
-    if "NoProvider" in name:
-        return "No model is configured. Set OPENAI_API_KEY (or another provider) or install the local model."
-    if "AllProvidersFailed" in name:
-        return "Every configured model provider failed before answering."
-    if "Stream" in name or "disconnect" in text.lower():
+    if isinstance(exc, ModelError):  # no provider, every provider failed, a broken stream, ...
+        return str(exc)  # which provider failed, its status and words, and the fix (never a key)
+    if "disconnect" in str(exc).lower():
         return "The model's answer was cut off."
     return "Something went wrong while answering."
 

@@ -295,3 +295,24 @@ async def test_engine_emit_uses_the_run_stream_only_while_the_run_is_unfinished(
     first, second = [e for e in chat_env.events if e.type == "test.note"]
     assert (first.run_id, first.conversation_id) == (run_id, conv.id) and first.run_seq is not None
     assert (second.run_id, second.conversation_id) == (None, conv.id)
+
+
+def test_the_bubble_shows_a_model_errors_own_words_and_hides_other_internals() -> None:
+    from polaris_jupyter.agent import ModelError
+
+    turn, ctx, _, _ = make_turn()
+    turn.start()
+    turn.fail(ModelError("OPENAI_API_KEY was rejected by api.example/v1 (401): set a valid key"), final=True)
+    error = turn.snapshot().error
+    assert (
+        error is not None
+        and error["message"] == "OPENAI_API_KEY was rejected by api.example/v1 (401): set a valid key"
+    )
+    other, _, _, _ = make_turn()
+    other.start()
+    other.fail(KeyError("internal"), final=True)
+    assert other.snapshot().error == {
+        "message": "Something went wrong while answering.",
+        "detail": "KeyError: 'internal'",
+        "attempt": 1,
+    }
