@@ -19,26 +19,17 @@ from polaris_jupyter.jobs import Event, EventFilter, FakeClock, TaskRegistry
 from polaris_jupyter.runtime import PolarisRuntime
 from polaris_jupyter.testing import ScriptedModelServer
 from polaris_jupyter.testing.pytest_plugin import scripted_model
+from tests.helpers import async_wait_until
 
 __all__ = ["ChatEnv", "chat_env", "scripted_model", "until"]
 
-_PROVIDER_ENV = (
-    "CEREBRAS_API_KEY",
-    "OPENROUTER_API_KEY",
-    "POLARIS_MODEL",
-    "POLARIS_LOCAL_BASE_URL",
-    "POLARIS_LOCAL_MODEL",
-)
+#: Besides tests.helpers.MODEL_ENV (cleared for every test): no local server as a fallback.
+_LOCAL_ENV = ("POLARIS_LOCAL_BASE_URL", "POLARIS_LOCAL_MODEL")
 
 
 async def until(predicate: Callable[[], Any], timeout_s: float = 10.0) -> None:
-    """Wait for observable state (polling), failing with a clear message after ``timeout_s``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not reached within {timeout_s}s")
-        await asyncio.sleep(0.005)
+    """Wait for observable state (``tests.helpers.async_wait_until`` at this folder's pace)."""
+    await async_wait_until(predicate, timeout_s=timeout_s, poll_s=0.005)
 
 
 @dataclass
@@ -80,7 +71,7 @@ async def chat_env(
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     monkeypatch.setenv("OPENAI_MODEL", "scripted-1")
     monkeypatch.setenv("POLARIS_PROVIDER", "openai")
-    for name in _PROVIDER_ENV:
+    for name in _LOCAL_ENV:
         monkeypatch.delenv(name, raising=False)
     workspace = tmp_path / "ws"
     workspace.mkdir()
