@@ -162,7 +162,7 @@ def _export_html(ipynb_path: str, html_path: str) -> None:
 def run(job: dict[str, Any]) -> int:
     """Execute the notebook described by ``job``; the exit code says how it ended."""
     import papermill
-    from nbclient.exceptions import CellTimeoutError
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.engines import papermill_engines
     from papermill.exceptions import PapermillExecutionError
 
@@ -184,8 +184,9 @@ def run(job: dict[str, Any]) -> int:
         )
     except PapermillExecutionError as exc:
         failure = {"ename": exc.ename, "evalue": exc.evalue, "traceback": traceback_tail(exc.traceback)}
-    except CellTimeoutError as exc:
-        failure = {"ename": "CellTimeoutError", "evalue": str(exc).strip().splitlines()[0], "traceback": []}
+    except (CellTimeoutError, DeadKernelError) as exc:  # the cell ran too long, or killed its kernel
+        lines = str(exc).strip().splitlines()
+        failure = {"ename": type(exc).__name__, "evalue": lines[0] if lines else "", "traceback": []}
     manager = engine.manager
     if "html" in outputs and os.path.exists(outputs["ipynb"]):
         _export_html(outputs["ipynb"], outputs["html"])
@@ -213,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     job = json.loads(sys.stdin.read())
     die_with_parent(signal.SIGTERM, expected_parent=job.get("parentPid"))
-    _channel = os.fdopen(int(args[0]), "w", encoding="utf-8", buffering=1)
+    fd = int(args[0])
+    os.set_inheritable(fd, False)  # not for the kernel or what the notebook starts
+    _channel = os.fdopen(fd, "w", encoding="utf-8", buffering=1)
     try:
         return run(job)
     except BaseException as exc:  # reported to the task, which fails the attempt with it

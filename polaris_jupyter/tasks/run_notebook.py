@@ -216,12 +216,13 @@ class NotebookAttempt:
         finally:
             os.close(write_fd)
         self.runner = ProcessRecord.of(proc.pid)
-        loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=1 << 22)
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
-        )
+        pipe = os.fdopen(read_fd, "rb", buffering=0)
+        transport: asyncio.BaseTransport | None = None
         try:
+            transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(reader), pipe
+            )
             await self._save_processes()
             assert proc.stdin is not None
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
@@ -232,7 +233,10 @@ class NotebookAttempt:
                 await self._on_line(line)
             code = await proc.wait()
         finally:
-            transport.close()
+            if transport is not None:
+                transport.close()
+            else:
+                pipe.close()
             await self._stop(proc)
         await self._outcome(code, folder)
 

@@ -119,6 +119,18 @@ async def test_cell_timeout_fails_the_attempt_with_the_cell(make_engine: EngineF
     assert run.error["message"].startswith("cell 1 (id ") and "CellTimeoutError" in run.error["message"]
 
 
+async def test_a_cell_killing_its_kernel_fails_the_attempt_with_the_cell(
+    make_engine: EngineFactory, workspace: Path
+) -> None:
+    write_notebook(workspace, "dies.ipynb", "x = 1", "import os\nos._exit(3)", "print('never')")
+    engine = await make_engine()
+    handle = await engine.trigger(RUN_NOTEBOOK_TASK_ID, {"path": "dies.ipynb"}, TriggerOptions(max_attempts=1))
+    run = (await handle.result(timeout_s=120)).run
+    assert run.status is RunStatus.FAILED and run.error is not None
+    assert run.error["message"].startswith("cell 1 (id ") and "DeadKernelError" in run.error["message"]
+    assert run.metadata["error"]["cell"] == 1
+
+
 async def test_while_true_cell_ends_timed_out_with_the_kernel_gone(make_engine: EngineFactory, workspace: Path) -> None:
     write_notebook(workspace, "spin.ipynb", RECORD_PIDS, "while True:\n    pass")
     engine = await make_engine()
