@@ -104,7 +104,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                                  root_dir=workspace, registry=TaskRegistry())
         await runtime.start()
         try:
-            await runtime.services["chat"].chain()  # provider discovery is not part of a generation
+            await runtime.models.chain()  # provider discovery is not part of a generation
             sequential: list[float] = []
             concurrent: list[float] = []
             for round_ in range(args.repeat):

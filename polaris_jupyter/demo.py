@@ -79,7 +79,7 @@ async def _generate(args: argparse.Namespace, workspace: Path) -> int:
     await runtime.start()
     started = time.perf_counter()
     try:
-        chain = await runtime.services["chat"].chain()
+        chain = await runtime.models.chain()
         first = chain.providers[0]
         print(f"model: {first.name} ({first.model or 'bundled'}); workspace: {workspace}")
         run_id = await start_generation(runtime, args.description, args.kind, args.path, overwrite=args.overwrite)

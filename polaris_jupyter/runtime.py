@@ -17,16 +17,22 @@ import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from polaris_jupyter.agent.models import ModelService
+from polaris_jupyter.api import PolarisAPI
+from polaris_jupyter.chat.service import ChatService
+from polaris_jupyter.chat.service import install as install_chat
 from polaris_jupyter.config import PolarisConfig
 from polaris_jupyter.jobs import Clock, Engine, TaskRegistry, default_registry
 from polaris_jupyter.tasks.cleanup import CleanupStep, register_cleanup
+from polaris_jupyter.tasks.generate import GenerationService
+from polaris_jupyter.tasks.generate import install as install_generation
+from polaris_jupyter.tasks.run_notebook import register_run_notebook
+from polaris_jupyter.tools.edits import SqliteEditJournal
 
 if TYPE_CHECKING:
-    from polaris_jupyter.chat.service import ChatService
-    from polaris_jupyter.tasks.generate import GenerationService
-    from polaris_jupyter.tools.edits import SqliteEditJournal
+    from polaris_jupyter.server.kernel_routes import KernelWorkers
 
 __all__ = ["PolarisRuntime", "TaskModuleError"]
 
@@ -67,45 +73,21 @@ class PolarisRuntime:
             clock=clock,
             default_retry=self.config.retry_policy(),
         )
-        self.services: dict[str, Any] = {}
         #: Run after the engine (and its store) started, e.g. schema migrations of services.
         self.startup_hooks: list[Callable[[], Awaitable[None]]] = []
         self.cleanup_steps: list[CleanupStep] = []
         self.task_module_errors: list[TaskModuleError] = []
-        #: Kernels that define tasks (the server extension sets it; None inside a kernel).
-        self.kernel_workers: Any = None
         self._started = False
-        self._installed = False
-        from polaris_jupyter.api import PolarisAPI
-
-        self.api = PolarisAPI(self)
-
-    async def _install_parts(self) -> None:
-        """The parts, in order (each may use the ones before it); their tasks are registered
-        before the engine starts, so recovered runs find them."""
-        if self._installed:
-            return
-        from polaris_jupyter.chat.service import install as install_chat
-        from polaris_jupyter.tasks.generate import install as install_generation
-        from polaris_jupyter.tasks.run_notebook import register_run_notebook
-
-        await install_chat(self)
-        await install_generation(self)
+        # The parts, in order; each may use the ones before it. Their tasks are registered here,
+        # before the engine starts, so recovered runs find them.
+        self.models = ModelService(self.config)
+        self.journal = SqliteEditJournal(self.engine.store)  # the store is the file's one writer
+        self.chat: ChatService = install_chat(self)
+        self.generation: GenerationService = install_generation(self)
         register_run_notebook(self.engine, self.root_dir)
-        self._installed = True
-
-    # -- typed parts ----------------------------------------------------------------------------
-    @property
-    def chat(self) -> ChatService:
-        return self.services["chat"]  # type: ignore[no-any-return]
-
-    @property
-    def generation(self) -> GenerationService:
-        return self.services["generation"]  # type: ignore[no-any-return]
-
-    @property
-    def journal(self) -> SqliteEditJournal:
-        return self.chat.journal()
+        #: Kernels that define tasks (the server extension sets it; None inside a kernel).
+        self.kernel_workers: KernelWorkers | None = None
+        self.api = PolarisAPI(self)
 
     @property
     def part_names(self) -> list[str]:
@@ -115,7 +97,6 @@ class PolarisRuntime:
         if self._started:
             return
         self._import_task_modules()
-        await self._install_parts()
         register_cleanup(
             self.engine,
             retention_days=self.config.retention_days,
@@ -149,10 +130,8 @@ class PolarisRuntime:
         # The engine first: running attempts are interrupted (and resume after a restart) while
         # the clients they use are still open; closing a client under them would fail them.
         await self.engine.stop()
-        for service in reversed(list(self.services.values())):
-            stop = getattr(service, "stop", None)
-            if stop is not None:
-                await stop()
+        await self.models.stop()
+        await self.journal.close()
         await _stop_bundled_model()
         self._started = False
 

@@ -31,6 +31,7 @@ from polaris_jupyter.jobs import (
     parse_statuses,
     task_metrics,
 )
+from polaris_jupyter.tasks.notebook_schedule import check_schedule_payload
 
 if TYPE_CHECKING:
     from polaris_jupyter.chat.service import ChatService
@@ -190,9 +191,10 @@ class PolarisAPI:
         return {"data": [s.to_json() for s in self.runtime.engine.schedules.list()]}
 
     async def create_schedule(self, body: dict[str, Any]) -> JSON:
+        await check_schedule_payload(self.runtime.root_dir, body["task"], body.get("payload"))
         schedule = await self.runtime.engine.schedules.create(
             body["task"], body["cron"], body.get("timezone", "UTC"), payload=body.get("payload"),
-            schedule_id=body.get("externalId"),
+            options=body.get("options"), schedule_id=body.get("externalId"),
         )
         return schedule.to_json()
 
@@ -238,11 +240,11 @@ class PolarisAPI:
         return {"messageId": message.id, "runId": run_id}
 
     async def get_config(self) -> JSON:
-        return await self.chat.config_snapshot()
+        return await self.runtime.models.snapshot()
 
     async def set_model(self, body: dict[str, Any]) -> JSON:
-        await self.chat.set_model(body.get("provider"), body.get("model"))
-        return await self.chat.config_snapshot()
+        await self.runtime.models.set_model(body.get("provider"), body.get("model"))
+        return await self.runtime.models.snapshot()
 
     # -- generation -------------------------------------------------------------------------------
     async def list_project_kinds(self) -> JSON:

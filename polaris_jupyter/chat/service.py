@@ -31,7 +31,6 @@ from polaris_jupyter.jobs import (
 if TYPE_CHECKING:
     from polaris_jupyter.agent import ProviderChain
     from polaris_jupyter.runtime import PolarisRuntime
-    from polaris_jupyter.tools.edits import SqliteEditJournal
 
 __all__ = ["MAX_MESSAGE_CHARS", "PROCESS_MESSAGE_TASK_ID", "ChatService", "install"]
 
@@ -46,70 +45,13 @@ class ChatService:
         self.runtime = runtime
         self.engine = runtime.engine
         self.store = ChatStore(runtime.engine.store)
-        self._chain: ProviderChain | None = None
-        self._journal: SqliteEditJournal | None = None
-        self.model_override: dict[str, str] = {}
         #: Messages being answered in this process and their running turns.
         self.open_messages = OpenMessages()
 
     # -- shared resources --------------------------------------------------------------------
     async def chain(self) -> ProviderChain:
-        """The provider chain, built on first use from env + config (rebuilt after a model change)."""
-        if self._chain is None:
-            from polaris_jupyter.agent import ProviderChain
-
-            cfg = self.runtime.config
-            self._chain = await ProviderChain.from_env(
-                provider=self.model_override.get("provider") or cfg.provider or None,
-                model=self.model_override.get("model") or cfg.model or None,
-                bundled_fallback=cfg.bundled_fallback,
-                degrade_ttl_s=cfg.degrade_ttl_s,
-            )
-        return self._chain
-
-    async def set_model(self, provider: str | None, model: str | None) -> None:
-        if provider is not None:
-            self.model_override["provider"] = provider
-        if model is not None:
-            self.model_override["model"] = model
-        old, self._chain = self._chain, None
-        try:
-            await self.chain()
-        except Exception as exc:
-            self._chain = old
-            for key, value in (("provider", provider), ("model", model)):
-                if value is not None:
-                    self.model_override.pop(key, None)
-            raise InvalidInput(str(exc)) from exc
-        if old is not None:
-            await old.aclose()
-
-    async def config_snapshot(self) -> dict[str, Any]:
-        """Every known provider, the one answering now, and any override (GET /config)."""
-        from polaris_jupyter.agent import known_providers
-
-        active: dict[str, Any] = {"provider": None, "model": None}
-        error = None
-        try:
-            chain = await self.chain()
-            first = chain.providers[0]
-            active = {"provider": first.name, "model": first.model}
-            if chain.last_provider is not None:
-                active = {"provider": chain.last_provider.name, "model": chain.last_model}
-        except Exception as exc:  # no provider configured is a state to show, not a failure
-            error = str(exc)
-        providers = [
-            {"name": p.name, "baseUrl": p.base_url, "model": p.model, "configured": bool(getattr(p, "configured", True))}
-            for p in known_providers()
-        ]
-        return {"providers": providers, "active": active, "error": error, "override": dict(self.model_override)}
-
-    def journal(self) -> SqliteEditJournal:
-        if self._journal is None:
-            from polaris_jupyter.tools.edits import SqliteEditJournal
-
-            self._journal = SqliteEditJournal(self.engine.store)  # the store is the file's one writer
-        return self._journal
+        """The runtime's provider chain (one model config for chat, generation and completions)."""
+        return await self.runtime.models.chain()
 
     # -- reverting a run's file edits ---------------------------------------------------------
     async def revert_run(self, run_id: str, *, force: bool = False) -> list[str]:
@@ -124,7 +66,7 @@ class ChatService:
 
         run = await self.engine.get_run(run_id)  # RunNotFound → 404
         try:
-            reverted = await self.journal().revert_run(self.runtime.root_dir, run_id, force=force)
+            reverted = await self.runtime.journal.revert_run(self.runtime.root_dir, run_id, force=force)
         except RevertConflict as exc:
             raise Conflict(str(exc)) from exc
         except ToolError as exc:
@@ -144,7 +86,7 @@ class ChatService:
         streamed so far), each answer with ``revertedAt`` when its run's edits were reverted
         (so a reloaded view still shows it)."""
         messages = [self.open_messages.current(m) for m in await self.store.list_messages(conversation_id)]
-        reverted = await self.journal().reverted_runs(m.run_id for m in messages if m.run_id)
+        reverted = await self.runtime.journal.reverted_runs(m.run_id for m in messages if m.run_id)
         out = []
         for message in messages:
             data = message.to_json()
@@ -152,14 +94,6 @@ class ChatService:
                 data["revertedAt"] = reverted[message.run_id]
             out.append(data)
         return out
-
-    async def stop(self) -> None:
-        if self._chain is not None:
-            await self._chain.aclose()
-            self._chain = None
-        if self._journal is not None:
-            await self._journal.close()
-            self._journal = None
 
     # -- conversations -----------------------------------------------------------------------
     async def create_conversation(self, title: str | None = None) -> Conversation:
@@ -334,7 +268,7 @@ class ChatService:
         return TurnInputs(
             chain=await self.chain(),
             registry=load_all(),
-            tools=ToolContext(root=self.runtime.root_dir, run_id=message.run_id, edits=self.journal(), settings=settings),
+            tools=ToolContext(root=self.runtime.root_dir, run_id=message.run_id, edits=self.runtime.journal, settings=settings),
             prompt=prompt,
             max_steps=cfg.max_steps,
             stream_window_s=cfg.stream_window_ms / 1000,
@@ -368,12 +302,11 @@ def _clean_title(value: Any) -> str:
     return title[: MAX_TITLE_CHARS - 1] + "…" if len(title) > MAX_TITLE_CHARS else title
 
 
-async def install(runtime: PolarisRuntime) -> None:
-    """Add the chat service, its task and its cleanup step to a runtime (before engine start)."""
+def install(runtime: PolarisRuntime) -> ChatService:
+    """The chat service of a runtime, with its task and cleanup step registered (before start)."""
     from polaris_jupyter.tasks.process_message import make_process_message
 
     service = ChatService(runtime)
-    runtime.services["chat"] = service
     runtime.engine.register(
         TaskDef(
             id=PROCESS_MESSAGE_TASK_ID,
@@ -397,3 +330,4 @@ async def install(runtime: PolarisRuntime) -> None:
     runtime.cleanup_steps.append(delete_stale_conversations)
     runtime.startup_hooks.append(service.store.migrate)
     runtime.startup_hooks.append(service.recover)
+    return service

@@ -126,27 +126,14 @@ class GenerationService:
     def __init__(self, runtime: PolarisRuntime) -> None:
         self.runtime = runtime
         self.engine = runtime.engine
-        self._own_chain: ProviderChain | None = None
 
     async def chain(self) -> ProviderChain:
-        """The chat service's chain (one model config for chat and generation), else our own."""
-        chat = self.runtime.services.get("chat")
-        if chat is not None:
-            return await chat.chain()  # type: ignore[no-any-return]
-        if self._own_chain is None:
-            from polaris_jupyter.agent import ProviderChain
+        """The runtime's provider chain (one model config for chat and generation)."""
+        return await self.runtime.models.chain()
 
-            self._own_chain = await ProviderChain.from_env()
-        return self._own_chain
-
-    def journal(self) -> EditRecorder | None:
-        chat = self.runtime.services.get("chat")
-        return chat.journal() if chat is not None else None  # type: ignore[no-any-return]
-
-    async def stop(self) -> None:
-        if self._own_chain is not None:
-            await self._own_chain.aclose()
-            self._own_chain = None
+    def journal(self) -> EditRecorder:
+        """Edits are recorded in the runtime's journal, so a generation's files can be reverted."""
+        return self.runtime.journal
 
     async def start(self, description: Any, kind: Any = "react-vite", path: Any = "app",
                     overwrite: Any = False, plan: Any = None) -> str:
@@ -370,10 +357,7 @@ class _Attempt:
 # -- the notebook / kernel API ------------------------------------------------------------------
 
 def _service(runtime: PolarisRuntime) -> GenerationService:
-    service = runtime.services.get("generation")
-    if service is None:
-        raise RuntimeError("project generation is not installed in this runtime; start it with `await runtime.start()`")
-    return service  # type: ignore[no-any-return]
+    return runtime.generation
 
 
 async def start_generation(runtime: PolarisRuntime, description: str, kind: str | ProjectKind = "react-vite",
@@ -415,10 +399,9 @@ async def follow_generation(runtime: PolarisRuntime, run_id: str, since: int = 0
         await stream.aclose()  # type: ignore[attr-defined]
 
 
-async def install(runtime: PolarisRuntime) -> None:
-    """Add the generation service and the ``generate-project`` task to a runtime (before start)."""
+def install(runtime: PolarisRuntime) -> GenerationService:
+    """The generation service of a runtime, with ``generate-project`` registered (before start)."""
     service = GenerationService(runtime)
-    runtime.services["generation"] = service
     runtime.engine.register(
         TaskDef(
             id=GENERATE_TASK_ID,
@@ -428,3 +411,4 @@ async def install(runtime: PolarisRuntime) -> None:
             description="Generate a project from a description, step by step, resuming after failures.",
         )
     )
+    return service

@@ -42,7 +42,7 @@ async def _runtime(tmp_path: Path) -> PolarisRuntime:
 async def test_chat_reply_streams_from_the_bundled_model(tmp_path: Path, no_remote_providers: None) -> None:
     runtime = await _runtime(tmp_path)
     try:
-        chat = runtime.services["chat"]
+        chat = runtime.chat
         conv = await chat.create_conversation()
         deltas: list[dict[str, Any]] = []
 

@@ -232,7 +232,7 @@ async def test_model_cannot_write_outside_the_target_folder_and_revert_undoes_it
     assert "outside" in tool_replies[0]
     assert run.output["files"] == ["inner/notes.txt"]
     assert run.payload["plan"]["id"] == "one-file"  # a kind given as an object travels with the run
-    reverted = await env.runtime.services["chat"].journal().revert_run(env.workspace, run_id)
+    reverted = await env.runtime.journal.revert_run(env.workspace, run_id)
     assert "inner/notes.txt" in reverted and not (env.workspace / "inner").exists()
 
 
