@@ -1,7 +1,7 @@
 /**
  * Wire types shared by the lab sidebar and the notebook widget.
  *
- * They mirror the server contract (notes/API.md): names are camelCase,
+ * They mirror the server contract (the OpenAPI document, labextension/openapi.json): names are camelCase,
  * times are ISO-8601 UTC strings.
  */
 
