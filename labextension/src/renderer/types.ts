@@ -5,34 +5,17 @@
  * times are ISO-8601 UTC strings.
  */
 
-export type MessageStatus =
-  | 'pending'
-  | 'processing'
-  | 'completed'
-  | 'failed'
-  | 'cancelled';
+import type { components } from '../generated/openapi';
 
-export type ToolCallStatus = 'running' | 'succeeded' | 'failed';
+type Schemas = components['schemas'];
 
-export interface ToolCall {
-  id: string;
-  name: string;
-  arguments: Record<string, unknown>;
-  status: ToolCallStatus;
-  summary?: string | null;
-  durationMs?: number | null;
-  error?: string | null;
-  /** Unified diff of a file edit, when the tool changed a file. */
-  diff?: string | null;
-}
-
+export type Message = Schemas['Message'];
+export type MessageStatus = Message['status'];
+export type ToolCall = Schemas['ToolCall'];
+export type ToolCallStatus = ToolCall['status'];
 /** A message error as the server sends it (a plain string is accepted too). */
-export interface MessageError {
-  message: string;
-  detail?: string;
-  attempt?: number;
-  retrying?: boolean;
-}
+export type MessageError = Schemas['MessageError'];
+export type Conversation = Schemas['Conversation'];
 
 export function messageErrorText(error: string | MessageError | null | undefined): { text: string; detail: string } {
   if (!error) {
@@ -44,42 +27,9 @@ export function messageErrorText(error: string | MessageError | null | undefined
   return { text: String(error.message ?? ''), detail: error.detail && error.detail !== error.message ? String(error.detail) : '' };
 }
 
-export interface Message {
-  id: string;
-  conversationId: string;
-  role: 'user' | 'assistant' | 'tool';
-  content: string;
-  status: MessageStatus;
-  runId?: string | null;
-  toolCalls?: ToolCall[];
-  error?: string | MessageError | null;
-  provider?: string | null;
-  model?: string | null;
-  usage?: Record<string, unknown> | null;
-  /** Set when the answer's file edits were reverted (from any client). */
-  revertedAt?: string | null;
-  createdAt?: string;
-  updatedAt?: string;
-}
-
-export interface Conversation {
-  id: string;
-  title: string;
-  createdAt?: string;
-  updatedAt?: string;
-  workspace?: string;
-}
-
-/** One entry of the global event log, as sent over the WebSocket. */
-export interface PolarisEvent {
-  seq: number;
-  runId: string | null;
-  runSeq: number | null;
-  conversationId: string | null;
-  type: string;
-  data: Record<string, any>;
-  ts: string;
-}
+/** One entry of the global event log, as sent over the WebSocket (data typed loosely: each
+ * event type has its own shape). */
+export type PolarisEvent = Omit<Schemas['Event'], 'data'> & { data: Record<string, any> };
 
 /** What the user can do from a chat view; the host wires these to REST or comm. */
 export interface ChatActions {
