@@ -217,16 +217,16 @@ def main() -> None:
     floor = min(med["papermill"], med["papermill_api"])
     ratio = med["polaris"] / floor
     print(f"1-cell notebook, trigger -> executed output, median of {repeat} rounds")
-    print(f"{'bare papermill (CLI, fresh process)':40}{med['papermill']:>9.3f} s")
-    print(f"{'bare papermill (Python API, fresh proc.)':40}{med['papermill_api']:>9.3f} s")
-    print(f"{'polaris run-notebook (durable run)':40}{med['polaris']:>9.3f} s   "
+    print(f"{'bare papermill (CLI, fresh process)':46}{med['papermill']:>9.3f} s")
+    print(f"{'bare papermill (Python API, fresh proc.)':46}{med['papermill_api']:>9.3f} s")
+    print(f"{'polaris run-notebook (durable run)':46}{med['polaris']:>9.3f} s   "
           f"{ratio:.2f}x the faster papermill (target <= {TARGET_X}x)")
     if med["scheduler"] is not None:
-        print(f"{'jupyter-scheduler ' + str(figures['scheduler_version']) + ' (REST, 20 ms poll)':40}"
+        print(f"{'jupyter-scheduler ' + str(figures['scheduler_version']) + ' (REST, 20 ms poll)':46}"
               f"{med['scheduler']:>9.3f} s   "
               f"{med['scheduler'] / med['polaris']:.2f}x polaris")
     else:
-        print(f"{'jupyter-scheduler':40}{figures['scheduler_note']}")
+        print(f"{'jupyter-scheduler':46}{figures['scheduler_note']}")
     for name, values in figures["rounds"].items():
         if values:
             print(f"  rounds, {name}: " + ", ".join(f"{v:.2f}" for v in values) + " s")
