@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from tornado.httpclient import HTTPClientError
 
-__all__ = ["MODEL_ENV", "async_wait_until", "clean_env", "rest", "wait_until"]
+__all__ = ["MODEL_ENV", "async_wait_until", "clean_env", "read_events", "rest", "wait_until"]
 
 T = TypeVar("T")
 
@@ -32,6 +32,7 @@ MODEL_ENV = (
     "POLARIS_PROVIDER",
     "POLARIS_MODEL",
     "POLARIS_DB_PATH",
+    "POLARIS_ROOT_DIR",
     "POLARIS_BUNDLED_FALLBACK",
 )
 
@@ -84,3 +85,14 @@ async def rest(jp_fetch: Any, *path: str, method: str = "GET", body: Any = None,
             raise
         return exc.code, json.loads(exc.response.body or b"null")
     return response.code, json.loads(response.body) if response.body else None
+
+
+async def read_events(ws: Any, until: Callable[[dict[str, Any]], bool], timeout_s: float = 20) -> list[dict[str, Any]]:
+    """Events from a Polaris event WebSocket up to and including the first for which ``until``
+    is true (each frame waited for at most ``timeout_s``)."""
+    events: list[dict[str, Any]] = []
+    while not events or not until(events[-1]):
+        raw = await asyncio.wait_for(ws.read_message(), timeout_s)
+        assert raw is not None, "the event socket closed"
+        events.append(json.loads(raw))
+    return events

@@ -4,7 +4,6 @@ client over HTTP to the scripted model server."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 
 from polaris_jupyter.testing import Response, ScriptedModelServer
+from tests.helpers import read_events
 from tests.server.test_runs_api import API, call
 
 WORDS = [f"word{i} " for i in range(60)]
@@ -55,17 +55,8 @@ async def wait_message(jp_fetch: Any, conv_id: str, message_id: str, statuses: s
         await asyncio.sleep(0.05)
 
 
-async def read_until(ws: Any, done: Any, timeout_s: float = 20) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    while not events or not done(events[-1]):
-        raw = await asyncio.wait_for(ws.read_message(), timeout_s)
-        assert raw is not None, "socket closed"
-        events.append(json.loads(raw))
-    return events
-
-
 def is_final_status(event: dict[str, Any]) -> bool:
-    return event["type"] == "message.status" and event["data"]["status"] in ("completed", "failed", "cancelled")
+    return event["type"] == "message.status" and event["data"]["final"]
 
 
 async def test_plain_reply_streams_deltas(jp_fetch: Any, jp_ws_fetch: Any, polaris: Any, model: ScriptedModelServer) -> None:
@@ -73,7 +64,7 @@ async def test_plain_reply_streams_deltas(jp_fetch: Any, jp_ws_fetch: Any, polar
     conv = await new_conversation(jp_fetch)
     ws = await jp_ws_fetch(*API, "events", params={"conversation": conv, "since": str(polaris.engine.bus.last_seq)})
     accepted = await post(jp_fetch, conv, "Say sixty words")
-    events = await read_until(ws, is_final_status)
+    events = await read_events(ws, is_final_status)
     ws.close()
     deltas = [e["data"] for e in events if e["type"] == "message.delta"]
     assert "".join(d["delta"] for d in deltas) == "".join(WORDS)
@@ -133,7 +124,7 @@ async def test_tool_loop_edits_a_file_and_revert_undoes_it(jp_fetch: Any, jp_ws_
     answer = next(m for m in listed["data"] if m["id"] == accepted["messageId"])
     assert answer["revertedAt"].endswith("Z")
     assert "revertedAt" not in listed["data"][0]  # the user's message
-    events = await read_until(ws, lambda e: e["type"] == "run.reverted")
+    events = await read_events(ws, lambda e: e["type"] == "run.reverted")
     ws.close()
     assert events[-1]["data"] == {"runId": accepted["runId"], "paths": ["notes.txt"]}
     status, again = await call(jp_fetch, "runs", accepted["runId"], "revert", method="POST")
@@ -162,7 +153,7 @@ async def test_disconnect_fails_attempt_and_retry_does_not_duplicate(jp_fetch: A
     conv = await new_conversation(jp_fetch)
     ws = await jp_ws_fetch(*API, "events", params={"conversation": conv, "since": str(polaris.engine.bus.last_seq)})
     accepted = await post(jp_fetch, conv, "go")
-    events = await read_until(ws, is_final_status, timeout_s=30)
+    events = await read_events(ws, is_final_status, timeout_s=30)
     ws.close()
     message = await wait_message(jp_fetch, conv, accepted["messageId"], {"completed", "failed"})
     assert message["status"] == "completed"

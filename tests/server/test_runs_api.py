@@ -12,7 +12,7 @@ from tornado.httpclient import HTTPClientError
 from tornado.websocket import WebSocketHandler
 
 from polaris_jupyter.api import openapi_document
-from tests.helpers import async_wait_until
+from tests.helpers import async_wait_until, read_events
 from tests.helpers import rest as call
 
 API = ("polaris", "api", "v1")
@@ -179,9 +179,7 @@ async def test_websocket_streams_and_resumes(jp_fetch: Any, jp_ws_fetch: Any, po
     start = polaris.engine.bus.last_seq
     ws = await jp_ws_fetch(*API, "events", params={"since": str(start)})
     _, body = await call(jp_fetch, "tasks", "test-echo", "trigger", method="POST", body={"payload": "ws"})
-    seen: list[dict[str, Any]] = []
-    while not any(e["type"] == "run.status" and e["data"]["status"] == "COMPLETED" for e in seen):
-        seen.append(json.loads(await asyncio.wait_for(ws.read_message(), 5)))
+    seen = await read_events(ws, lambda e: e["type"] == "run.status" and e["data"]["status"] == "COMPLETED", 5)
     ws.close()
     assert all(e["runId"] == body["id"] for e in seen)
     seqs = [e["seq"] for e in seen]
