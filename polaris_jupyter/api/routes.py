@@ -156,8 +156,11 @@ ROUTES: tuple[Route, ...] = (
           response=ref("Metrics"), errors=(400,)),
     route("list_schedules", "GET", "/schedules", "List cron schedules", response=_data(ref("Schedule"))),
     route("create_schedule", "POST", "/schedules", "Create a cron schedule for a task",
+          description="`payload` is what the task receives (inside the firing's envelope, under `payload`); a "
+          "run-notebook payload is checked now (400). `options` are the trigger options of every firing "
+          "(not delay or the idempotency key, which each firing sets).",
           body=obj({"task": NON_EMPTY, "cron": NON_EMPTY, "timezone": NON_EMPTY, "externalId": NON_EMPTY,
-                    "payload": {}}, ("task", "cron")),
+                    "payload": {}, "options": ref("TriggerOptions")}, ("task", "cron")),
           response=ref("Schedule"), status=201, errors=(400, 404)),
     route("delete_schedule", "DELETE", "/schedules/{scheduleId}", "Delete a schedule",
           status=204, errors=(400, 404)),

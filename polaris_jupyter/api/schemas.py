@@ -149,6 +149,7 @@ COMPONENTS: dict[str, Schema] = {
             "lastTimestamp": NULL_STR,
             "nextRun": NULL_STR,
             "payload": ANY,
+            "options": nullable(ref("TriggerOptions")),
         },
         ("id", "taskId", "cron", "timezone"),
     ),

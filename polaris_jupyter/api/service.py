@@ -31,7 +31,6 @@ from polaris_jupyter.jobs import (
     parse_statuses,
     task_metrics,
 )
-from polaris_jupyter.tasks.notebook_schedule import check_schedule_payload
 
 if TYPE_CHECKING:
     from polaris_jupyter.chat.service import ChatService
@@ -123,6 +122,7 @@ class PolarisAPI:
     async def trigger(self, task_id: str, body: dict[str, Any]) -> JSON:
         engine = self.runtime.engine
         options = options_from_json(body.get("options"), engine.clock.now())
+        await engine.registry.check_payload(task_id, body.get("payload"))
         handle = await engine.trigger(task_id, body.get("payload"), options)
         return {"id": handle.id, "isCached": handle.is_cached}
 
@@ -135,6 +135,7 @@ class PolarisAPI:
         for index, item in enumerate(body["items"]):
             try:
                 parsed.append((item.get("payload"), options_from_json(item.get("options"), now)))
+                await engine.registry.check_payload(task_id, item.get("payload"))
             except InvalidInput as exc:
                 raise InvalidInput(f"items[{index}]: {exc}") from exc
         batch = await engine.batch_trigger(task_id, parsed)
@@ -191,7 +192,7 @@ class PolarisAPI:
         return {"data": [s.to_json() for s in self.runtime.engine.schedules.list()]}
 
     async def create_schedule(self, body: dict[str, Any]) -> JSON:
-        await check_schedule_payload(self.runtime.root_dir, body["task"], body.get("payload"))
+        await self.runtime.engine.registry.check_payload(body["task"], body.get("payload"))
         schedule = await self.runtime.engine.schedules.create(
             body["task"], body["cron"], body.get("timezone", "UTC"), payload=body.get("payload"),
             options=body.get("options"), schedule_id=body.get("externalId"),

@@ -16,6 +16,8 @@ __all__ = ["QueueDef", "ScheduleDef", "TaskDef", "TaskRegistry", "default_regist
 
 TaskFn = Callable[[Any, "RunContext"], Awaitable[Any]]
 Hook = Callable[..., Any]
+#: Refuses a payload (raises ``InvalidInput``) before a run or a schedule of the task is created.
+PayloadCheck = Callable[[Any], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,10 @@ class ScheduleDef:
 
 @dataclass
 class TaskDef:
-    """A task: an async function ``(payload, ctx)`` plus how its runs are retried and queued."""
+    """A task: an async function ``(payload, ctx)`` plus how its runs are retried and queued.
+
+    ``check_payload``, when set, lets the API refuse a payload the task would refuse (a 400 at
+    trigger or schedule time, instead of a failed run); the task still validates when it runs."""
 
     id: str
     fn: TaskFn
@@ -57,6 +62,7 @@ class TaskDef:
     on_cancel: Hook | None = None
     schedules: list[ScheduleDef] = field(default_factory=list)
     description: str = ""
+    check_payload: PayloadCheck | None = None
 
     def to_json(self, default_retry: RetryPolicy) -> dict[str, Any]:
         return {
@@ -94,6 +100,12 @@ class TaskRegistry:
 
     def all(self) -> list[TaskDef]:
         return list(self._tasks.values())
+
+    async def check_payload(self, task_id: str, payload: Any) -> None:
+        """Raise ``InvalidInput`` if the task's :attr:`TaskDef.check_payload` refuses ``payload``."""
+        definition = self._tasks.get(task_id)
+        if definition is not None and definition.check_payload is not None:
+            await definition.check_payload(payload)
 
     def queue(self, name: str) -> QueueDef:
         return self._queues.get(name) or QueueDef(name)

@@ -3,6 +3,11 @@
 The slot a schedule fired last is written in the same transaction as the run it created, so
 after a crash the schedule resumes from exactly there. A slot missed while the server was down
 fires once on start (marked ``catchUp``); older missed slots are skipped, as cron does.
+
+A schedule carries the ``payload`` its task receives (inside the firing's envelope, under
+``payload``) and trigger ``options`` applied to every firing (``maxAttempts``, ``maxDuration``,
+``ttl``, ``queue``, ``concurrencyKey``, ``tags``, ``metadata``); the idempotency key and the delay
+of a firing are the schedule's own, so those options are refused.
 """
 
 from __future__ import annotations
@@ -15,14 +20,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from polaris_jupyter.jobs._models import InvalidInput, TaskNotFound, TriggerOptions, iso, new_id
-from polaris_jupyter.jobs._schema import Schema
+from polaris_jupyter.jobs._options import MAX_TAGS, options_from_json
+from polaris_jupyter.jobs._schema import AddColumn, Schema
 
 if TYPE_CHECKING:
     from polaris_jupyter.jobs._engine import Engine
 
-__all__ = ["SCHEDULES_SCHEMA", "Schedule", "ScheduleManager", "next_slot", "validate_cron"]
+__all__ = ["SCHEDULES_SCHEMA", "Schedule", "ScheduleManager", "next_slot", "schedule_options", "validate_cron"]
 
-#: The ``schedules`` table, registered with the engine's store (version 1: the unversioned shape).
+#: The ``schedules`` table, registered with the engine's store (version 1: the unversioned shape;
+#: version 2: the trigger ``options`` of each firing).
 SCHEDULES_SCHEMA = Schema(
     "schedules",
     migrations=(
@@ -31,8 +38,11 @@ SCHEDULES_SCHEMA = Schema(
             "timezone TEXT NOT NULL, payload TEXT, last_slot REAL, created_at REAL, active INTEGER NOT NULL DEFAULT 1, "
             "declarative INTEGER NOT NULL DEFAULT 0)",
         ),
+        (AddColumn("schedules", "options", "TEXT"),),
     ),
 )
+#: Trigger options a firing sets itself: a schedule may not carry them.
+_FIRING_OWNED_OPTIONS = ("delay", "idempotencyKey", "idempotencyKeyTTL", "idempotencyKeyScope")
 
 
 def validate_cron(expr: str, timezone: str) -> None:
@@ -44,6 +54,20 @@ def validate_cron(expr: str, timezone: str) -> None:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise InvalidInput(f"unknown time zone {timezone!r}; use an IANA name such as 'Europe/Paris'") from exc
+
+
+def schedule_options(options: Any, now: float) -> TriggerOptions:
+    """The trigger options of a schedule's firings, checked (``options_from_json`` rules, and
+    none of the options a firing owns)."""
+    if options is not None and not isinstance(options, dict):
+        raise InvalidInput("options must be a JSON object such as {\"maxAttempts\": 2}")
+    owned = sorted(set(options or {}) & set(_FIRING_OWNED_OPTIONS))
+    if owned:
+        raise InvalidInput(f"a schedule cannot set {owned[0]!r}: each firing has its own idempotency key and runs at its slot")
+    checked = options_from_json(options, now)
+    if len(checked.tags) >= MAX_TAGS:
+        raise InvalidInput(f"a schedule may carry at most {MAX_TAGS - 1} tags: each firing adds schedule:<id>")
+    return checked
 
 
 def next_slot(expr: str, timezone: str, after: float) -> float:
@@ -63,6 +87,7 @@ class Schedule:
         self.cron: str = row["cron"]
         self.timezone: str = row["timezone"]
         self.payload: Any = json.loads(row["payload"]) if row.get("payload") else None
+        self.options: dict[str, Any] | None = json.loads(row["options"]) if row.get("options") else None
         self.last_slot: float | None = row.get("last_slot")
         self.created_at: float = row["created_at"]
         self.active: bool = bool(row.get("active", 1))
@@ -79,6 +104,8 @@ class Schedule:
             "declarative": self.declarative,
             "lastTimestamp": iso(self.last_slot),
             "nextRun": iso(self.next_slot),
+            "payload": self.payload,
+            "options": self.options,
         }
 
 
@@ -116,11 +143,14 @@ class ScheduleManager:
         timezone: str = "UTC",
         *,
         payload: Any = None,
+        options: dict[str, Any] | None = None,
         schedule_id: str | None = None,
         declarative: bool = False,
     ) -> Schedule:
-        """Create (or update, when ``schedule_id`` exists) a schedule and arm it."""
+        """Create (or update, when ``schedule_id`` exists) a schedule and arm it; ``options`` are
+        the trigger options of every firing (see :func:`schedule_options`)."""
         validate_cron(cron, timezone)
+        schedule_options(options, self.engine.clock.now())
         if self.engine.registry.get(task_id) is None:
             raise TaskNotFound(f"no task with id {task_id!r}")
         sid = schedule_id or new_id("sched")
@@ -132,16 +162,17 @@ class ScheduleManager:
             "cron": cron,
             "timezone": timezone,
             "payload": json.dumps(payload) if payload is not None else None,
+            "options": json.dumps(options) if options else None,
             "last_slot": existing.last_slot if existing else None,
             "created_at": existing.created_at if existing else now,
             "active": 1,
             "declarative": int(declarative),
         }
         self.engine.store.execute(
-            "INSERT INTO schedules (id, task_id, cron, timezone, payload, last_slot, created_at, active, declarative) "
-            "VALUES (:id, :task_id, :cron, :timezone, :payload, :last_slot, :created_at, :active, :declarative) "
+            "INSERT INTO schedules (id, task_id, cron, timezone, payload, options, last_slot, created_at, active, declarative) "
+            "VALUES (:id, :task_id, :cron, :timezone, :payload, :options, :last_slot, :created_at, :active, :declarative) "
             "ON CONFLICT(id) DO UPDATE SET task_id=excluded.task_id, cron=excluded.cron, timezone=excluded.timezone, "
-            "payload=excluded.payload, active=1",
+            "payload=excluded.payload, options=excluded.options, active=1",
             row,  # type: ignore[arg-type]
         )
         await self.engine.store.commit()
@@ -195,10 +226,16 @@ class ScheduleManager:
             )
 
         try:
+            options = schedule_options(schedule.options, now)
+        except InvalidInput:  # stored by an older version under other rules: fire with none
+            options = TriggerOptions()
+        options.idempotency_key = f"schedule:{schedule.id}:{slot:.0f}"
+        options.tags = [*options.tags, f"schedule:{schedule.id}"]
+        try:
             await self.engine.trigger(
                 schedule.task_id,
                 payload,
-                TriggerOptions(idempotency_key=f"schedule:{schedule.id}:{slot:.0f}", tags=[f"schedule:{schedule.id}"]),
+                options,
                 schedule_id=schedule.id,
                 before_commit=record_slot,
             )

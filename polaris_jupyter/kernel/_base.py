@@ -131,11 +131,14 @@ class Backend(abc.ABC):
         return list((await self.call("list_schedules"))["data"])
 
     async def create_schedule(
-        self, task_id: str, cron: str, timezone: str = "UTC", payload: Any = None, external_id: str | None = None
+        self, task_id: str, cron: str, timezone: str = "UTC", payload: Any = None, external_id: str | None = None,
+        options: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         body = {"task": task_id, "cron": cron, "timezone": timezone, "payload": payload}
         if external_id:
             body["externalId"] = external_id
+        if options:
+            body["options"] = options
         return dict(await self.call("create_schedule", body=body))
 
     async def delete_schedule(self, schedule_id: str) -> None:

@@ -200,10 +200,16 @@ class Polaris:
     def schedules(self) -> list[dict[str, Any]]:
         return self.call(self.backend.schedules())
 
-    def schedule(self, task_id: str, cron: str, *, timezone: str = "UTC", payload: Any = None, external_id: str | None = None) -> dict[str, Any]:
-        """Run ``task_id`` on a 5-field cron schedule (each firing is a run)."""
+    def schedule(
+        self, task_id: str, cron: str, *, timezone: str = "UTC", payload: Any = None, external_id: str | None = None,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """Run ``task_id`` on a 5-field cron schedule (each firing is a run). Options apply to every
+        firing, as for :meth:`trigger` (max_attempts, max_duration, ttl, tags, queue ...)."""
         self._sync_kernel_tasks(task_id)
-        return self.call(self.backend.create_schedule(task_id, cron, timezone, payload, external_id))
+        return self.call(
+            self.backend.create_schedule(task_id, cron, timezone, payload, external_id, trigger_options(**options))
+        )
 
     def unschedule(self, schedule_id: str) -> None:
         self.call(self.backend.delete_schedule(schedule_id))

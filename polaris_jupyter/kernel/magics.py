@@ -37,6 +37,10 @@ USAGE = """\
 %polaris replay ID [--resume]  run it again with the same payload
 %polaris revert ID [--force]   undo the file edits a run made (--force: even files changed since)
 %polaris tasks                 the tasks the engine knows (yours from @task included)
+%polaris run-notebook PATH [--param NAME=VALUE ...] [--output html] [--wait] [...]
+                               run a notebook as a background job (papermill, a fresh kernel)
+%polaris schedule PATH "CRON" [--tz ZONE] [--param NAME=VALUE ...] [--output html] [...]
+                               run a notebook on a cron schedule; also: schedule list, schedule delete ID
 %polaris model [NAME] [--provider P]
                                show or set the model (and provider)
 %polaris config                where the engine runs and which model providers are configured
@@ -44,7 +48,8 @@ USAGE = """\
 
 Interrupt the kernel (■) to stop an answer that is streaming into a cell."""
 
-SUBCOMMANDS = ("ask", "retry", "new", "generate", "runs", "run", "cancel", "replay", "revert", "tasks", "model", "config", "help")
+SUBCOMMANDS = ("ask", "retry", "new", "generate", "runs", "run", "cancel", "replay", "revert", "tasks", "run-notebook",
+               "schedule", "model", "config", "help")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -172,6 +177,10 @@ class PolarisMagics(Magics):
         if name == "ask":
             options, question = _ask_options(rest)
             return self._ask(question, options)
+        if name in ("run-notebook", "schedule"):  # notebooks as background jobs: notebook_magics.py
+            from polaris_jupyter.kernel.notebook_magics import run_subcommand
+
+            return run_subcommand(self._client, name, rest)
         if name not in _PARSERS:
             raise UsageError(f"%polaris: unknown subcommand {name!r}; use one of {', '.join(SUBCOMMANDS)}\n\nUsage:\n{USAGE}")
         args = _PARSERS[name].parse_args(_split(rest))

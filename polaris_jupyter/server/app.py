@@ -53,6 +53,7 @@ class PolarisApp(ExtensionApp):
         os.environ["POLARIS_URL"] = self.serverapp.connection_url if self.serverapp else ""
         os.environ["POLARIS_TOKEN"] = internal_key
         os.environ["POLARIS_DB_PATH"] = self.polaris_config.db_path
+        os.environ["POLARIS_ROOT_DIR"] = str(self.runtime.root_dir)  # kernels map their paths onto the workspace
         self.log.info("polaris: db %s, kernels reach the engine at %s", self.polaris_config.db_path, os.environ["POLARIS_URL"])
 
     def initialize_handlers(self) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 import nbformat
 
 from polaris_jupyter.jobs import InvalidInput
+from polaris_jupyter.tasks.notebook_schedule import unwrap_scheduled
 from polaris_jupyter.tools.base import ToolError
 from polaris_jupyter.tools.sandbox import relative_to_root, resolve_path
 
@@ -124,7 +125,10 @@ def _read_notebook(source: Path, rel: str) -> Any:
 
 
 def parse_request(root: Path, payload: Any) -> NotebookRequest:
-    """Validate a ``run-notebook`` payload against the workspace ``root``; raise :class:`InvalidInput`."""
+    """Validate a ``run-notebook`` payload against the workspace ``root``; raise :class:`InvalidInput`.
+
+    A schedule's firing is accepted too: its envelope carries the notebook payload inside."""
+    payload, _ = unwrap_scheduled(payload)
     if not isinstance(payload, dict):
         raise InvalidInput('the payload must be an object such as {"path": "analysis.ipynb"}')
     unknown = sorted(set(payload) - set(PAYLOAD_FIELDS))

@@ -106,12 +106,17 @@ def register_run_notebook(
         request = await asyncio.to_thread(parse_request, root, payload)
         return await NotebookAttempt(ctx, request, root, conf).run()
 
+    async def check_payload(payload: Any) -> None:
+        """Refuse at trigger / schedule time what :func:`parse_request` would refuse at run time."""
+        await asyncio.to_thread(parse_request, root, payload)
+
     definition = TaskDef(
         id=RUN_NOTEBOOK_TASK_ID,
         fn=run_notebook,
         queue=QueueDef(RUN_NOTEBOOK_TASK_ID, concurrency_limit=conf.concurrency_limit),
         max_duration_s=conf.max_duration_s,
         description="Execute a notebook with papermill in a fresh kernel; parameters, ipynb/HTML outputs.",
+        check_payload=check_payload,
     )
     if isinstance(target, Engine):
         return target.register(definition)

@@ -112,17 +112,17 @@ async def test_a_database_from_before_versions_opens_and_migrates_without_losing
         assert [e.type for e in await engine.store.events_since(0)] == ["run.status"]
         assert [line["message"] for line in await engine.store.logs("run_old")] == ["hello"]
         assert await engine.store.kv_get("kernels", "k1") == {"x": 1}
-        assert [s.id for s in engine.schedules.list()] == ["sched_old"]
+        assert [(s.id, s.options) for s in engine.schedules.list()] == [("sched_old", None)]  # options: added
         assert [m.content for m in await chat.list_messages("conv_old")] == ["hello from before"]
         edits = await journal.edits_for_run("run_old")
         assert [(e["path"], e["beforeSize"], e["revertedAt"]) for e in edits] == [("old.txt", 4, None)]
         await journal.record("run_new", "new.txt", None, b"hashed\n", "")
-        assert await engine.store.schema_versions() == {"store": 1, "schedules": 1, "chat": 1, "edits": 1}
+        assert await engine.store.schema_versions() == {"store": 1, "schedules": SCHEDULES_SCHEMA.version, "chat": 1, "edits": 1}
     finally:
         await journal.close()
         await engine.stop()
 
-    assert versions(db) == {"store": 1, "schedules": 1, "chat": 1, "edits": 1}
+    assert versions(db) == {"store": 1, "schedules": SCHEDULES_SCHEMA.version, "chat": 1, "edits": 1}
     assert columns(db, "file_edits")[-2:] == ["after_sha256", "reverted_at"]
     assert sql(db, "SELECT path, after_sha256 IS NULL FROM file_edits ORDER BY id") == [("old.txt", 1), ("new.txt", 0)]
     assert not sql(db, "SELECT 1 FROM sqlite_master WHERE name = 'meta'")  # user_version replaces its row
@@ -139,14 +139,15 @@ async def test_a_fresh_database_gets_every_registered_schema_once(tmp_path: Path
         SqliteEditJournal(engine.store)
         await engine.start()
         await engine.stop()
-        assert versions(db) == {"store": CORE_SCHEMA.version, "schedules": 1, "chat": CHAT_SCHEMA.version, "edits": 1}
+        assert versions(db) == {"store": CORE_SCHEMA.version, "schedules": SCHEDULES_SCHEMA.version, "chat": CHAT_SCHEMA.version, "edits": 1}
     tables = {str(r[0]) for r in sql(db, "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"runs", "events", "schedules", "kv", "conversations", "messages", "file_edits"} <= tables
     assert columns(db, "file_edits") == [
         "id", "run_id", "path", "before", "after_exists", "after_size", "diff", "created_at", "created_ts",
         "after_sha256", "reverted_at",
     ]
-    assert SCHEDULES_SCHEMA.version == EDITS_SCHEMA.version == 1
+    assert EDITS_SCHEMA.version == 1 and SCHEDULES_SCHEMA.version == 2  # 2: the trigger options of each firing
+    assert columns(db, "schedules")[-1] == "options"
 
 
 NOTES_V1 = Schema("notes", migrations=(("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL)",),))
