@@ -9,6 +9,7 @@ unexpected exception, which is also logged), and every result is capped in size.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import posixpath
 import time
@@ -109,7 +110,7 @@ async def _execute(call: PlannedCall, ctx: ToolContext, max_chars: int) -> ToolC
         error = text.removeprefix("Error: ")
     else:
         try:
-            out = await call.tool.fn(call.arguments, ctx)
+            out = await call.tool.fn(call.arguments, dataclasses.replace(ctx, call_id=call.call_id))
             if isinstance(out, ToolResult):
                 result = out
             elif isinstance(out, str):

@@ -39,7 +39,9 @@ __all__ = [
 FILE_TOOLS: tuple[str, ...] = ("readFile", "writeFile", "deleteFile", "listFiles", "getProjectStructure")
 
 #: Modules of ``polaris_jupyter.tools`` that each export ``TOOLS: list[Tool]``.
-TOOL_MODULES: tuple[str, ...] = ("files", "code", "search", "context", "terminal", "notebook")
+TOOL_MODULES: tuple[str, ...] = (
+    "files", "code", "search", "context", "terminal", "notebook", "notebook_run", "notebook_proposals", "variables",
+)
 
 
 def load_all(registry: ToolRegistry = default_registry) -> ToolRegistry:

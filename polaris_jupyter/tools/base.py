@@ -13,7 +13,11 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from polaris_jupyter.tools.notebook_kernel import NotebookKernels
+    from polaris_jupyter.tools.notebook_proposals import ProposalStore
 
 __all__ = [
     "MAX_TOOL_OUTPUT_CHARS",
@@ -63,7 +67,8 @@ class EditRecorder(Protocol):
 
 @dataclass
 class ToolContext:
-    """Everything a tool may touch: the workspace root, the run it acts for, the edit journal."""
+    """Everything a tool may touch: the workspace root, the run it acts for, the edit journal,
+    the notebooks' kernels and where proposed cell edits are kept (None where there are none)."""
 
     root: Path
     run_id: str | None = None
@@ -71,6 +76,10 @@ class ToolContext:
     env: dict[str, str] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     log: logging.Logger = logger
+    kernels: NotebookKernels | None = None
+    proposals: ProposalStore | None = None
+    #: The id of the tool call being run (set per call by the tool runner).
+    call_id: str | None = None
 
 
 ToolFn = Callable[[dict[str, Any], ToolContext], Awaitable["ToolResult | str"]]
@@ -87,6 +96,8 @@ class Tool:
     fn: ToolFn
     group: str = "misc"
     path_params: tuple[str, ...] = ("path",)
+    #: "read", "edit" or "execute"; None: classified by ``tools.permissions`` (unknown → execute).
+    access: str | None = None
 
     def openai_schema(self) -> dict[str, Any]:
         return {

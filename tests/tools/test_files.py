@@ -22,6 +22,8 @@ DESIGN_PARAMS = {
     "readNotebook": {"path"},
     "editNotebookCell": {"path", "index", "source", "cellType"},
     "insertNotebookCell": {"path", "index", "source", "cellType"},
+    "deleteNotebookCell": {"path", "index", "cellId"},
+    "moveNotebookCell": {"path", "index", "cellId", "toIndex"},
     "executeCommand": {"command", "cwd"},
 }
 
@@ -45,7 +47,8 @@ def test_load_all_registers_every_tool_of_the_design() -> None:
         "readFile", "writeFile", "deleteFile", "listFiles", "getProjectStructure", "findSymbol",
         "getReferences", "goToDefinition", "getDiagnostics", "searchFiles", "searchCodebase",
         "findFilesByPattern", "getRelevantFiles", "executeCommand", "readNotebook", "editNotebookCell",
-        "insertNotebookCell",
+        "insertNotebookCell", "deleteNotebookCell", "moveNotebookCell", "runNotebookCell", "inspectVariables",
+        "proposeCellEdit",
     }
     assert expected <= set(registry.names())
     assert set(registry.select(names=FILE_TOOLS).names()) == set(FILE_TOOLS)
