@@ -1,0 +1,261 @@
+"""The store on PostgreSQL: the SQLite store's group commit, over psycopg, in a schema of its own.
+
+Same contract as :class:`~polaris_jupyter.jobs.SqliteStore` (it reuses its queueing and group
+commit: writes pile up while a commit is in flight and go into the next one), with three
+differences that several processes sharing one database need:
+
+- Event numbers are allocated inside the writing transaction from the one-row ``event_seq``
+  counter, so they are gap-free across processes and commit order = number order; the
+  per-run number is computed in the same transaction. The transaction ends with
+  ``pg_notify``, so every process listening learns the new high-water mark at commit.
+- A run's row is never written back over a final status, nor by an attempt older than the
+  one recorded (the ``WHERE`` of the upsert): a process holding a stale copy cannot undo a
+  cancel, an expiry, or a newer attempt of another worker.
+- Everything lives in one PostgreSQL schema (``search_path``), one per user on a shared server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.rows import dict_row
+
+from polaris_jupyter.jobs._models import FINAL_STATUSES, Event
+from polaris_jupyter.jobs._pg_schema import PG_PART_SCHEMAS, migrate_pg, pg_sql, pg_versions, quote_ident
+from polaris_jupyter.jobs._rows import _RUN_COLUMNS, _dumps
+from polaris_jupyter.jobs._schema import CORE_SCHEMA_NAME, Schema
+from polaris_jupyter.jobs._store import _CALL, SqliteStore
+
+__all__ = ["PgConnection", "PgStore"]
+
+T = TypeVar("T")
+log = logging.getLogger("polaris_jupyter.jobs.pg")
+
+_FINAL = ", ".join(f"'{s.value}'" for s in sorted(FINAL_STATUSES, key=lambda s: s.value))
+_UPSERT_RUN_PG = (
+    f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('%s' for _ in _RUN_COLUMNS)}) "
+    f"ON CONFLICT (id) DO UPDATE SET {', '.join(f'{c}=EXCLUDED.{c}' for c in _RUN_COLUMNS[1:])} "
+    f"WHERE runs.status NOT IN ({_FINAL}) AND runs.attempt_count <= EXCLUDED.attempt_count"
+)
+_INSERT_EVENT_PG = (
+    "INSERT INTO events (seq, run_id, run_seq, conversation_id, type, data, ts) VALUES (%s,%s,%s,%s,%s,%s,%s)"
+)
+
+
+class PgConnection:
+    """What ``read(fn)`` / ``write(fn)`` callbacks get: ``execute(sql, params)`` with the
+    SQLite placeholders the rest of the engine writes, rows as dicts (``row["col"]``)."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.raw = conn
+
+    def execute(self, sql: str, params: Any = ()) -> psycopg.Cursor[Any]:
+        return self.raw.execute(pg_sql(sql), params or None)  # type: ignore[arg-type]
+
+    def executemany(self, sql: str, params: Iterable[Any]) -> None:
+        with self.raw.cursor() as cur:
+            cur.executemany(pg_sql(sql), list(params))
+
+
+class PgStore(SqliteStore):
+    """One PostgreSQL schema: runs, attempts, logs, events, key/value, registered parts."""
+
+    dialect = "postgresql"
+
+    def __init__(self, url: str, schema: str) -> None:
+        super().__init__(":memory:")
+        quote_ident(schema)
+        self.url = url
+        self.schema = schema
+        self.path = f"{_redact(url)} schema {schema}"
+        #: NOTIFY channel of this schema's event log.
+        self.channel = f"polaris_events_{schema}"[:63]
+        self._pw: psycopg.Connection[Any] | None = None
+        self._pr: psycopg.Connection[Any] | None = None
+
+    def connect(self, *, autocommit: bool) -> psycopg.Connection[Any]:
+        """A new blocking connection on this store's schema (rows as dicts)."""
+        return psycopg.connect(
+            self.url, autocommit=autocommit, row_factory=dict_row, options=f"-c search_path={self.schema}"
+        )
+
+    async def aconnect(self) -> psycopg.AsyncConnection[Any]:
+        """A new asyncio connection on this schema, autocommit (for LISTEN)."""
+        return await psycopg.AsyncConnection.connect(
+            self.url, autocommit=True, row_factory=dict_row, options=f"-c search_path={self.schema}"
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        writer = ThreadPoolExecutor(1, thread_name_prefix="polaris-pg-w")
+        reader = ThreadPoolExecutor(1, thread_name_prefix="polaris-pg-r")
+        parts = [self._pg_schema(s) for s in self._schemas.values()]
+        try:
+            self._pw, self._applied = await loop.run_in_executor(writer, self._open_writer_pg, parts)
+            self._pr = await loop.run_in_executor(reader, lambda: self.connect(autocommit=True))
+        except BaseException:
+            if self._pw is not None:
+                self._pw.close()
+            writer.shutdown(wait=True)
+            reader.shutdown(wait=True)
+            raise
+        self._loop, self._writer, self._reader = loop, writer, reader
+
+    def _open_writer_pg(self, parts: list[Schema]) -> tuple[psycopg.Connection[Any], dict[str, int]]:
+        conn = self.connect(autocommit=True)
+        try:
+            applied = migrate_pg(conn, self.schema, parts, where=self.path)
+        except BaseException:
+            conn.close()
+            raise
+        return conn, applied
+
+    async def close(self) -> None:
+        if self._loop is None:
+            return
+        await self.flush()
+        for executor, conn in ((self._writer, self._pw), (self._reader, self._pr)):
+            if executor is not None and conn is not None:
+                await self._loop.run_in_executor(executor, conn.close)
+                executor.shutdown(wait=True)
+        self._writer = self._reader = None
+        self._pw = self._pr = None
+        self._loop = None
+
+    # -- schemas ------------------------------------------------------------------------------
+    @staticmethod
+    def _pg_schema(schema: Schema) -> Schema:
+        if schema.dialect == "postgresql":
+            return schema
+        twin = PG_PART_SCHEMAS.get(schema.name)
+        if twin is None:
+            raise ValueError(
+                f"part {schema.name!r} has no PostgreSQL schema yet; it cannot use a PostgreSQL database "
+                f"(known: {', '.join(sorted(PG_PART_SCHEMAS))})"
+            )
+        return twin
+
+    def register(self, schema: Schema) -> None:
+        """Accept a part's SQLite schema when a PostgreSQL twin is known (``PG_PART_SCHEMAS``)."""
+        if schema.name == CORE_SCHEMA_NAME:
+            raise ValueError(f"schema name {CORE_SCHEMA_NAME!r} is the store's own")
+        self._pg_schema(schema)
+        known = self._schemas.get(schema.name)
+        if known is not None and known != schema:
+            raise ValueError(f"another schema named {schema.name!r} is already registered")
+        self._schemas[schema.name] = schema
+
+    async def ensure_schema(self, schema: Schema) -> None:
+        self.register(schema)
+        pg = self._pg_schema(schema)
+        if self._loop is None or self._applied.get(pg.name) == pg.version:
+            return
+        assert self._writer is not None and self._pw is not None
+        conn = self._pw
+        applied = await self._loop.run_in_executor(
+            self._writer, lambda: migrate_pg(conn, self.schema, [pg], where=self.path)
+        )
+        self._applied.update(applied)
+
+    async def schema_versions(self) -> dict[str, int]:
+        return await self.read(lambda c: pg_versions(c.raw))
+
+    # -- the write batch (writer thread) ---------------------------------------------------------
+    def _write_batch(
+        self, runs: list[tuple[Any, ...]], ops: list[tuple[str, tuple[Any, ...]]], events: list[Event]
+    ) -> None:
+        conn = self._pw
+        assert conn is not None
+        wrapped = PgConnection(conn)
+        with conn.transaction(), conn.cursor() as cur:
+            if runs:
+                cur.executemany(_UPSERT_RUN_PG, runs)
+            _execute_grouped_pg(wrapped, cur, ops)
+            if events:
+                self._insert_events(cur, events)
+
+    def _insert_events(self, cur: psycopg.Cursor[Any], events: list[Event]) -> None:
+        """Number ``events`` under the counter's row lock (held to commit) and insert them."""
+        row = cur.execute("UPDATE event_seq SET seq = seq + %s WHERE one = 1 RETURNING seq", (len(events),)).fetchone()
+        assert row is not None, "event_seq row missing"
+        seq = int(row["seq"]) - len(events)
+        run_ids = list({e.run_id for e in events if e.run_id is not None})
+        run_seq: dict[str, int] = {}
+        if run_ids:
+            for r in cur.execute(
+                "SELECT run_id, MAX(run_seq) AS m FROM events WHERE run_id = ANY(%s) GROUP BY run_id", (run_ids,)
+            ).fetchall():
+                run_seq[r["run_id"]] = int(r["m"] or 0)
+        rows = []
+        for e in events:
+            seq += 1
+            e.seq = seq
+            if e.run_id is not None:
+                run_seq[e.run_id] = run_seq.get(e.run_id, 0) + 1
+                e.run_seq = run_seq[e.run_id]
+            rows.append((e.seq, e.run_id, e.run_seq, e.conversation_id, e.type, _dumps(e.data), e.ts))
+        cur.executemany(_INSERT_EVENT_PG, rows)
+        cur.execute("SELECT pg_notify(%s, %s)", (self.channel, str(seq)))
+
+    async def pg_write(self, fn: Callable[[PgConnection], T]) -> T:
+        """:meth:`write` with the PostgreSQL connection wrapper ``fn`` gets here."""
+        return await self.write(fn)  # type: ignore[arg-type]
+
+    # -- reads ---------------------------------------------------------------------------------
+    async def read(self, fn: Callable[[Any], T]) -> T:
+        await self.flush()
+        assert self._loop is not None and self._reader is not None and self._pr is not None
+        conn = PgConnection(self._pr)
+        return await self._loop.run_in_executor(self._reader, fn, conn)
+
+    async def query(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        args = tuple(params) if not isinstance(params, dict) else params
+        return await self.read(lambda c: c.execute(sql, args).fetchall())
+
+    async def max_event_seq(self) -> int:
+        rows = await self.query("SELECT seq AS m FROM event_seq WHERE one = 1")
+        return int(rows[0]["m"]) if rows else 0
+
+
+def _execute_grouped_pg(wrapped: PgConnection, cur: psycopg.Cursor[Any], ops: list[tuple[str, tuple[Any, ...]]]) -> None:
+    """The SQLite store's ``_execute_grouped`` on psycopg: same order, same batching."""
+    i = 0
+    while i < len(ops):
+        sql = ops[i][0]
+        j = i
+        while j < len(ops) and ops[j][0] == sql:
+            j += 1
+        if sql is _CALL:
+            for _, (fn, outcome) in ops[i:j]:
+                _run_call_pg(wrapped, fn, outcome)
+        elif j - i == 1:
+            cur.execute(pg_sql(sql), ops[i][1] or None)  # type: ignore[arg-type]
+        else:
+            cur.executemany(pg_sql(sql), [p for _, p in ops[i:j]])
+        i = j
+
+
+def _run_call_pg(wrapped: PgConnection, fn: Callable[[Any], Any], outcome: list[tuple[bool, Any]]) -> None:
+    """One ``write(fn)`` call in a savepoint (psycopg's nested transaction)."""
+    try:
+        with wrapped.raw.transaction():
+            result = fn(wrapped)
+    except Exception as exc:
+        outcome.append((False, exc))
+    else:
+        outcome.append((True, result))
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    with contextlib.suppress(Exception):
+        info = psycopg.conninfo.conninfo_to_dict(url)
+        return f"postgresql://{info.get('user', '')}@{info.get('host', '')}:{info.get('port', '')}/{info.get('dbname', '')}"
+    return "postgresql://(url)"

@@ -1,0 +1,158 @@
+"""Row-locked transitions of a run on PostgreSQL, decided in one place.
+
+Each function runs inside the store's ``write(fn)`` (writer thread, a savepoint of the group
+commit) and takes the run's row lock first (``SELECT ... FOR UPDATE``), so two processes
+deciding about one run are serialized by the database: one starts the attempt, the other sees
+it started; a cancel and a start never both win; an idempotency key is claimed in the same
+transaction that inserts the run holding it. They return ``(outcome, row before the change)``;
+the engine applies the outcome's events and local state on its loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from polaris_jupyter.jobs._models import FINAL_STATUSES, KEY_RELEASING_STATUSES, Run
+from polaris_jupyter.jobs._pg_store import _UPSERT_RUN_PG, PgConnection
+from polaris_jupyter.jobs._rows import _dumps, run_to_row
+
+__all__ = ["advance_run", "cancel_run", "claim_key", "claim_run"]
+
+_FINAL = {s.value for s in FINAL_STATUSES}
+_RELEASING = tuple(s.value for s in KEY_RELEASING_STATUSES)
+Outcome = tuple[str, Any]
+
+
+class _KeyTaken(Exception):
+    def __init__(self, run_id: str) -> None:
+        super().__init__(run_id)
+        self.run_id = run_id
+
+
+def claim_key(c: PgConnection, run: Run, now: float) -> str:
+    """Insert ``run`` and give it its idempotency key, unless a run holds the key: one not yet
+    expired and not released (failed, expired, canceled, crashed, timed out). Returns the id of
+    the run holding the key afterwards (``run.id`` when this one won)."""
+    try:
+        return _claim_key(c, run, now)
+    except _KeyTaken as taken:  # rolled back with the savepoint: the losing row is not kept
+        return taken.run_id
+
+
+def _claim_key(c: PgConnection, run: Run, now: float) -> str:
+    with c.raw.transaction():
+        c.raw.execute(_UPSERT_RUN_PG, run_to_row(run))
+        placeholders = ",".join("?" * len(_RELEASING))
+        won = c.execute(
+            "INSERT INTO idempotency (task_id, key, run_id, expires_at) VALUES (?,?,?,?) "
+            "ON CONFLICT (task_id, key) DO UPDATE SET run_id = EXCLUDED.run_id, expires_at = EXCLUDED.expires_at "
+            "WHERE idempotency.expires_at <= ? OR NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = idempotency.run_id "
+            f"AND r.status NOT IN ({placeholders})) RETURNING run_id",
+            (run.task_id, run.idempotency_key, run.id, run.idempotency_expires_at, now, *_RELEASING),
+        ).fetchone()
+        if won is None:
+            holder = c.execute(
+                "SELECT run_id FROM idempotency WHERE task_id = ? AND key = ?", (run.task_id, run.idempotency_key)
+            ).fetchone()
+            raise _KeyTaken(holder["run_id"] if holder is not None else run.id)
+        return run.id
+
+
+def _locked(c: PgConnection, run_id: str) -> Any:
+    return c.execute("SELECT * FROM runs WHERE id = ? FOR UPDATE", (run_id,)).fetchone()
+
+
+def _expires_at(row: Any) -> float | None:
+    if row["ttl_s"] is None:
+        return None
+    return float((row["delay_until"] or row["created_at"]) + row["ttl_s"])
+
+
+def _expire(c: PgConnection, row: Any, now: float) -> Outcome:
+    c.execute(
+        "UPDATE runs SET status = 'EXPIRED', error = ?, finished_at = ?, updated_at = ?, next_attempt_at = NULL "
+        "WHERE id = ?",
+        (_dumps({"name": "Expired", "message": "ttl passed before the run started"}), now, now, row["id"]),
+    )
+    return "expired", row
+
+
+def claim_run(
+    c: PgConnection, run_id: str, executor_id: str, now: float, running_here: bool, alive_since: float
+) -> Outcome:
+    """Decide what a dispatched workflow does with ``run_id`` on ``executor_id``:
+
+    - ``start``: the next attempt is this executor's (row: EXECUTING, attempt + 1, owner);
+    - ``restart``: the attempt recorded as EXECUTING belongs to a dead executor (or to this
+      executor's previous life): it counts as CRASHED and the next one starts here;
+    - ``crashed``: same, but no attempt is left (the run ends CRASHED);
+    - ``expired``: the run never started and its ttl has passed;
+    - ``missing`` / ``final`` / ``duplicate`` (a live executor runs it) / ``early`` (not due):
+      nothing to do."""
+    row = _locked(c, run_id)
+    if row is None:
+        return "missing", None
+    status = row["status"]
+    if status in _FINAL:
+        return "final", None
+    crashed = False
+    if status == "EXECUTING":
+        owner = row["executor_id"]
+        if owner == executor_id and running_here:
+            return "duplicate", None
+        if owner is not None and owner != executor_id and c.execute(
+            "SELECT 1 FROM workers WHERE executor_id = ? AND last_seen > ?", (owner, alive_since)
+        ).fetchone():
+            return "duplicate", None
+        crashed = True
+    elif status == "DELAYED" and row["delay_until"] is not None and row["delay_until"] > now:
+        return "early", None
+    elif status == "REATTEMPTING" and row["next_attempt_at"] is not None and row["next_attempt_at"] > now + 1e-6:
+        return "early", None
+    expires = _expires_at(row)
+    if not crashed and row["attempt_count"] == 0 and expires is not None and now >= expires:
+        return _expire(c, row, now)
+    if crashed and row["attempt_count"] >= row["max_attempts"]:
+        c.execute("UPDATE runs SET executor_id = ? WHERE id = ?", (executor_id, run_id))
+        return "crashed", row
+    c.execute(
+        "UPDATE runs SET status = 'EXECUTING', attempt_count = attempt_count + 1, started_at = COALESCE(started_at, ?), "
+        "next_attempt_at = NULL, updated_at = ?, executor_id = ? WHERE id = ?",
+        (now, now, executor_id, run_id),
+    )
+    return ("restart" if crashed else "start"), row
+
+
+def advance_run(c: PgConnection, run_id: str, now: float) -> Outcome:
+    """A timer or sweep of any process: ``expired`` (unstarted, ttl passed), ``queued`` (a
+    delay is due; row set QUEUED), ``retry`` (a retry is due: dispatch it), or nothing."""
+    row = _locked(c, run_id)
+    if row is None or row["status"] in _FINAL:
+        return "none", None
+    expires = _expires_at(row)
+    if row["status"] in ("QUEUED", "DELAYED") and row["attempt_count"] == 0 and expires is not None and now >= expires:
+        return _expire(c, row, now)
+    if row["status"] == "DELAYED" and (row["delay_until"] or 0) <= now:
+        c.execute("UPDATE runs SET status = 'QUEUED', updated_at = ? WHERE id = ?", (now, run_id))
+        return "queued", row
+    if row["status"] == "REATTEMPTING" and (row["next_attempt_at"] or 0) <= now + 1e-6:
+        return "retry", row
+    return "none", None
+
+
+def cancel_run(c: PgConnection, run_id: str, now: float) -> Outcome:
+    """``canceled`` (it was waiting: now CANCELED), ``executing`` (its executor must stop it),
+    or ``final``; ``(missing, None)`` for an unknown id."""
+    row = _locked(c, run_id)
+    if row is None:
+        return "missing", None
+    if row["status"] in _FINAL:
+        return "final", row
+    if row["status"] == "EXECUTING":
+        return "executing", row
+    c.execute(
+        "UPDATE runs SET status = 'CANCELED', error = ?, finished_at = ?, updated_at = ?, next_attempt_at = NULL "
+        "WHERE id = ?",
+        (_dumps({"name": "Canceled", "message": "the run was canceled"}), now, now, run_id),
+    )
+    return "canceled", row
