@@ -1,0 +1,170 @@
+"""Real worker processes (``python -m polaris_jupyter.worker``) on one PostgreSQL schema:
+200 runs executed exactly once across two workers, a worker SIGKILLed mid-run whose run is
+retried on the other, and events of a worker's run seen live and resumed in this process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from polaris_jupyter.jobs import EventFilter, RunContext, RunStatus, TaskRegistry, TriggerOptions, task
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _client_registry() -> TaskRegistry:
+    """The tasks' ids as this process knows them: it triggers, the workers execute."""
+    registry = TaskRegistry()
+    for task_id in ("mark-once", "hold", "chatty"):
+
+        async def never(payload: Any, ctx: RunContext) -> None:
+            raise AssertionError("the client process must not execute tasks")
+
+        task(id=task_id, registry=registry)(never)
+    return registry
+
+
+class Workers:
+    def __init__(self, url: str, schema: str, markers: Path) -> None:
+        self.url, self.schema, self.markers = url, schema, markers
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def start(self, n: int = 1, *, concurrency: int = 8) -> list[subprocess.Popen[str]]:
+        env = {**os.environ, "POLARIS_TEST_MARKERS": str(self.markers), "PYTHONPATH": str(ROOT)}
+        started = []
+        for _ in range(n):
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "polaris_jupyter.worker", "--task-modules", "tests.pg.worker_tasks",
+                 "--concurrency", str(concurrency), "--database-url", self.url, "--schema", self.schema,
+                 "--log-level", "WARNING"],
+                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            )
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert "ready" in line, f"worker did not start: {line}{proc.stdout.read() if proc.poll() is not None else ''}"
+            self.procs.append(proc)
+            started.append(proc)
+        return started
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def workers(pg_url: str, pg_schema: str, tmp_path: Path) -> Iterator[Workers]:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    group = Workers(pg_url, pg_schema, markers)
+    yield group
+    group.stop()
+
+
+@pytest_asyncio.fixture
+async def client(pg_url: str, pg_schema: str) -> AsyncIterator[Any]:
+    from polaris_jupyter.jobs.pg import PgEngine
+
+    engine = PgEngine(pg_url, _client_registry(), schema=pg_schema, execute_tasks=False, role="client")
+    await engine.start()
+    yield engine
+    await engine.stop()
+
+
+async def _wait(predicate: Any, timeout_s: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"not reached within {timeout_s}s: {what}")
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.asyncio
+async def test_two_workers_execute_200_runs_exactly_once(workers: Workers, client: Any) -> None:
+    procs = workers.start(2)
+    batch = await client.batch_trigger("mark-once", [({"i": i}, None) for i in range(200)])
+    runs = [await client.wait_for(h.id, timeout_s=120) for h in batch.runs]
+    assert [r.status for r in runs] == [RunStatus.COMPLETED] * 200
+    assert sorted(r.output for r in runs) == list(range(200))
+    assert all(r.attempt_count == 1 for r in runs)
+    markers = sorted(workers.markers.glob("run-*"))
+    assert len(markers) == 200  # created exclusively: a second execution would have failed its run
+    pids = {m.read_text().split()[0] for m in markers}
+    assert pids == {str(p.pid) for p in procs}, "both workers executed runs"
+    rows = await client.store.query("SELECT executor_id FROM workers ORDER BY executor_id")
+    ids = [r["executor_id"] for r in rows if "-worker-" in r["executor_id"]]
+    assert len(ids) == 2 and len(set(ids)) == 2
+
+
+@pytest.mark.asyncio
+async def test_sigkilled_worker_run_is_retried_on_the_other_once(workers: Workers, client: Any) -> None:
+    first = workers.start(1)[0]
+    handle = await client.trigger("hold")
+    await _wait(lambda: any(workers.markers.glob("hold-1-*")), 60, "attempt 1 started")
+    assert (workers.markers / f"hold-1-{first.pid}").exists()
+    second = workers.start(1)[0]
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    await _wait(lambda: any(workers.markers.glob("hold-2-*")), 60, "attempt 2 started on the live worker")
+    assert (workers.markers / f"hold-2-{second.pid}").exists()
+    assert (workers.markers / "holding-2").read_text() == "1", "attempt 2 saw attempt 1's marker only (killed)"
+    (workers.markers / "release").write_text("go")
+    run = await client.wait_for(handle.id, timeout_s=60)
+    assert run.status is RunStatus.COMPLETED and run.attempt_count == 2
+    assert run.output == f"attempt 2 on {second.pid}"
+    attempts = await client.store.attempts(handle.id)
+    assert [a.status for a in attempts] == ["CRASHED", "COMPLETED"]
+    assert "died during attempt 1" in (attempts[0].error or {}).get("message", "")
+    assert sorted(p.name for p in workers.markers.glob("hold-*")) == sorted(
+        [f"hold-1-{first.pid}", f"hold-2-{second.pid}"]
+    ), "exactly two attempts ran"
+
+
+@pytest.mark.asyncio
+async def test_events_of_a_workers_run_reach_another_process_and_resume(workers: Workers, client: Any) -> None:
+    workers.start(1)
+    since = client.bus.last_seq
+    seen: list[Any] = []
+
+    async def follow() -> None:
+        async for event in client.bus.subscribe(EventFilter(), since=since):
+            seen.append(event)
+            if event.type == "run.status" and event.data.get("final"):
+                return
+
+    follower = asyncio.create_task(follow())
+    handle = await client.trigger("chatty", {"steps": 5}, TriggerOptions(tags=["t"]))
+    await asyncio.wait_for(follower, 60)
+    mine = [e for e in seen if e.run_id == handle.id]
+    assert [e.seq for e in seen] == sorted(e.seq for e in seen)
+    assert [e.seq for e in seen] == list(range(seen[0].seq, seen[0].seq + len(seen))), "gap-free"
+    assert [e.run_seq for e in mine] == list(range(1, len(mine) + 1))
+    steps = [e.data["step"] for e in mine if e.type == "progress.step"]
+    assert steps == [0, 1, 2, 3, 4]
+    statuses = [e.data["status"] for e in mine if e.type == "run.status"]
+    assert statuses[0] == "QUEUED" and statuses[-2:] == ["EXECUTING", "COMPLETED"]
+    # Resume from the middle: exactly the rest, in order.
+    middle = mine[len(mine) // 2].seq
+    resumed: list[Any] = []
+    async for event in client.bus.subscribe(EventFilter(run_id=handle.id), since=middle):
+        resumed.append(event)
+        if event.type == "run.status" and event.data.get("final"):
+            break
+    assert [e.seq for e in resumed] == [e.seq for e in mine if e.seq > middle]
