@@ -13,6 +13,7 @@ need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 command -v rg >/dev/null 2>&1 || need+=(ripgrep)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   step "apt-get install ${need[*]}"
   if [ "$(id -u)" = 0 ]; then
