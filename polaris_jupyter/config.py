@@ -125,6 +125,43 @@ class PolarisConfig(Configurable):
         config=True,
         help="Start the job engine in this server (disable to serve only the UI).",
     )
+    database_url = Unicode(
+        config=True,
+        help="postgresql://user@host:port/db to run the engine on PostgreSQL + DBOS, so that "
+        "`polaris-jupyter worker` processes on any machine execute runs (needs the [postgres] extra) "
+        "(env POLARIS_DATABASE_URL; empty, the default, keeps the SQLite file db_path).",
+    )
+    database_schema = Unicode(
+        config=True,
+        help="PostgreSQL schema holding this user's runs, events and schedules; each user of a shared "
+        "server gets their own (env POLARIS_DATABASE_SCHEMA; default polaris_<user name>).",
+    )
+    execute_tasks = Bool(
+        config=True,
+        help="On PostgreSQL, also execute runs in this server; false leaves them to the workers "
+        "(env POLARIS_EXECUTE_TASKS; default true).",
+    )
+
+    @default("database_url")
+    def _database_url_default(self) -> str:
+        return env_value("database_url") or ""
+
+    @validate("database_url")
+    def _check_database_url(self, proposal: Any) -> str:
+        value = str(proposal["value"]).strip()
+        if value and not value.startswith(("postgresql://", "postgres://")):
+            raise TraitError(f"database_url must be a postgresql:// URL or empty, not {value[:30]!r}")
+        return value
+
+    @default("database_schema")
+    def _database_schema_default(self) -> str:
+        from polaris_jupyter.jobs.backends import default_schema
+
+        return env_value("database_schema") or default_schema()
+
+    @default("execute_tasks")
+    def _execute_tasks_default(self) -> bool:
+        return (env_value("execute_tasks") or "true").lower() not in ("0", "false", "no", "off")
 
     @default("db_path")
     def _db_path_default(self) -> str:

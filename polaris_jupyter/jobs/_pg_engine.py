@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import getpass
 import json
 import logging
 import os
-import re
 import socket
 import time
 from collections.abc import Sequence
@@ -41,18 +39,13 @@ from polaris_jupyter.jobs._pg_store import PgConnection, PgStore
 from polaris_jupyter.jobs._pg_transitions import advance_run, cancel_run, claim_key, claim_run
 from polaris_jupyter.jobs._registry import TaskRegistry
 from polaris_jupyter.jobs._rows import row_to_run
+from polaris_jupyter.jobs.backends import default_schema
 
 __all__ = ["PgEngine", "default_schema"]
 
 log = logging.getLogger("polaris_jupyter.jobs.pg")
 _EXPIRED = {"name": "Expired", "message": "ttl passed before the run started"}
 _CANCELED = {"name": "Canceled", "message": "the run was canceled"}
-
-
-def default_schema(user: str | None = None) -> str:
-    """``polaris_<user>``: the PostgreSQL schema of one user's runs on a shared server."""
-    name = re.sub(r"[^a-z0-9_]", "_", (user or getpass.getuser()).lower())
-    return f"polaris_{name}"[:50]
 
 
 class PgEngine(Engine):

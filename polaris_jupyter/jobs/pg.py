@@ -10,8 +10,9 @@ Example::
 
 from __future__ import annotations
 
-from polaris_jupyter.jobs._pg_engine import PgEngine, default_schema
+from polaris_jupyter.jobs._pg_engine import PgEngine
 from polaris_jupyter.jobs._pg_events import PgEventBus
 from polaris_jupyter.jobs._pg_store import PgStore
+from polaris_jupyter.jobs.backends import default_schema
 
 __all__ = ["PgEngine", "PgEventBus", "PgStore", "default_schema"]
