@@ -267,7 +267,7 @@ class ChatService:
         settings = {"allowed_commands": list(cfg.allowed_commands) or None, "command_timeout_s": cfg.command_timeout_s}
         return TurnInputs(
             chain=await self.chain(),
-            registry=load_all(),
+            registry=self.runtime.mcp.registry_with(load_all()),  # workspace tools + ready MCP servers
             tools=ToolContext(root=self.runtime.root_dir, run_id=message.run_id, edits=self.runtime.journal, settings=settings),
             prompt=prompt,
             max_steps=cfg.max_steps,
