@@ -217,7 +217,12 @@ class PgEngine(Engine):
                 return
             await self.store.commit()
             await self.dispatcher.enqueue_many(runs)
-            self.store.execute("UPDATE runs SET dispatched_at = ? WHERE id = ANY(?)", (time.time(), [r.id for r in runs]))
+            # Rows a worker holds are being claimed (which marks them too): skip, never wait.
+            self.store.execute(
+                "UPDATE runs SET dispatched_at = ? WHERE id IN "
+                "(SELECT id FROM runs WHERE id = ANY(?) AND dispatched_at IS NULL ORDER BY id FOR UPDATE SKIP LOCKED)",
+                (time.time(), [r.id for r in runs]),
+            )
 
     async def _dispatch(self, run: Run) -> None:
         self._pending_dispatch.append(run)

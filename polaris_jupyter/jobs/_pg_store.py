@@ -43,6 +43,7 @@ _UPSERT_RUN_PG = (
     f"ON CONFLICT (id) DO UPDATE SET {', '.join(f'{c}=EXCLUDED.{c}' for c in _RUN_COLUMNS[1:])} "
     f"WHERE runs.status NOT IN ({_FINAL}) AND runs.attempt_count <= EXCLUDED.attempt_count"
 )
+_DEADLOCK_RETRIES = 5
 _INSERT_EVENT_PG = (
     "INSERT INTO events (seq, run_id, run_seq, conversation_id, type, data, ts) VALUES (%s,%s,%s,%s,%s,%s,%s)"
 )
@@ -174,12 +175,23 @@ class PgStore(SqliteStore):
         conn = self._pw
         assert conn is not None
         wrapped = PgConnection(conn)
-        with conn.transaction(), conn.cursor() as cur:
-            if runs:
-                cur.executemany(_UPSERT_RUN_PG, runs)
-            _execute_grouped_pg(wrapped, cur, ops)
-            if events:
-                self._insert_events(cur, events)
+        runs = sorted(runs, key=lambda r: str(r[0]))  # one lock order for every writer: no deadlock
+        for attempt in range(1, _DEADLOCK_RETRIES + 1):
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    if runs:
+                        cur.executemany(_UPSERT_RUN_PG, runs)
+                    _execute_grouped_pg(wrapped, cur, ops)
+                    if events:
+                        self._insert_events(cur, events)
+                return
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+                if attempt == _DEADLOCK_RETRIES:
+                    raise
+                log.info("store batch hit a deadlock; retrying (%d)", attempt)
+                for sql, params in ops:
+                    if sql is _CALL:
+                        params[1].clear()
 
     def _insert_events(self, cur: psycopg.Cursor[Any], events: list[Event]) -> None:
         """Number ``events`` under the counter's row lock (held to commit) and insert them."""

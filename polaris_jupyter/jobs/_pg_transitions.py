@@ -117,8 +117,8 @@ def claim_run(
         return "crashed", row
     c.execute(
         "UPDATE runs SET status = 'EXECUTING', attempt_count = attempt_count + 1, started_at = COALESCE(started_at, ?), "
-        "next_attempt_at = NULL, updated_at = ?, executor_id = ? WHERE id = ?",
-        (now, now, executor_id, run_id),
+        "next_attempt_at = NULL, updated_at = ?, executor_id = ?, dispatched_at = COALESCE(dispatched_at, ?) WHERE id = ?",
+        (now, now, executor_id, now, run_id),
     )
     return ("restart" if crashed else "start"), row
 
