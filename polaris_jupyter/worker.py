@@ -84,7 +84,7 @@ async def run_worker(args: argparse.Namespace, stop: asyncio.Event | None = None
     try:
         await stop.wait()
     finally:
-        log.info("worker %s stopping: handing back %d running attempts", engine.executor_id, len(engine._tasks))
+        log.info("worker %s stopping: handing back its running attempts", engine.executor_id)
         await engine.stop()
 
 
