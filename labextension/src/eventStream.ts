@@ -97,7 +97,7 @@ export class EventStream {
       conversation: filter?.conversation,
       since: this.lastSeq ?? undefined
     });
-    this.setState('connecting', this.attempt ? `reconnecting (attempt ${this.attempt + 1})` : 'connecting');
+    this.setState('connecting', this.attempt ? `reconnecting (attempt ${this.attempt})` : 'connecting');
     let socket: WebSocket;
     try {
       const WS = (client.settings.WebSocket ?? WebSocket) as typeof WebSocket;
@@ -135,7 +135,7 @@ export class EventStream {
         return;
       }
       this.socket = null;
-      const why = close.code === 1000 ? 'closed' : `disconnected (code ${close.code}${close.reason ? `: ${close.reason}` : ''})`;
+      const why = close.code === 1000 ? 'the server closed the connection' : `connection lost (WebSocket code ${close.code}${close.reason ? `: ${close.reason}` : ''})`;
       this.scheduleReconnect(why);
     };
     socket.onerror = () => {
@@ -152,7 +152,7 @@ export class EventStream {
     const base = Math.min(max, min * 2 ** this.attempt);
     const delayMs = Math.round(base * (0.75 + Math.random() * 0.5));
     this.attempt += 1;
-    this.setState('offline', `${why}; retrying in ${Math.max(1, Math.round(delayMs / 1000))} s`);
+    this.setState('offline', `${why}; reconnecting in ${Math.max(1, Math.round(delayMs / 1000))} s (attempt ${this.attempt})`);
     this.timer = setTimeout(() => {
       this.timer = null;
       this.connect();

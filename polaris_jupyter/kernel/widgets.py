@@ -194,7 +194,12 @@ class ChatPanel(_PolarisWidget):
         self.status_text = "" if client.mode == "remote" else "engine in this kernel"
 
     def __repr__(self) -> str:
-        return f"ChatPanel(conversation={self.conversation_id!r}) — run this in JupyterLab or Notebook to see the chat"
+        # The text/plain fallback: what a saved output shows once its kernel is gone (JupyterLab
+        # after a restart, an untrusted notebook) and what a frontend without widgets prints.
+        return (
+            f"ChatPanel(conversation={self.conversation_id!r}) — not connected: re-run this cell to reconnect "
+            "the panel (it needs a running kernel and JupyterLab, Notebook or VS Code)"
+        )
 
     async def _switch(self, conversation_id: str) -> dict[str, Any]:
         backend = self._client.backend
@@ -274,6 +279,18 @@ class ChatPanel(_PolarisWidget):
         conversation = await self._switch(conversation_id)
         await self._snapshot()
         return conversation
+
+    # the chat header's model picker and rules line (labextension/src/chat/modelPicker.ts)
+    async def _do_models(self, args: dict[str, Any]) -> dict[str, Any]:
+        return dict(await self._client.backend.call("list_models", query={"refresh": args.get("refresh") is True}))
+
+    async def _do_rules(self, args: dict[str, Any]) -> dict[str, Any]:
+        return dict(await self._client.backend.call("get_rules"))
+
+    async def _do_set_model(self, args: dict[str, Any]) -> dict[str, Any]:
+        body = {"provider": args.get("provider") or None, "model": args.get("model") or None}
+        path = {"conversationId": self.conversation_id}
+        return dict(await self._client.backend.call("update_conversation", path=path, body=body))
 
     async def _do_new_conversation(self, args: dict[str, Any]) -> dict[str, Any]:
         created = await self._client.backend.create_conversation(args.get("title") if isinstance(args.get("title"), str) else None)

@@ -297,6 +297,11 @@ def lab_server(
         (base / "tasks" / "ui_tasks.py").write_text(task_source)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(base / "tasks"), str(REPO), os.environ.get("PYTHONPATH", "")) if p)
         env["POLARIS_TASK_MODULES"] = "ui_tasks"
+        # And one that fails to import (BROKEN_TASK_MODULE = "<python source>"): the others still load.
+        broken_source = getattr(request.module, "BROKEN_TASK_MODULE", None)
+        if broken_source:
+            (base / "tasks" / "ui_broken_tasks.py").write_text(broken_source)
+            env["POLARIS_TASK_MODULES"] = "ui_tasks,ui_broken_tasks"
     server = LabServer(base, env=env).start()
     yield server
     server.stop()

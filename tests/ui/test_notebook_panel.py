@@ -156,6 +156,56 @@ def test_chat_panel_in_a_notebook_cell(page: Any, lab_server: LabServer, artifac
     assert not page.polaris_log.page_errors, page.polaris_log.page_errors
 
 
+def test_a_saved_panel_says_to_rerun_its_cell(page: Any, lab_server: LabServer, artifacts_dir: Path) -> None:
+    """Saved, the panel's fallback text tells the truth where it shows: a copy opened without its
+    kernel's widget (an untrusted notebook) says to re-run the cell, not "run this in JupyterLab"
+    inside JupyterLab."""
+    open_lab(page, lab_server)
+    page.goto(lab_server.lab_url(make_notebook(lab_server.root, "saved.ipynb", "%load_ext polaris_jupyter\n%polaris")), wait_until="domcontentloaded")
+    cell = page.locator(".jp-NotebookPanel .jp-CodeCell").first
+    cell.wait_for(timeout=60_000)
+    wait_kernel_idle(lab_server, "saved.ipynb")
+    cell.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
+    page.locator(".jp-OutputArea .pj-chat-widget .pj-chat").wait_for(state="visible", timeout=90_000)
+    cell.locator(".jp-InputPrompt").click()
+    page.keyboard.press("Control+s")
+    fallback = wait_for_saved_panel(lab_server.root / "saved.ipynb")
+    assert "re-run this cell to reconnect the panel" in fallback and "run this in JupyterLab" not in fallback
+
+    saved = json.loads((lab_server.root / "saved.ipynb").read_text())
+    # Changed after JupyterLab signed it, the copy is not trusted (as a notebook from git or a
+    # colleague): JupyterLab shows the output's text/plain fallback instead of the widget.
+    saved["metadata"]["copied_from"] = "saved.ipynb"
+    (lab_server.root / "saved-copy.ipynb").write_text(json.dumps(saved))
+    page.goto(lab_server.lab_url("lab/workspaces/saved-copy/tree/saved-copy.ipynb"), wait_until="domcontentloaded")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.jp-OutputArea-output')].some(o => o.innerText.includes('ChatPanel('))",
+        timeout=60_000,
+    )
+    shown = page.locator(".jp-OutputArea-output", has_text="ChatPanel(").first.inner_text()
+    assert "re-run this cell to reconnect the panel" in shown and "run this in JupyterLab" not in shown, shown
+    page.screenshot(path=str(artifacts_dir / "notebook-chat-panel-saved.png"))
+
+
+def wait_for_saved_panel(path: Path, timeout_s: float = 30) -> str:
+    """The text/plain fallback of the chat panel's output once the notebook on disk holds it."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            notebook = json.loads(path.read_text())
+        except (OSError, ValueError):
+            notebook = {"cells": []}
+        for cell in notebook["cells"]:
+            for out in cell.get("outputs", []):
+                data = out.get("data", {})
+                if "application/vnd.jupyter.widget-view+json" in data:
+                    text = data.get("text/plain", "")
+                    return "".join(text) if isinstance(text, list) else str(text)
+        time.sleep(0.25)
+    raise AssertionError(f"{path.name} was not saved with the panel's output")
+
+
 def test_ask_and_generate_from_cells(page: Any, lab_server: LabServer, artifacts_dir: Path) -> None:
     """``%polaris ask`` streams into one output; ``%polaris generate`` shows live progress."""
     url = make_notebook(

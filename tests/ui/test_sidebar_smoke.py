@@ -98,7 +98,7 @@ def test_command_palette_lists_polaris_commands(page: Any, lab_server: LabServer
         timeout=10_000,
     )
     labels = [t.strip() for t in items.all_inner_texts()]
-    for expected in ("Open Chat", "New Conversation", "Generate Project", "Open Runs", "Open Runs Dashboard in a Tab"):
+    for expected in ("Open Chat", "New Chat", "Generate Project", "Open Runs", "Open Runs Dashboard in a Tab"):
         assert any(expected in label for label in labels), f"{expected!r} missing from {labels}"
 
     # Running "Open Runs" from the palette reveals the Runs view.

@@ -1,7 +1,8 @@
 /**
  * The sidebar's Chat view: a conversation bar (pick, new, rename, delete)
  * over the shared ChatView, fed by REST snapshots and the conversation's
- * event stream.
+ * event stream. The server names a new chat after its first message, so the
+ * list is reloaded after a send and when an answer finishes.
  */
 
 import { Dialog, InputDialog, showDialog } from '@jupyterlab/apputils';
@@ -9,7 +10,7 @@ import { addIcon, deleteIcon, editIcon, LabIcon } from '@jupyterlab/ui-component
 
 import { PolarisClient } from '../api';
 import { EventStream } from '../eventStream';
-import { ChatView, errorText } from '../renderer/chatView';
+import { ChatView, errorText, NEW_CHAT_TITLE } from '../renderer/chatView';
 import { clear, h } from '../renderer/dom';
 import { ChatContext, Conversation } from '../renderer/types';
 
@@ -36,10 +37,10 @@ export class ChatPanel {
   private disposed = false;
 
   constructor(private client: PolarisClient, streamWindowMs = 100) {
-    this.picker = h('select', { className: 'pj-select pj-conversation-picker', 'aria-label': 'Conversation', title: 'Conversation' }) as HTMLSelectElement;
-    const newButton = iconButton(addIcon, 'pj-new-conversation', 'New conversation');
-    this.renameButton = iconButton(editIcon, 'pj-rename-conversation', 'Rename conversation');
-    this.deleteButton = iconButton(deleteIcon, 'pj-delete-conversation', 'Delete conversation');
+    this.picker = h('select', { className: 'pj-select pj-conversation-picker', 'aria-label': 'Chat', title: 'Chat' }) as HTMLSelectElement;
+    const newButton = iconButton(addIcon, 'pj-new-conversation', NEW_CHAT_TITLE);
+    this.renameButton = iconButton(editIcon, 'pj-rename-conversation', 'Rename chat');
+    this.deleteButton = iconButton(deleteIcon, 'pj-delete-conversation', 'Delete chat');
     const bar = h('div', { className: 'pj-conversation-bar' }, this.picker, newButton, this.renameButton, this.deleteButton);
     const host = h('div', { className: 'pj-chat-host' });
     this.node = h('div', { className: 'pj-chat-panel' }, host);
@@ -55,7 +56,7 @@ export class ChatPanel {
           void this.loadMessages();
         }
       },
-      { streamWindowMs, toolbar: bar }
+      { streamWindowMs, toolbar: bar, onReconnect: () => this.stream?.reconnectNow() }
     );
 
     this.picker.addEventListener('change', () => {
@@ -102,17 +103,25 @@ export class ChatPanel {
     }
   }
 
-  async refreshConversations(): Promise<void> {
+  /** Reload the list (titles the server gave); `quiet`: a failure keeps the list as it is. */
+  async refreshConversations(quiet = false): Promise<void> {
     try {
       const result = await this.client.listConversations();
       const listed = result.data ?? [];
       // A conversation created while the list was in flight is not in it yet: keep it.
       const current = this.current;
-      this.conversations = current && !listed.some(c => c.id === current.id) ? [current, ...listed] : listed;
+      const fresh = current ? listed.find(c => c.id === current.id) : undefined;
+      this.conversations = current && !fresh ? [current, ...listed] : listed;
+      if (fresh && this.current?.id === fresh.id) {
+        this.current = fresh;
+        this.view.setConversation(fresh);
+      }
       this.renderPicker();
     } catch (error) {
-      this.view.showError(`Cannot load conversations: ${errorText(error)}`);
-      this.view.setConnection('error', errorText(error));
+      if (!quiet) {
+        this.view.showError(`Cannot load your chats: ${errorText(error)}`);
+        this.view.setConnection('error', errorText(error));
+      }
     }
   }
 
@@ -124,7 +133,7 @@ export class ChatPanel {
       this.view.focus();
       return conversation;
     } catch (error) {
-      this.view.showError(`Cannot create a conversation: ${errorText(error)}`);
+      this.view.showError(`Cannot start a new chat: ${errorText(error)}`);
       return null;
     }
   }
@@ -152,7 +161,12 @@ export class ChatPanel {
     this.stream = new EventStream({
       client: this.client,
       filter: { conversation: conversation.id },
-      onEvent: event => this.view.applyEvent(event),
+      onEvent: event => {
+        this.view.applyEvent(event);
+        if (event.type === 'message.status' && event.data?.final) {
+          void this.refreshConversations(true); // a title given by the server (or another client)
+        }
+      },
       onState: (state, detail) => this.view.setConnection(state, detail),
       onResync: () => void this.loadMessages()
     });
@@ -195,7 +209,8 @@ export class ChatPanel {
       this.open(conversation);
     }
     await this.client.sendMessage(conversation.id, text, context);
-    await this.loadMessages();
+    // The first message names the conversation on the server: show the new title now.
+    await Promise.all([this.loadMessages(), this.refreshConversations(true)]);
   }
 
   private async rename(): Promise<void> {
@@ -203,7 +218,7 @@ export class ChatPanel {
     if (!conversation) {
       return;
     }
-    const result = await InputDialog.getText({ title: 'Rename conversation', text: conversation.title, okLabel: 'Rename' });
+    const result = await InputDialog.getText({ title: 'Rename chat', text: conversation.title, okLabel: 'Rename' });
     const title = result.value?.trim();
     if (!result.button.accept || !title) {
       return;
@@ -227,7 +242,7 @@ export class ChatPanel {
       return;
     }
     const result = await showDialog({
-      title: 'Delete conversation',
+      title: 'Delete chat',
       body: `Delete "${conversation.title || conversation.id}" and all its messages?`,
       buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })]
     });
@@ -246,7 +261,7 @@ export class ChatPanel {
   private renderPicker(): void {
     clear(this.picker);
     if (!this.current) {
-      this.picker.appendChild(h('option', { value: '' }, 'New conversation'));
+      this.picker.appendChild(h('option', { value: '' }, NEW_CHAT_TITLE));
     }
     for (const conversation of this.conversations) {
       this.picker.appendChild(h('option', { value: conversation.id }, conversation.title || 'Untitled'));

@@ -2,15 +2,26 @@
  * ChatView: the framework-free chat renderer shared by the JupyterLab
  * sidebar and the notebook widget. The host feeds it snapshots and events
  * and wires its actions (send, stop, retry, revert) to REST or comm.
+ *
+ * While the host reports the connection offline, Send keeps the message
+ * (one, shown above the box with Cancel) and sends it once the connection is
+ * back; a send that fails because the server cannot be reached is kept too.
  */
 
 import { clear, h } from './dom';
 import { renderMessage } from './message';
+import { Outbox, QueuedMessage, renderOfflineNote } from './outbox';
 import { applyMessageEvent, eventMessageId, mergeMessage } from './stream';
 import { REVERT_CONFLICT } from './toolcard';
 import { ChatActions, ChatContext, ChatStatus, Conversation, isActive, Message, PolarisEvent } from './types';
 
 export type ConnectionState = 'connected' | 'connecting' | 'offline' | 'error';
+
+/** A kept message the server could not take yet (unreachable, starting) is tried again after this. */
+const QUEUED_RETRY_MS = 2000;
+
+/** The title of a conversation that has none yet (the server's default title too). */
+export const NEW_CHAT_TITLE = 'New chat';
 
 interface Entry {
   message: Message;
@@ -38,6 +49,8 @@ export interface ChatViewOptions {
   toolbar?: HTMLElement;
   /** Coalesce streamed updates into at most one repaint per window (default: one per frame). */
   streamWindowMs?: number;
+  /** Reconnect at once (a "Reconnect now" button in the offline note); no button without it. */
+  onReconnect?: () => void;
 }
 
 export class ChatView {
@@ -56,6 +69,11 @@ export class ChatView {
   private busy = false;
   private disposed = false;
   private streamWindowMs: number;
+  /** Offline or in error, or reconnecting after that: Send queues. */
+  private down = false;
+  private outbox: Outbox;
+  private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  private onReconnect?: () => void;
 
   private titleEl: HTMLElement;
   private statusEl: HTMLElement;
@@ -72,7 +90,8 @@ export class ChatView {
   constructor(el: HTMLElement, actions: ChatActions, options: ChatViewOptions = {}) {
     this.actions = actions;
     this.streamWindowMs = options.streamWindowMs ?? 0;
-    this.titleEl = h('span', { className: 'pj-chat-title' }, 'New conversation');
+    this.onReconnect = options.onReconnect;
+    this.titleEl = h('span', { className: 'pj-chat-title' }, NEW_CHAT_TITLE);
     this.connectionEl = h('span', { className: 'pj-conn pj-conn-connected', title: 'connected' });
     this.statusEl = h('span', { className: 'pj-chat-status' });
     this.bannerEl = h('div', { className: 'pj-banner', role: 'alert', hidden: true });
@@ -85,6 +104,13 @@ export class ChatView {
     );
     this.listEl = h('div', { className: 'pj-chat-messages', role: 'log', 'aria-live': 'polite' }, this.emptyEl);
     this.contextEl = h('div', { className: 'pj-chat-context', hidden: true });
+    this.outbox = new Outbox(message => {
+      if (!this.inputEl.value) {
+        this.inputEl.value = message.text;
+      }
+      this.updateComposer();
+      this.focus();
+    });
     this.inputEl = h('textarea', {
       className: 'pj-chat-input',
       rows: 2,
@@ -107,6 +133,7 @@ export class ChatView {
     const composer = h(
       'div',
       { className: 'pj-chat-composer' },
+      this.outbox.node,
       this.contextEl,
       h('div', { className: 'pj-chat-input-row' }, this.inputEl, h('div', { className: 'pj-chat-buttons' }, this.stopButton, this.sendButton)),
       h('div', { className: 'pj-chat-hint' }, 'Enter to send · Shift+Enter for a new line')
@@ -130,7 +157,7 @@ export class ChatView {
   setConversation(conversation: Conversation | null): void {
     const changed = (conversation?.id ?? null) !== (this.conversation?.id ?? null);
     this.conversation = conversation;
-    this.titleEl.textContent = conversation?.title || 'New conversation';
+    this.titleEl.textContent = conversation?.title || NEW_CHAT_TITLE;
     if (changed) {
       this.setMessages([]);
     }
@@ -209,12 +236,27 @@ export class ChatView {
     this.statusEl.title = parts.length ? `provider: ${status.provider ?? '?'}, model: ${status.model ?? '?'}` : text;
   }
 
+  /**
+   * The host's connection state; `detail` (technical: close code, next retry) goes in the dot's
+   * tooltip, the note says in words what happens. Back to connected, a queued message is sent.
+   */
   setConnection(state: ConnectionState, detail?: string): void {
+    const wasDown = this.down;
+    this.down = state === 'offline' || state === 'error' || (state === 'connecting' && wasDown);
     this.connectionEl.className = `pj-conn pj-conn-${state}`;
-    this.connectionEl.title = detail ?? state;
-    const offline = state === 'offline' || state === 'error';
-    this.offlineEl.hidden = !offline;
-    this.offlineEl.textContent = offline ? `Live updates paused: ${detail ?? state}` : '';
+    this.connectionEl.title = state === 'connected' ? 'Live updates on' : detail ?? state;
+    if (state === 'connecting' && wasDown) {
+      return; // a reconnect attempt: the note stays as it is until it succeeds or fails
+    }
+    clear(this.offlineEl);
+    this.offlineEl.hidden = !this.down;
+    if (state === 'offline' || state === 'error') {
+      renderOfflineNote(this.offlineEl, state, detail, this.onReconnect);
+    }
+    if (state === 'connected') {
+      this.sendQueued();
+    }
+    this.updateComposer();
   }
 
   /** Show an error banner (null hides it). */
@@ -269,6 +311,9 @@ export class ChatView {
     }
     this.disposed = true;
     this.cancelFlush?.();
+    if (this.retryTimer) {
+      clearTimeout(this.retryTimer);
+    }
     this.inputEl.removeEventListener('keydown', this.onKeyDown);
     this.node.remove();
     this.entries.clear();
@@ -293,20 +338,35 @@ export class ChatView {
 
   private submit(): void {
     const text = this.inputEl.value.trim();
-    if (!text || this.sending || this.busy || this.activeMessage()) {
+    if (!text || this.sending || this.busy || this.outbox.message || this.activeMessage()) {
       return;
     }
     const context =
       this.includeContext && this.context?.currentFile ? { currentFile: this.context.currentFile } : undefined;
     this.inputEl.value = '';
+    if (this.down) {
+      this.hold({ text, context });
+      return;
+    }
+    this.deliver({ text, context });
+  }
+
+  private deliver(message: QueuedMessage): void {
     this.sending = true;
     this.updateComposer();
     this.showError(null);
     Promise.resolve()
-      .then(() => this.actions.send(text, context))
+      .then(() => this.actions.send(message.text, message.context))
       .catch((error: unknown) => {
+        const status = (error as { status?: unknown })?.status;
+        if (status === 0 || status === 503) {
+          // Not reachable (keep it for when the connection is back) or still starting: try again soon.
+          this.hold(message);
+          this.retryQueuedSoon();
+          return;
+        }
         if (!this.inputEl.value) {
-          this.inputEl.value = text;
+          this.inputEl.value = message.text;
         }
         this.showError(`Could not send: ${errorText(error)}`);
       })
@@ -314,6 +374,30 @@ export class ChatView {
         this.sending = false;
         this.updateComposer();
       });
+  }
+
+  /** Keep one message until the connection is back (Cancel puts it back in the box). */
+  private hold(message: QueuedMessage): void {
+    this.outbox.hold(message);
+    this.updateComposer();
+  }
+
+  private retryQueuedSoon(): void {
+    if (!this.retryTimer) {
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = null;
+        if (!this.down && !this.disposed) {
+          this.sendQueued();
+        }
+      }, QUEUED_RETRY_MS);
+    }
+  }
+
+  private sendQueued(): void {
+    if (!this.outbox.message || this.sending || this.busy || this.activeMessage()) {
+      return;
+    }
+    this.deliver(this.outbox.take()!);
   }
 
   private runAction(action: () => unknown, what: string): Promise<void> {
@@ -359,8 +443,9 @@ export class ChatView {
   private updateComposer(): void {
     const active = Boolean(this.activeMessage());
     this.stopButton.hidden = !active;
-    this.sendButton.disabled = active || this.sending || this.busy;
-    this.sendButton.textContent = this.sending ? 'Sending…' : 'Send';
+    const queued = Boolean(this.outbox.message);
+    this.sendButton.disabled = active || this.sending || this.busy || queued;
+    this.sendButton.textContent = this.sending ? 'Sending…' : queued ? 'Queued' : 'Send';
   }
 
   private updateEmpty(): void {
@@ -406,6 +491,9 @@ export class ChatView {
     }
     this.dirty.clear();
     this.updateComposer();
+    if (this.outbox.message && !this.down) {
+      this.sendQueued(); // kept while an answer was running
+    }
     if (nearBottom) {
       this.scrollToBottom();
     }
@@ -420,7 +508,7 @@ export class ChatView {
     // A revert in flight or refused here wins; otherwise what the server knows (a revert made
     // before this view loaded, or from another tab, the notebook, a magic).
     const revert = m.runId ? this.revertStates.get(m.runId) ?? (m.revertedAt ? 'reverted' : '') : '';
-    const key = JSON.stringify([m.content, m.status, m.error, m.toolCalls, m.provider, m.model, revert]);
+    const key = JSON.stringify([m.content, m.status, m.error, m.toolCalls, m.provider, m.model, m.usage ?? null, revert]);
     if (key === entry.renderedKey) {
       return;
     }

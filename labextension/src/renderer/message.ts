@@ -19,6 +19,33 @@ const STATUS_LABEL: Record<MessageStatus, string> = {
   cancelled: 'stopped'
 };
 
+/** The badge of a message: "thinking…" until its text starts, "writing…" while it streams, then none. */
+function statusLabel(m: Message): string {
+  if (m.status === 'processing' && m.content) {
+    return 'writing…';
+  }
+  return STATUS_LABEL[m.status] ?? m.status;
+}
+
+/**
+ * Tokens of a finished answer as the model server reported them; `null` (not reported, e.g.
+ * llama.cpp) is unknown and shown as "—", never as 0.
+ */
+export function usageText(usage: Message['usage']): { text: string; title: string } {
+  const count = (key: string): number | null => {
+    const value = usage?.[key];
+    return typeof value === 'number' && isFinite(value) ? value : null;
+  };
+  const prompt = count('promptTokens');
+  const completion = count('completionTokens');
+  const total = count('totalTokens') ?? (prompt !== null && completion !== null ? prompt + completion : null);
+  if (total === null) {
+    return { text: '— tokens', title: 'The model server did not report token usage' };
+  }
+  const parts = [prompt !== null ? `${prompt.toLocaleString()} in` : '', completion !== null ? `${completion.toLocaleString()} out` : ''].filter(Boolean);
+  return { text: `${total.toLocaleString()} tokens`, title: parts.length ? `Tokens: ${parts.join(', ')}` : 'Tokens' };
+}
+
 export interface MessageRenderOptions {
   /** Retry a failed or stopped answer; without it a hint (`retryHint`) stands in for the button. */
   onRetry?: (messageId: string) => Promise<unknown> | void;
@@ -36,12 +63,17 @@ export function renderMessage(el: HTMLElement, m: Message, options: MessageRende
   el.dataset.messageId = m.id;
 
   const meta = h('div', { className: 'pj-msg-meta' }, h('span', { className: 'pj-msg-role' }, ROLE_LABEL[m.role] ?? m.role));
-  const statusLabel = STATUS_LABEL[m.status] ?? m.status;
-  if (statusLabel && m.role === 'assistant') {
-    meta.appendChild(h('span', { className: `pj-badge pj-badge-${m.status}` }, statusLabel));
+  const badge = statusLabel(m);
+  if (badge && m.role === 'assistant') {
+    meta.appendChild(h('span', { className: `pj-badge pj-badge-${m.status}` }, badge));
   }
   if (m.role === 'assistant' && m.model && isFinalMessage(m.status)) {
-    meta.appendChild(h('span', { className: 'pj-msg-model' }, [m.provider, m.model].filter(Boolean).join(' · ')));
+    const model = [m.provider, m.model].filter(Boolean).join(' · ');
+    meta.appendChild(h('span', { className: 'pj-msg-model', title: model }, model));
+  }
+  if (m.role === 'assistant' && m.status === 'completed') {
+    const usage = usageText(m.usage);
+    meta.appendChild(h('span', { className: 'pj-msg-usage', title: usage.title }, usage.text));
   }
 
   const oldCards = new Map<string, HTMLElement>();
@@ -70,11 +102,13 @@ export function renderMessage(el: HTMLElement, m: Message, options: MessageRende
   }
   parts.push(body);
   const error = messageErrorText(m.error);
+  const detailOpen = Boolean(el.querySelector<HTMLDetailsElement>('details.pj-msg-error-more')?.open);
   if (m.status === 'failed' || m.status === 'cancelled') {
     const note = m.status === 'failed' ? 'Polaris could not finish this answer.' : 'This answer was stopped.';
     const failure = h('div', { className: 'pj-msg-error' }, h('span', null, note));
     if (error.text && !(m.status === 'cancelled' && /cancel/i.test(error.text))) {
-      failure.appendChild(h('span', { className: 'pj-msg-error-detail', title: error.detail || null }, ` ${error.text}`));
+      failure.appendChild(h('div', { className: 'pj-msg-error-text' }, error.text));
+      appendDetail(failure, error, detailOpen);
     }
     if (m.role === 'assistant' && options.onRetry) {
       const retry = h('button', { className: 'pj-button pj-button-secondary pj-retry', type: 'button' }, 'Retry');
@@ -89,10 +123,26 @@ export function renderMessage(el: HTMLElement, m: Message, options: MessageRende
     }
     parts.push(failure);
   } else if (isActive(m) && error.text) {
-    parts.push(h('div', { className: 'pj-msg-retrying', title: error.detail || null }, `Retrying after an error: ${error.text}`));
+    const retrying = h('div', { className: 'pj-msg-retrying' }, h('div', { className: 'pj-msg-error-text' }, `Retrying after an error: ${error.text}`));
+    appendDetail(retrying, error, detailOpen);
+    parts.push(retrying);
   }
   clear(el);
   el.append(...parts);
+}
+
+/**
+ * The technical detail of an error (exception, server text, traceback tail), folded and kept open
+ * across redraws; nothing when it only repeats the text with the exception's name in front.
+ */
+function appendDetail(parent: HTMLElement, error: { text: string; detail: string }, open: boolean): void {
+  const detail = error.detail.trim();
+  const repeatsText = detail.endsWith(error.text) && /^[\w.]*:?\s*$/.test(detail.slice(0, detail.length - error.text.length));
+  if (detail && !repeatsText) {
+    const more = h('details', { className: 'pj-msg-error-more' }, h('summary', null, 'Details'), h('pre', { className: 'pj-msg-error-detail' }, detail));
+    more.open = open;
+    parent.appendChild(more);
+  }
 }
 
 /** A `Copy code` button on every code block of a rendered reply. */

@@ -1,6 +1,10 @@
 /**
  * Minimal SVG charts for the metrics view (no charting library: a few rects,
  * lines and labels that follow the theme through CSS classes).
+ *
+ * Each chart is drawn at the pixel width it is given (one SVG unit = one CSS
+ * pixel, no viewBox scaling), so its text keeps the CSS font size in a narrow
+ * sidebar and in a wide tab alike; the caller redraws it when its width changes.
  */
 
 import { svg } from '../renderer/dom';
@@ -14,7 +18,27 @@ export interface SeriesPoint {
   successRate: number | null;
 }
 
-const WIDTH = 260;
+/** Width used before the container has been laid out (e.g. while hidden). */
+export const DEFAULT_CHART_WIDTH_PX = 260;
+/** Narrower than this, the axis labels would overlap the bars: draw at this width and scroll. */
+const MIN_CHART_WIDTH_PX = 160;
+/** Roughly the advance of one label character at the charts' 10 px font. */
+const LABEL_CHAR_PX = 6;
+
+function chartWidth(widthPx: number): number {
+  return Math.max(MIN_CHART_WIDTH_PX, Math.floor(widthPx > 0 ? widthPx : DEFAULT_CHART_WIDTH_PX));
+}
+
+/** An SVG drawn 1:1 in CSS pixels (so `font-size` in CSS is the size on screen). */
+function chartRoot(width: number, height: number, ariaLabel: string): SVGElement {
+  return svg('svg', { width, height, viewBox: `0 0 ${width} ${height}`, class: 'pj-chart', role: 'img', 'aria-label': ariaLabel });
+}
+
+/** Cut a label to what fits in `widthPx` (the full text stays in its tooltip). */
+function fitLabel(label: string, widthPx: number): string {
+  const chars = Math.max(4, Math.floor(widthPx / LABEL_CHAR_PX));
+  return label.length > chars ? `${label.slice(0, chars - 1)}…` : label;
+}
 
 function niceMax(value: number): number {
   if (value <= 0) {
@@ -29,12 +53,13 @@ function niceMax(value: number): number {
   return 10 * magnitude;
 }
 
-/** Stacked bars of runs per bucket (completed / failed / other) with a success-rate line. */
-export function runsOverTimeChart(points: SeriesPoint[]): SVGElement {
+/** Stacked bars of runs per bucket (completed / failed / other) with a success-rate line, `widthPx` wide. */
+export function runsOverTimeChart(points: SeriesPoint[], widthPx = DEFAULT_CHART_WIDTH_PX): SVGElement {
+  const width = chartWidth(widthPx);
   const height = 150;
   const pad = { left: 28, right: 30, top: 10, bottom: 22 };
-  const root = svg('svg', { viewBox: `0 0 ${WIDTH} ${height}`, class: 'pj-chart', role: 'img', 'aria-label': 'Runs and success rate over time' });
-  const plotW = WIDTH - pad.left - pad.right;
+  const root = chartRoot(width, height, 'Runs and success rate over time');
+  const plotW = width - pad.left - pad.right;
   const plotH = height - pad.top - pad.bottom;
   const maxRuns = niceMax(Math.max(0, ...points.map(p => p.completed + p.failed + p.other)));
   const y = (v: number): number => pad.top + plotH - (v / maxRuns) * plotH;
@@ -44,7 +69,7 @@ export function runsOverTimeChart(points: SeriesPoint[]): SVGElement {
   root.appendChild(svg('text', { x: pad.left + plotW + 4, y: pad.top + 8, class: 'pj-chart-label pj-chart-rate-label' }, '100%'));
   root.appendChild(svg('text', { x: pad.left + plotW + 4, y: pad.top + plotH, class: 'pj-chart-label pj-chart-rate-label' }, '0%'));
   if (!points.length) {
-    root.appendChild(svg('text', { x: WIDTH / 2, y: height / 2, class: 'pj-chart-empty', 'text-anchor': 'middle' }, 'No runs yet'));
+    root.appendChild(svg('text', { x: width / 2, y: height / 2, class: 'pj-chart-empty', 'text-anchor': 'middle' }, 'No runs yet'));
     return root;
   }
   const slot = plotW / points.length;
@@ -90,8 +115,9 @@ export interface BarRow {
   values: { value: number; cls: string; title: string }[];
 }
 
-/** Horizontal grouped bars, one group per task (label above its bars), e.g. p50/p95, retries. */
-export function horizontalBars(rows: BarRow[], format: (v: number) => string, ariaLabel: string): SVGElement {
+/** Horizontal grouped bars, one group per task (label above its bars), e.g. p50/p95, retries; `widthPx` wide. */
+export function horizontalBars(rows: BarRow[], format: (v: number) => string, ariaLabel: string, widthPx = DEFAULT_CHART_WIDTH_PX): SVGElement {
+  const width = chartWidth(widthPx);
   const rowH = 11;
   const labelH = 13;
   const gap = 6;
@@ -99,16 +125,16 @@ export function horizontalBars(rows: BarRow[], format: (v: number) => string, ar
   const bars = Math.max(1, ...rows.map(r => r.values.length));
   const groupH = labelH + bars * rowH + gap;
   const height = Math.max(30, rows.length * groupH + 4);
-  const root = svg('svg', { viewBox: `0 0 ${WIDTH} ${height}`, class: 'pj-chart', role: 'img', 'aria-label': ariaLabel });
+  const root = chartRoot(width, height, ariaLabel);
   if (!rows.length) {
-    root.appendChild(svg('text', { x: WIDTH / 2, y: 20, class: 'pj-chart-empty', 'text-anchor': 'middle' }, 'No data yet'));
+    root.appendChild(svg('text', { x: width / 2, y: 20, class: 'pj-chart-empty', 'text-anchor': 'middle' }, 'No data yet'));
     return root;
   }
   const max = Math.max(1e-9, ...rows.flatMap(r => r.values.map(v => v.value)));
-  const plotW = WIDTH - valueW;
+  const plotW = width - valueW;
   rows.forEach((row, i) => {
     const top = 2 + i * groupH;
-    const text = svg('text', { x: 0, y: top + labelH - 3, class: 'pj-chart-label pj-chart-row-label' }, row.label);
+    const text = svg('text', { x: 0, y: top + labelH - 3, class: 'pj-chart-label pj-chart-row-label' }, fitLabel(row.label, width));
     text.appendChild(svg('title', {}, row.label));
     root.appendChild(text);
     row.values.forEach((v, k) => {

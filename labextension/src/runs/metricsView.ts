@@ -1,12 +1,15 @@
 /**
  * Metrics: runs and success rate over time, duration p50/p95 per task,
  * retries per task, and a per-task table (from GET /metrics).
+ *
+ * The charts are drawn at the view's pixel width and redrawn when it changes
+ * (a ResizeObserver), so their text keeps one size in the sidebar and in a tab.
  */
 
 import { Metrics, PolarisClient } from '../api';
 import { errorText } from '../renderer/chatView';
 import { clear, formatDuration, h } from '../renderer/dom';
-import { horizontalBars, runsOverTimeChart, SeriesPoint } from './charts';
+import { DEFAULT_CHART_WIDTH_PX, horizontalBars, runsOverTimeChart, SeriesPoint } from './charts';
 
 /** Bucket start as a short local time; accepts ISO strings and epoch seconds (or ms). */
 function bucketLabel(bucket: string | number): string {
@@ -25,11 +28,21 @@ export class MetricsView {
   private pending = false;
   private lastLoadMs = 0;
   private timer: ReturnType<typeof setTimeout> | null = null;
+  /** The metrics drawn last (redrawn as they are when the width changes). */
+  private shown: Metrics | null = null;
+  /** The chart width the current drawing used, in CSS pixels. */
+  private drawnWidthPx = 0;
+  private resizeFrame = 0;
+  private observer: ResizeObserver | null = null;
 
   constructor(private client: PolarisClient) {
     this.errorEl = h('div', { className: 'pj-banner', role: 'alert', hidden: true });
     this.bodyEl = h('div', { className: 'pj-metrics-body' }, h('div', { className: 'pj-muted' }, 'Loading…'));
     this.node = h('div', { className: 'pj-metrics' }, this.errorEl, this.bodyEl);
+    if (typeof ResizeObserver === 'function') {
+      this.observer = new ResizeObserver(() => this.onResize());
+      this.observer.observe(this.bodyEl);
+    }
   }
 
   async load(): Promise<void> {
@@ -42,10 +55,12 @@ export class MetricsView {
     try {
       const metrics = await this.client.metrics();
       this.errorEl.hidden = true;
+      this.shown = metrics;
       this.render(metrics);
     } catch (error) {
       this.errorEl.textContent = `Cannot load metrics: ${errorText(error)}`;
       this.errorEl.hidden = false;
+      this.shown = null;
       clear(this.bodyEl);
     } finally {
       this.loading = false;
@@ -72,10 +87,38 @@ export class MetricsView {
     if (this.timer) {
       clearTimeout(this.timer);
     }
+    if (this.resizeFrame) {
+      cancelAnimationFrame(this.resizeFrame);
+    }
+    this.observer?.disconnect();
     this.node.remove();
   }
 
+  /** The width the charts get: the body's content box (0 while the view is hidden). */
+  private contentWidthPx(): number {
+    const style = getComputedStyle(this.bodyEl);
+    const padding = (parseFloat(style.paddingLeft) || 0) + (parseFloat(style.paddingRight) || 0);
+    return Math.floor(this.bodyEl.clientWidth - padding);
+  }
+
+  /** Redraw at the new width, once per frame, only when the width really changed. */
+  private onResize(): void {
+    if (this.resizeFrame || !this.shown) {
+      return;
+    }
+    this.resizeFrame = requestAnimationFrame(() => {
+      this.resizeFrame = 0;
+      const width = this.contentWidthPx();
+      if (this.shown && width > 0 && width !== this.drawnWidthPx) {
+        this.render(this.shown);
+      }
+    });
+  }
+
   private render(metrics: Metrics): void {
+    const measured = this.contentWidthPx();
+    this.drawnWidthPx = measured > 0 ? measured : 0;
+    const widthPx = measured > 0 ? measured : DEFAULT_CHART_WIDTH_PX;
     const series: SeriesPoint[] = (metrics.series ?? []).map(b => {
       const finished = b.completed + b.failed;
       return {
@@ -98,12 +141,14 @@ export class MetricsView {
           ]
         })),
       v => formatDuration(v),
-      'Duration p50 and p95 per task'
+      'Duration p50 and p95 per task',
+      widthPx
     );
     const retries = horizontalBars(
       tasks.map(t => ({ label: t.taskId, values: [{ value: t.retries ?? 0, cls: 'pj-chart-retries', title: 'retries' }] })),
       v => String(Math.round(v)),
-      'Retries per task'
+      'Retries per task',
+      widthPx
     );
 
     const table = h(
@@ -135,7 +180,7 @@ export class MetricsView {
     clear(this.bodyEl);
     this.bodyEl.append(
       h('div', { className: 'pj-section-title' }, 'Runs and success rate over time'),
-      runsOverTimeChart(series),
+      runsOverTimeChart(series, widthPx),
       legend(['pj-chart-completed', 'completed'], ['pj-chart-failed', 'failed'], ['pj-chart-other', 'other'], ['pj-chart-rate', 'success rate']),
       h('div', { className: 'pj-section-title' }, 'Duration per task'),
       durations,

@@ -11,6 +11,7 @@ import { EventStream, StreamState } from '../eventStream';
 import { errorText } from '../renderer/chatView';
 import { clear, formatDuration, formatTime, h } from '../renderer/dom';
 import { PolarisEvent } from '../renderer/types';
+import { HealthBanner } from './healthBanner';
 import { MetricsView } from './metricsView';
 import { SchedulesView } from './schedulesView';
 import { RunDetailView } from './runDetail';
@@ -29,6 +30,7 @@ export class RunsPanel {
   private detail: RunDetailView | null = null;
   private metrics: MetricsView;
   private schedules: SchedulesView;
+  private health: HealthBanner;
   private tab: Tab = 'history';
   private active = false;
   private reloadTimer: ReturnType<typeof setTimeout> | null = null;
@@ -71,6 +73,7 @@ export class RunsPanel {
     refresh.addEventListener('click', () => {
       this.stream?.reconnectNow();
       void this.reload();
+      void this.health.load();
       this.loadTabData();
     });
     this.liveEl = h('span', { className: 'pj-conn pj-conn-connecting', title: 'connecting' });
@@ -109,11 +112,13 @@ export class RunsPanel {
     );
     this.metrics = new MetricsView(client);
     this.schedules = new SchedulesView(client);
+    this.health = new HealthBanner(client);
     this.contentEl = h('div', { className: 'pj-runs-content' }, this.historyEl);
     this.node = h(
       'div',
       { className: 'pj-runs-panel' },
       h('div', { className: 'pj-toolbar pj-runs-tabs' }, h('span', { className: 'pj-subtabs' }, this.tabButtons.history, this.tabButtons.metrics, this.tabButtons.schedules), h('span', { className: 'pj-runs-actions' }, this.liveEl, refresh, popOut)),
+      this.health.node,
       this.contentEl
     );
     this.updateTabs();
@@ -127,6 +132,7 @@ export class RunsPanel {
     this.active = active;
     if (active) {
       void this.loadTasks();
+      void this.health.load();
       void this.reload();
       this.loadTabData();
       this.stream = new EventStream({
@@ -179,6 +185,7 @@ export class RunsPanel {
     this.closeDetail();
     this.metrics.dispose();
     this.schedules.dispose();
+    this.health.dispose();
     if (this.tagTimer) {
       clearTimeout(this.tagTimer);
     }

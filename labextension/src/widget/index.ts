@@ -5,7 +5,7 @@
  * status_text, busy. Streaming arrives as custom messages (see comm.ts).
  */
 
-import { ChatView, errorText } from '../renderer/chatView';
+import { ChatView, errorText, NEW_CHAT_TITLE } from '../renderer/chatView';
 import { clear, h } from '../renderer/dom';
 import { Conversation, Message, PolarisEvent } from '../renderer/types';
 import { AnyModel, CommClient, KernelMessage } from './comm';
@@ -17,8 +17,8 @@ interface RenderProps {
 
 function render({ model, el }: RenderProps): () => void {
   el.classList.add('pj-widget', 'pj-chat-widget');
-  const picker = h('select', { className: 'pj-select pj-conversation-picker', 'aria-label': 'Conversation' }) as HTMLSelectElement;
-  const newButton = h('button', { className: 'pj-button pj-button-secondary pj-new-conversation', type: 'button', title: 'Start a new conversation' }, 'New');
+  const picker = h('select', { className: 'pj-select pj-conversation-picker', 'aria-label': 'Chat' }) as HTMLSelectElement;
+  const newButton = h('button', { className: 'pj-button pj-button-secondary pj-new-conversation', type: 'button', title: 'Start a new chat' }, NEW_CHAT_TITLE);
   const statusText = h('span', { className: 'pj-widget-status' });
   const toolbar = h('div', null, picker, newButton, statusText);
   const host = h('div', { className: 'pj-widget-body' });
@@ -72,7 +72,7 @@ function render({ model, el }: RenderProps): () => void {
     const current: string = model.get('conversation_id') ?? '';
     clear(picker);
     if (!conversations.some(c => c.id === current)) {
-      picker.appendChild(h('option', { value: current }, current ? 'Current conversation' : 'New conversation'));
+      picker.appendChild(h('option', { value: current }, current ? 'Current chat' : NEW_CHAT_TITLE));
     }
     for (const conversation of conversations) {
       picker.appendChild(h('option', { value: conversation.id }, conversation.title || conversation.id));
