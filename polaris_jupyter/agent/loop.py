@@ -3,11 +3,14 @@
 Up to ``max_steps`` model calls. Text is reported as deltas while it streams; tool calls are
 assembled from their deltas by index and run once the step ends (see :mod:`tool_runner`).
 Cancelling the task running the loop closes the HTTP stream at once and cancels running tools.
+An optional gate (``agent/gate.py``) may refuse or hold a step's calls before they run; a held
+loop stops with ``ToolCallsHeld`` and continues later from its ``LoopState`` (``resume=``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,6 +27,7 @@ from polaris_jupyter.agent.events import (
     ToolCallRecord,
     Usage,
 )
+from polaris_jupyter.agent.gate import LoopState, ToolCallsHeld, ToolGate, VerdictKind, refuse
 from polaris_jupyter.agent.tool_runner import PlannedCall, plan_call, run_tool_calls
 from polaris_jupyter.tools.base import MAX_TOOL_OUTPUT_CHARS, ToolContext, ToolRegistry
 
@@ -110,6 +114,11 @@ async def _consume(stream: ChatStream, emit: Callable[[LoopEvent], Awaitable[Non
     return out
 
 
+def _replan(state: LoopState, registry: ToolRegistry) -> list[PlannedCall]:
+    """The held step's calls again, from its assistant message (same ids, same arguments)."""
+    return [plan_call(c["id"], c["name"], c["arguments"], registry) for c in state.held]
+
+
 def _plan(out: _StepOutput, registry: ToolRegistry) -> list[PlannedCall]:
     planned: list[PlannedCall] = []
     seen: set[str] = set()
@@ -133,6 +142,8 @@ async def run_agent_loop(
     max_tool_output_chars: int = MAX_TOOL_OUTPUT_CHARS,
     temperature: float | None = None,
     system_prompt: SystemPrompt | None = None,
+    gate: ToolGate | None = None,
+    resume: LoopState | None = None,
 ) -> LoopResult:
     """Run the model with tools until it answers without tool calls or ``max_steps`` calls were made.
 
@@ -143,6 +154,8 @@ async def run_agent_loop(
     ``system_prompt(tool_names)`` builds the system message of each request from the tools it
     really sends (a server that cannot take tools gets a prompt that lists none).
     ``LoopResult.usage`` is None unless every step's server reported usage.
+    ``gate`` reviews each step's calls (``agent/gate.py``); ``resume`` continues a loop that a
+    gate held, from its state, at the held step's calls (``messages`` is the same request).
     """
     if max_steps < 1:
         raise ValueError(f"max_steps must be at least 1, got {max_steps}")
@@ -164,7 +177,28 @@ async def run_agent_loop(
     provider = model = ""
     finish = FinishReason.STOP
     step = 0
+    held_step: list[PlannedCall] | None = None
+    if resume is not None:
+        transcript.extend(dict(m) for m in resume.added)
+        text, usage, records = resume.text, resume.usage_value(), resume.record_values()
+        degraded_steps, notices = list(resume.degraded_steps), list(resume.notices)
+        provider, model, step = resume.provider, resume.model, resume.step
+        held_step = _replan(resume, registry)
+
+    def state() -> LoopState:
+        return LoopState(
+            added=transcript[len(messages):], step=step, text=text,
+            usage=None if usage is None else dataclasses.asdict(usage),
+            records=[dataclasses.asdict(r) for r in records], degraded_steps=list(degraded_steps),
+            notices=list(notices), provider=provider, model=model,
+        )
+
     while True:
+        if held_step is not None:  # continuing a held step: its model call was made already
+            planned, held_step = held_step, None
+            if planned:
+                await _run_step(planned, gate, state, ctx, emit, step, max_tool_output_chars, records, transcript)
+                continue
         if step >= max_steps:
             finish = FinishReason.MAX_STEPS
             break
@@ -202,14 +236,41 @@ async def run_agent_loop(
             break
         if not planned:
             break
-        step_records = await run_tool_calls(planned, ctx, emit, step=step - 1,
-                                            max_output_chars=max_tool_output_chars)
-        records.extend(step_records)
-        transcript.extend(
-            {"role": "tool", "tool_call_id": r.call_id, "content": r.result_text} for r in step_records
-        )
+        await _run_step(planned, gate, state, ctx, emit, step, max_tool_output_chars, records, transcript)
     if system_prompt is not None:
         transcript.insert(0, {"role": "system", "content": system_prompt(registry.names())})
     return LoopResult(text=text, steps=step, usage=usage, provider=provider, model=model,
                       finish_reason=finish, messages=transcript, tool_calls=records,
                       degraded_steps=degraded_steps, notices=notices)
+
+
+async def _run_step(
+    planned: list[PlannedCall],
+    gate: ToolGate | None,
+    state: Callable[[], LoopState],
+    ctx: ToolContext,
+    emit: Callable[[LoopEvent], Awaitable[None]],
+    step: int,
+    max_output_chars: int,
+    records: list[ToolCallRecord],
+    transcript: list[dict[str, Any]],
+) -> None:
+    """Review (if gated) and run one step's calls; records and results join ``records`` and ``transcript``.
+    Raises :class:`ToolCallsHeld` when the gate holds any of them (nothing of the step ran)."""
+    if gate is not None:
+        verdicts = await gate.review(planned, step - 1)
+        held = [c for c in planned if (v := verdicts.get(c.call_id)) is not None and v.kind is VerdictKind.HOLD]
+        if held:
+            at = state()
+            at.held = [{"id": c.call_id, "name": c.name, "arguments": c.raw_arguments} for c in planned]
+            raise ToolCallsHeld(at, held, planned)
+        planned = [
+            refuse(c, v.text) if (v := verdicts.get(c.call_id)) is not None and v.kind is VerdictKind.REFUSE else c
+            for c in planned
+        ]
+        await gate.before_run(state(), planned)
+    step_records = await run_tool_calls(planned, ctx, emit, step=step - 1, max_output_chars=max_output_chars)
+    records.extend(step_records)
+    transcript.extend({"role": "tool", "tool_call_id": r.call_id, "content": r.result_text} for r in step_records)
+    if gate is not None:
+        await gate.after_step(state())

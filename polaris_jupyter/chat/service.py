@@ -11,7 +11,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from polaris_jupyter.chat.approvals import ApprovalService
+from polaris_jupyter.chat.context import attach_context
 from polaris_jupyter.chat.prompts import build_turn_prompt
+from polaris_jupyter.chat.rules import load_rules
 from polaris_jupyter.chat.store import ChatStore, Conversation, Message, MessageStatus
 from polaris_jupyter.chat.turn import ChatTurn, OpenMessages, TurnInputs, message_status_data
 from polaris_jupyter.jobs import (
@@ -27,6 +30,7 @@ from polaris_jupyter.jobs import (
     TriggerOptions,
     new_id,
 )
+from polaris_jupyter.tools.permissions import PermissionMode, parse_mode
 
 if TYPE_CHECKING:
     from polaris_jupyter.agent import ProviderChain
@@ -47,6 +51,8 @@ class ChatService:
         self.store = ChatStore(runtime.engine.store)
         #: Messages being answered in this process and their running turns.
         self.open_messages = OpenMessages()
+        #: Tool calls held for the user's consent (``chat/approvals.py``).
+        self.approvals = ApprovalService(self)
 
     # -- shared resources --------------------------------------------------------------------
     async def chain(self) -> ProviderChain:
@@ -116,6 +122,28 @@ class ChatService:
         await self.engine.store.commit()
         return conv
 
+    async def set_model(self, conversation_id: str, provider: str | None, model: str | None) -> Conversation:
+        """Answer this conversation with ``provider``/``model`` from its next message (both None:
+        the default again); refused with the reason when that choice cannot answer now."""
+        conv = await self.conversation(conversation_id)
+        await self.runtime.models.check_choice(provider, model)
+        conv.provider, conv.model, conv.updated_at = provider, model, self.engine.clock.now()
+        self.store.set_conversation_model(conv.id, provider, model, conv.updated_at)
+        await self.engine.store.commit()
+        return conv
+
+    def permission_mode(self, conv: Conversation | None) -> PermissionMode:
+        """The conversation's permission mode, else the server's default (``PolarisConfig``)."""
+        return parse_mode((conv.permission_mode if conv is not None else None) or self.runtime.config.permission_mode)
+
+    async def set_permission_mode(self, conversation_id: str, mode: Any) -> Conversation:
+        """What the conversation's tool calls may do without asking (``tools/permissions.py``)."""
+        conv = await self.conversation(conversation_id)
+        conv.permission_mode, conv.updated_at = parse_mode(mode).value, self.engine.clock.now()
+        self.store.set_conversation_mode(conv.id, conv.permission_mode, conv.updated_at)
+        await self.engine.store.commit()
+        return conv
+
     async def delete(self, conversation_id: str) -> None:
         await self.conversation(conversation_id)
         busy = self.open_messages.busy(conversation_id)
@@ -124,15 +152,18 @@ class ChatService:
         await self.store.delete_conversation(conversation_id)
 
     # -- messages ----------------------------------------------------------------------------
-    async def post_message(self, conversation_id: str, content: Any, context: Any = None) -> tuple[Message, str]:
-        """Create the user message + assistant placeholder and trigger the run; 409 while busy."""
+    async def post_message(
+        self, conversation_id: str, content: Any, context: Any = None, intent: Any = None
+    ) -> tuple[Message, str]:
+        """Create the user message + assistant placeholder and trigger the run; 409 while busy.
+        What ``context.items`` attach is read now and kept on the message (``chat/context.py``)."""
         conv = await self.conversation(conversation_id)
         if not isinstance(content, str) or not content.strip():
             raise InvalidInput("content must be a non-empty string")
         if len(content) > MAX_MESSAGE_CHARS:
             raise InvalidInput(f"content is {len(content)} characters; the limit is {MAX_MESSAGE_CHARS}")
-        if context is not None and not isinstance(context, dict):
-            raise InvalidInput("context must be an object such as {\"currentFile\": \"src/app.py\"}")
+        context = await attach_context(context, intent, root=self.runtime.root_dir, kernels=self.runtime.notebook_kernels,
+                                       budget_tokens=self.runtime.config.context_token_budget)
         now = self.engine.clock.now()
         user = Message(new_id("msg"), conversation_id, "user", content, MessageStatus.COMPLETED, now, now, context=context)
         assistant = Message(new_id("msg"), conversation_id, "assistant", "", MessageStatus.PENDING, now, now + 1e-6)
@@ -258,20 +289,32 @@ class ChatService:
 
     async def prepare_turn(self, turn: ChatTurn) -> TurnInputs:
         """Everything an attempt needs: the history and prompt (``prompts``), chain and tools."""
+        from polaris_jupyter.chat.approval_gate import ApprovalGate
         from polaris_jupyter.tools import load_all
         from polaris_jupyter.tools.base import ToolContext
+        from polaris_jupyter.tools.permissions import tools_for_mode
 
         cfg, message = self.runtime.config, turn.snapshot()
         history = await self.store.list_messages(message.conversation_id)
-        prompt = build_turn_prompt(history, message, root=self.runtime.root_dir, budget_tokens=cfg.history_token_budget)
+        rules = await load_rules(self.runtime.root_dir, cfg.rules_max_chars)  # per turn: edits apply next message
+        prompt = build_turn_prompt(history, message, root=self.runtime.root_dir, budget_tokens=cfg.history_token_budget,
+                                   rules=rules.text)
         settings = {"allowed_commands": list(cfg.allowed_commands) or None, "command_timeout_s": cfg.command_timeout_s}
+        conv = await self.store.get_conversation(message.conversation_id)
+        models = self.runtime.models
+        mode = self.permission_mode(conv)
+        tools = ToolContext(root=self.runtime.root_dir, run_id=message.run_id, edits=self.runtime.journal, settings=settings,
+                            kernels=self.runtime.notebook_kernels, proposals=self.runtime.proposals)
         return TurnInputs(
-            chain=await self.chain(),
-            registry=self.runtime.mcp.registry_with(load_all()),  # workspace tools + ready MCP servers
-            tools=ToolContext(root=self.runtime.root_dir, run_id=message.run_id, edits=self.runtime.journal, settings=settings),
+            chain=await (models.chain_for(conv.provider, conv.model) if conv is not None else models.chain()),
+            prices=models.prices,
+            # workspace tools + ready MCP servers, without edits and commands in plan mode
+            registry=tools_for_mode(self.runtime.mcp.registry_with(load_all()), mode),
+            tools=tools,
             prompt=prompt,
             max_steps=cfg.max_steps,
             stream_window_s=cfg.stream_window_ms / 1000,
+            gate=ApprovalGate(self.approvals, turn, turn.context, mode, tools),
         )
 
     def close_turn(self, turn: ChatTurn) -> None:
@@ -330,4 +373,6 @@ def install(runtime: PolarisRuntime) -> ChatService:
     runtime.cleanup_steps.append(delete_stale_conversations)
     runtime.startup_hooks.append(service.store.migrate)
     runtime.startup_hooks.append(service.recover)
+    runtime.startup_hooks.append(service.approvals.store.migrate)
+    runtime.startup_hooks.append(service.approvals.recover)  # after the messages: decided waits go on
     return service

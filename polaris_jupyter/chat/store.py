@@ -11,11 +11,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from polaris_jupyter.jobs import Schema, SqliteStore, iso, new_id
+from polaris_jupyter.jobs import AddColumn, Schema, SqliteStore, iso, new_id
 
 __all__ = ["CHAT_SCHEMA", "ChatStore", "Conversation", "Message", "MessageStatus"]
 
-#: The chat tables, registered with the engine's store (version 1: the unversioned shape).
+#: The chat tables, registered with the engine's store (version 1: the unversioned shape;
+#: version 2: the provider and model a conversation is answered with, NULL = the default;
+#: version 3: its permission mode, ``tools/permissions.py``, NULL = PolarisConfig.permission_mode).
 CHAT_SCHEMA = Schema(
     "chat",
     migrations=(
@@ -28,6 +30,8 @@ CHAT_SCHEMA = Schema(
             "created_at REAL NOT NULL, updated_at REAL NOT NULL)",
             "CREATE INDEX IF NOT EXISTS messages_conv ON messages(conversation_id, num)",
         ),
+        (AddColumn("conversations", "provider", "TEXT"), AddColumn("conversations", "model", "TEXT")),
+        (AddColumn("conversations", "permission_mode", "TEXT"),),
     ),
 )
 _MESSAGE_COLUMNS = (
@@ -71,12 +75,20 @@ class Conversation:
     workspace: str
     created_at: float
     updated_at: float
+    #: The provider and model this conversation's answers use (None: the server's default).
+    provider: str | None = None
+    model: str | None = None
+    #: What its tool calls may do without asking (None: the server's default permission mode).
+    permission_mode: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "title": self.title,
             "workspace": self.workspace,
+            "provider": self.provider,
+            "model": self.model,
+            "permissionMode": self.permission_mode,
             "createdAt": iso(self.created_at),
             "updatedAt": iso(self.updated_at),
         }
@@ -157,7 +169,8 @@ def _message(row: Any) -> Message:
 
 
 def _conversation(row: Any) -> Conversation:
-    return Conversation(row["id"], row["title"], row["workspace"] or "", row["created_at"], row["updated_at"])
+    return Conversation(row["id"], row["title"], row["workspace"] or "", row["created_at"], row["updated_at"],
+                        provider=row["provider"], model=row["model"], permission_mode=row["permission_mode"])
 
 
 class ChatStore:
@@ -198,6 +211,20 @@ class ChatStore:
             self.store.execute(
                 "UPDATE conversations SET updated_at = ?, title = ? WHERE id = ?", (now, title, conversation_id)
             )
+
+    def set_conversation_model(self, conversation_id: str, provider: str | None, model: str | None, now: float) -> None:
+        """Answer this conversation with ``provider``/``model`` from its next message (None: the default)."""
+        self.store.execute(
+            "UPDATE conversations SET provider = ?, model = ?, updated_at = ? WHERE id = ?",
+            (provider, model, now, conversation_id),
+        )
+
+    def set_conversation_mode(self, conversation_id: str, mode: str | None, now: float) -> None:
+        """The conversation's permission mode for turns prepared from now on (a waiting turn takes it
+        when it continues); None: the default."""
+        self.store.execute(
+            "UPDATE conversations SET permission_mode = ?, updated_at = ? WHERE id = ?", (mode, now, conversation_id)
+        )
 
     async def delete_conversation(self, conversation_id: str) -> None:
         self.store.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))

@@ -15,12 +15,13 @@ __all__ = ["DeltaCoalescer"]
 
 
 class DeltaCoalescer:
-    def __init__(self, window_s: float, flush: Callable[[str, int], None]) -> None:
-        """``flush(delta, offset)`` is called on the event loop with the coalesced text."""
+    def __init__(self, window_s: float, flush: Callable[[str, int], None], *, offset: int = 0) -> None:
+        """``flush(delta, offset)`` is called on the event loop with the coalesced text; ``offset``
+        is where the text starts (a turn continued after a wait goes on after its text)."""
         self.window_s = window_s
         self._flush = flush
         self._buffer: list[str] = []
-        self._offset = 0
+        self._offset = offset
         self._last_flush = -1e9
         self._timer: asyncio.TimerHandle | None = None
         self.updates = 0

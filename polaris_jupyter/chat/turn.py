@@ -30,6 +30,8 @@ from polaris_jupyter.jobs import Clock, Conflict, RunContext, is_retryable
 
 if TYPE_CHECKING:
     from polaris_jupyter.agent import LoopEvent, LoopResult, ProviderChain
+    from polaris_jupyter.agent.pricing import PriceTable
+    from polaris_jupyter.chat.approval_gate import ApprovalGate, TurnCheckpoint
     from polaris_jupyter.chat.prompts import TurnPrompt
     from polaris_jupyter.tools.base import ToolContext, ToolRegistry
 
@@ -76,6 +78,10 @@ class TurnInputs:
     prompt: TurnPrompt
     max_steps: int
     stream_window_s: float
+    #: Prices for the answer's estimated cost (``usage.costUsd``; None: unknown, never 0).
+    prices: PriceTable | None = None
+    #: Holds calls that need the user's consent (``chat/approval_gate.py``); None: all run.
+    gate: ApprovalGate | None = None
 
 
 class ChatTurn:
@@ -98,6 +104,8 @@ class ChatTurn:
         self._on_final = on_final
         self._calls: dict[str, dict[str, Any]] = {}
         self._stream: DeltaCoalescer | None = None
+        #: The checkpoint of a turn held for approvals, when this attempt continues it.
+        self.resumed_from: TurnCheckpoint | None = None
 
     # -- reading --------------------------------------------------------------------------------
     @property
@@ -107,6 +115,11 @@ class ChatTurn:
     @property
     def conversation_id(self) -> str:
         return self._message.conversation_id
+
+    @property
+    def context(self) -> RunContext:
+        """The run's task context (a gate saves checkpoints and emits through it)."""
+        return self._ctx
 
     @property
     def status(self) -> MessageStatus:
@@ -157,8 +170,12 @@ class ChatTurn:
         if self._stream is not None:
             self._stream.close()  # text before a tool card is shown before it
         call: dict[str, Any] = {"id": call_id, "name": name, "arguments": arguments, "status": "running"}
+        shown = next((c for c in self._message.tool_calls if c.get("id") == call_id), None)
+        if shown is not None:  # a held call's card (waiting for approval) now runs
+            shown.update(call)
+            call = shown
         self._calls[call_id] = call
-        if self._set(tool_calls=[*self._message.tool_calls, call]):
+        if self._set(tool_calls=[*self._message.tool_calls] if shown is not None else [*self._message.tool_calls, call]):
             self._emit("toolcall.started", {"messageId": self.message_id, "toolCall": call})
 
     def tool_finished(
@@ -187,6 +204,36 @@ class ChatTurn:
         )
         if self._set(tool_calls=list(self._message.tool_calls)):
             self._emit("toolcall.finished", {"messageId": self.message_id, "toolCall": call})
+
+    def show_cards(self, cards: list[dict[str, Any]]) -> None:
+        """Show (or replace, by id) the cards of a held step, e.g. waiting for approval."""
+        self._close_stream()
+        by_id = {c["id"]: c for c in cards}
+        kept = [by_id.pop(c.get("id"), c) for c in self._message.tool_calls]
+        if self._set(tool_calls=[*kept, *by_id.values()]):
+            for card in cards:
+                self._calls[card["id"]] = card
+                self._emit("toolcall.started", {"messageId": self.message_id, "toolCall": card})
+
+    def update_card(self, call_id: str, **fields: Any) -> None:
+        """Change one card (an approval decided while this turn owns the message)."""
+        for card in self._message.tool_calls:
+            if card.get("id") == call_id:
+                card.update(fields)
+                self._set(tool_calls=list(self._message.tool_calls))
+                return
+
+    def resume(self, checkpoint: TurnCheckpoint) -> None:
+        """Continue a held turn: the message keeps its text and cards (as of ``checkpoint``)."""
+        self.resumed_from = checkpoint
+        text, shown = checkpoint.loop.text, self._message.content
+        if self._set(status=MessageStatus.PROCESSING, content=text, tool_calls=[dict(c) for c in checkpoint.cards],
+                     error=None):
+            moved_on = shown != text  # a crashed continuation streamed past the checkpoint: show it again
+            self._emit("message.status", message_status_data(self._message, attempt=self._ctx.attempt, resumed=True,
+                                                             reset=moved_on))
+            if moved_on and text:
+                self._emit("message.delta", {"messageId": self.message_id, "delta": text, "offset": 0})
 
     def complete(self, text: str, *, usage: dict[str, Any] | None, provider: str, model: str) -> None:
         """processing → completed; ``text`` is the loop's result (it agrees with the deltas)."""
@@ -218,11 +265,17 @@ class ChatTurn:
         loop, and end in exactly one state. Errors and cancellation are re-raised for the
         engine, which retries or finishes the run; the message already says what happened."""
         from polaris_jupyter.agent import run_agent_loop
+        from polaris_jupyter.agent.gate import ToolCallsHeld
+        from polaris_jupyter.chat.approval_gate import TurnCheckpoint
 
-        self.start()
+        held = TurnCheckpoint.load(self._ctx)
+        if held is None:
+            self.start()
+        else:
+            self.resume(held)
         try:
             inputs = await prepare()
-            self._stream = DeltaCoalescer(inputs.stream_window_s, self.add_text)
+            self._stream = DeltaCoalescer(inputs.stream_window_s, self.add_text, offset=len(self._message.content))
             result = await run_agent_loop(
                 chain=inputs.chain,
                 messages=list(inputs.prompt.history),
@@ -231,7 +284,12 @@ class ChatTurn:
                 ctx=inputs.tools,
                 max_steps=inputs.max_steps,
                 on_event=self._on_event,
+                gate=inputs.gate,
+                resume=None if held is None else held.loop,
             )
+        except ToolCallsHeld as stop:
+            assert inputs.gate is not None  # only a gate holds calls
+            await inputs.gate.hold(stop)  # raises Suspend: the run waits, holding no worker
         except asyncio.CancelledError:
             self._close_stream()
             self.cancel("the run was cancelled")
@@ -242,6 +300,8 @@ class ChatTurn:
             raise
         updates = self._close_stream()
         usage = result.usage.to_dict() if result.usage is not None else None
+        if inputs.prices is not None:
+            usage = inputs.prices.with_cost(usage, result.provider, result.model)
         self.complete(result.text, usage=usage, provider=result.provider, model=result.model)
         return _output(self.message_id, result, usage, updates)
 

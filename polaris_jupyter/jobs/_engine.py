@@ -4,6 +4,16 @@ One engine per Jupyter server (or per kernel when no server is reachable). Runs 
 store; the engine keeps only unfinished runs in memory. Dispatch is a FIFO of ready runs bounded
 by the global pool size and by per-queue (and per-concurrency-key) lanes. Timers (delays,
 retries, ttl, cron) sit in one heap driven by an injectable clock.
+
+Wait points (Trigger.dev's waitpoint tokens, DESIGN §10): a task that must wait for something
+outside it (a user's approval) saves a checkpoint and raises :class:`Suspend`. The attempt then
+ends in WAITING and releases its worker slot and lane; the run stays in memory and on disk as
+unfinished. :meth:`Engine.resume` (or the suspension's timeout, a timer like a retry's, its
+deadline kept in ``next_attempt_at`` so a restart re-arms it) puts it back in the ready queue;
+it shows WAITING until a slot is free, then continues as the same attempt. A resume that
+arrives while the attempt is still on its way to suspending is remembered and applied when it
+gets there, so no decision is lost. After a restart WAITING runs are loaded but not started:
+whoever owns the wait point resumes them (the approvals service does, for decided approvals).
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from polaris_jupyter.jobs._models import (
     Run,
     RunNotFound,
     RunStatus,
+    Suspend,
     TaskNotFound,
     TriggerOptions,
     new_id,
@@ -46,7 +57,9 @@ __all__ = ["MAX_BATCH_ITEMS", "BatchHandle", "Engine", "RunHandle", "RunResult",
 
 MAX_BATCH_ITEMS = 1000
 DAY_S = 86400.0
-_UNFINISHED = (RunStatus.QUEUED, RunStatus.DELAYED, RunStatus.EXECUTING, RunStatus.REATTEMPTING)
+_UNFINISHED = (RunStatus.QUEUED, RunStatus.DELAYED, RunStatus.EXECUTING, RunStatus.REATTEMPTING, RunStatus.WAITING)
+#: Statuses the dispatcher starts (a WAITING run too, once :meth:`Engine.resume` released it).
+_DISPATCHABLE = (RunStatus.QUEUED, RunStatus.REATTEMPTING)
 log = logging.getLogger("polaris_jupyter.jobs")
 #: ``handler(original_run, resume)`` → the new run's handle (see :meth:`Engine.set_replay_handler`).
 ReplayHandler = Callable[[Run, bool], Awaitable["RunHandle"]]
@@ -145,6 +158,10 @@ class Engine:
         self._executing = 0
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._cancel_requested: set[str] = set()
+        #: WAITING runs released by :meth:`resume` (they may start), and EXECUTING runs resumed
+        #: before they reached their suspension (they are released as soon as they suspend).
+        self._resumed: set[str] = set()
+        self._resume_early: set[str] = set()
         self._waiters: dict[str, list[asyncio.Future[Run]]] = {}
         self._idem: dict[tuple[str, str], str] = {}
         #: Tasks whose host went away (a kernel): id → (why runs wait, last definition seen).
@@ -207,18 +224,22 @@ class Engine:
 
     def _runnable(self, run_id: str) -> bool:
         run = self._active.get(run_id)
-        return run is not None and run.status in (RunStatus.QUEUED, RunStatus.REATTEMPTING)
+        return run is not None and (run.status in _DISPATCHABLE or run_id in self._resumed)
 
     # -- tasks -------------------------------------------------------------------------------
     def register(self, definition: TaskDef) -> TaskDef:
         """Add a task at run time and start any runs that were waiting for it."""
         self.registry.add(definition)
         self._absent.pop(definition.id, None)
-        waiting = [r for r in self._active.values() if r.task_id == definition.id and r.waiting_reason]
+        waiting = [
+            r for r in self._active.values()
+            if r.task_id == definition.id and r.waiting_reason
+            and (r.status is not RunStatus.WAITING or r.id in self._resumed)  # not a wait point's reason
+        ]
         for run in waiting:
             run.waiting_reason = None
             self.store.put_run(run)
-            if run.status in (RunStatus.QUEUED, RunStatus.REATTEMPTING):
+            if run.status in _DISPATCHABLE or run.id in self._resumed:
                 self._ready.append(run.id)
         self._pump()
         return definition
@@ -400,7 +421,7 @@ class Engine:
             return
         while self._ready and self._executing < self.pool_size:
             run = self._active.get(self._ready.popleft())
-            if run is None or run.status not in (RunStatus.QUEUED, RunStatus.REATTEMPTING):
+            if run is None or (run.status not in _DISPATCHABLE and run.id not in self._resumed):
                 continue
             if run.waiting_reason is not None or self.registry.get(run.task_id) is None:
                 if run.waiting_reason is None:
@@ -432,7 +453,12 @@ class Engine:
         definition = self.registry.get(run.task_id)
         assert definition is not None
         now = self.clock.now()
-        run.attempt_count += 1
+        continuing = run.status is RunStatus.WAITING  # a resumed wait: the same attempt goes on
+        if continuing:
+            self._resumed.discard(run.id)
+            run.waiting_reason = None
+        else:
+            run.attempt_count += 1
         attempt = Attempt(run.id, run.attempt_count, RunStatus.EXECUTING.value, now)
         self._attempts[run.id] = attempt
         run.status = RunStatus.EXECUTING
@@ -445,7 +471,7 @@ class Engine:
         ctx = RunContext(self, run, attempt.number)
         timeout_cm: asyncio.Timeout | None = None
         try:
-            if attempt.number == 1:
+            if attempt.number == 1 and not continuing:
                 await call_hook(definition.on_start, run.payload, ctx)
             if run.max_duration_s:
                 timeout_cm = asyncio.timeout(run.max_duration_s)
@@ -456,6 +482,12 @@ class Engine:
             if run.id in self._cancel_requested:
                 raise asyncio.CancelledError
             check_json_size(output, "task output", 10 * MAX_PAYLOAD_BYTES)
+        except Suspend as wait:
+            if run.id in self._cancel_requested:
+                await call_hook(definition.on_cancel, run.payload, ctx)
+                self._finish(run, RunStatus.CANCELED, error={"name": "Canceled", "message": "the run was canceled"})
+            else:
+                self._suspend(run, wait)
         except asyncio.CancelledError:
             if run.id in self._cancel_requested:
                 await call_hook(definition.on_cancel, run.payload, ctx)
@@ -495,6 +527,45 @@ class Engine:
         await call_hook(definition.on_failure, run.payload, exc, ctx)
         self._finish(run, RunStatus.FAILED, error=error)
 
+    def _suspend(self, run: Run, wait: Suspend) -> None:
+        """The attempt reached a wait point: WAITING, its slot is released by the caller."""
+        now = self.clock.now()
+        self._end_attempt(run, RunStatus.WAITING.value, now, None)
+        run.status = RunStatus.WAITING
+        run.waiting_reason = wait.reason
+        run.next_attempt_at = None if wait.timeout_s is None else now + max(0.0, wait.timeout_s)
+        run.updated_at = now
+        self._put_status(run)
+        if run.id in self._resume_early:  # decided while it was getting here
+            self._resume_early.discard(run.id)
+            self._release_waiting(run)
+        elif run.next_attempt_at is not None:
+            self._add_timer(run.next_attempt_at, run.id, "wait")
+
+    def _release_waiting(self, run: Run) -> None:
+        if run.id not in self._resumed:
+            self._resumed.add(run.id)
+            if run.waiting_reason is not None:  # the dispatcher holds runs that carry a reason
+                run.waiting_reason = None
+                self.store.put_run(run)
+            self._ready.append(run.id)
+
+    def resume(self, run_id: str) -> bool:
+        """Continue a WAITING run (see :class:`Suspend`): it starts again as soon as a worker
+        slot is free. A run still executing towards its suspension is resumed when it gets
+        there. False when the run is not waiting (final, unknown, or never suspending)."""
+        run = self._active.get(run_id)
+        if run is None:
+            return False
+        if run.status is RunStatus.WAITING:
+            self._release_waiting(run)
+            self._pump()
+            return True
+        if run.status is RunStatus.EXECUTING:
+            self._resume_early.add(run_id)
+            return True
+        return False
+
     def _interrupted(self, run: Run, attempt: Attempt) -> None:
         """Server shutdown: the attempt does not count; the run starts again after restart."""
         self._end_attempt(run, "INTERRUPTED", self.clock.now(), None)
@@ -524,6 +595,8 @@ class Engine:
         self._put_status(run)
         self._active.pop(run.id, None)
         self._cancel_requested.discard(run.id)
+        self._resumed.discard(run.id)
+        self._resume_early.discard(run.id)
         if run.idempotency_key and status in KEY_RELEASING_STATUSES:
             self._idem.pop((run.task_id, run.idempotency_key), None)
         for fut in self._waiters.pop(run.id, []):
@@ -541,6 +614,9 @@ class Engine:
         }
         if run.error is not None and run.status is not RunStatus.COMPLETED:
             data["error"] = {"name": run.error.get("name"), "message": run.error.get("message")}
+        if run.status is RunStatus.WAITING:
+            data["waitingReason"] = run.waiting_reason
+            data["resumeBy"] = run.next_attempt_at
         if run.status is RunStatus.COMPLETED and run.output is not None:
             small = isinstance(run.output, (bool, int, float)) or len(json.dumps(run.output, default=str)) < 4096
             data["output"] = run.output if small else "(large output: see the run)"
@@ -696,6 +772,9 @@ class Engine:
             self._ready.append(run.id)
         elif kind == "retry" and run.status is RunStatus.REATTEMPTING:
             self._ready.append(run.id)
+        elif kind == "wait" and run.status is RunStatus.WAITING and run.next_attempt_at is not None:
+            if run.next_attempt_at <= self.clock.now():  # not an older suspension's timer
+                self._release_waiting(run)
         elif (
             kind == "ttl"
             and run.status in (RunStatus.QUEUED, RunStatus.DELAYED)
@@ -737,6 +816,9 @@ class Engine:
                 self._add_timer(run.delay_until, run.id, "delay")
             elif run.status is RunStatus.REATTEMPTING:
                 self._add_timer(run.next_attempt_at or now, run.id, "retry")
+            elif run.status is RunStatus.WAITING:  # its owner resumes it; a timeout re-arms here
+                if run.next_attempt_at is not None:
+                    self._add_timer(run.next_attempt_at, run.id, "wait")
             else:
                 if run.waiting_reason and run.waiting_reason.startswith("interrupted"):
                     run.waiting_reason = None

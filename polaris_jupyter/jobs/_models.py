@@ -29,6 +29,7 @@ __all__ = [
     "Run",
     "RunNotFound",
     "RunStatus",
+    "Suspend",
     "TaskNotFound",
     "TriggerOptions",
     "iso",
@@ -37,11 +38,13 @@ __all__ = [
 
 
 class RunStatus(str, enum.Enum):
-    """The ten run statuses of Trigger.dev."""
+    """The run statuses of Trigger.dev: WAITING is a run suspended at a wait point (an approval,
+    DESIGN §10), holding no worker slot until :meth:`Engine.resume` or its timeout continues it."""
 
     QUEUED = "QUEUED"
     DELAYED = "DELAYED"
     EXECUTING = "EXECUTING"
+    WAITING = "WAITING"
     REATTEMPTING = "REATTEMPTING"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
@@ -83,6 +86,23 @@ class RunNotFound(NotFound):
 
 class AbortTaskError(Exception):
     """Raise inside a task to fail the run at once, without retries."""
+
+
+class Suspend(Exception):
+    """Raise inside a task to suspend its run at a wait point (Trigger.dev's waitpoint token).
+
+    The attempt ends in WAITING and gives its worker slot back; the run stays unfinished (on
+    disk, also across restarts) until :meth:`Engine.resume` continues it, or until
+    ``timeout_s`` (on the engine's clock) passes, which continues it too, so the task itself
+    sees the deadline and decides what it means. The continuation is the same attempt (same
+    number, no ``on_start``): the task finds what it saved with ``ctx.save_checkpoint`` before
+    raising, and goes on from there.
+    """
+
+    def __init__(self, reason: str, *, timeout_s: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.timeout_s = timeout_s
 
 
 @dataclass(frozen=True)
