@@ -73,7 +73,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: () => reveal('chat')
     });
     app.commands.addCommand(CommandIDs.newConversation, {
-      label: 'Polaris: New Conversation',
+      label: 'Polaris: New Chat',
       execute: async () => {
         reveal('chat');
         await sidebar.chat.newConversation();

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from polaris_jupyter.jobs._models import InvalidInput, TaskNotFound, TriggerOptions, iso, new_id
+from polaris_jupyter.jobs._models import Conflict, InvalidInput, TaskNotFound, TriggerOptions, iso, new_id
 from polaris_jupyter.jobs._options import MAX_TAGS, options_from_json
 from polaris_jupyter.jobs._schema import AddColumn, Schema
 
@@ -183,8 +183,18 @@ class ScheduleManager:
         return schedule
 
     async def delete(self, schedule_id: str) -> None:
-        if self._schedules.pop(schedule_id, None) is None:
+        """Delete a schedule made at run time; one declared in code is refused (Conflict), as it
+        would be declared again at the next start."""
+        schedule = self._schedules.get(schedule_id)
+        if schedule is None:
             raise InvalidInput(f"no schedule with id {schedule_id!r}")
+        if schedule.declarative:
+            raise Conflict(
+                f"schedule {schedule_id!r} is declared in code by task {schedule.task_id!r}: deleting it would not "
+                "last, the server declares it again at its next start; change or remove it where the task is "
+                "defined (or in its settings)"
+            )
+        del self._schedules[schedule_id]
         self.engine.store.execute("DELETE FROM schedules WHERE id = ?", (schedule_id,))
         await self.engine.store.commit()
 

@@ -189,7 +189,17 @@ export class RunDetailView {
       return details;
     };
 
-    const cancel = h('button', { className: 'pj-button pj-button-danger pj-cancel-run', type: 'button', disabled: isFinalRun(run.status) }, 'Cancel') as HTMLButtonElement;
+    const finished = isFinalRun(run.status);
+    const cancel = h(
+      'button',
+      {
+        className: 'pj-button pj-button-danger pj-cancel-run',
+        type: 'button',
+        disabled: finished,
+        title: finished ? `This run is ${statusLabel(run.status)}: there is nothing to cancel` : 'Cancel this run'
+      },
+      'Cancel'
+    ) as HTMLButtonElement;
     cancel.addEventListener('click', () =>
       void this.act(cancel, async () => {
         this.run = { ...run, ...(await this.client.cancelRun(run.id)) };

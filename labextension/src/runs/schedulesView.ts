@@ -1,8 +1,10 @@
 /**
  * Schedules: the cron schedules of the engine (declared in code or created
- * here), with their next and last slot, a form to add one and Delete.
- * A bad cron expression or time zone comes back from the server as a 400
- * whose message is shown next to the form.
+ * here), with their next and last slot in the schedule's own time zone, a form
+ * to add one and Delete. A bad cron expression or time zone comes back from the
+ * server as a 400 whose message is shown next to the form. A schedule declared
+ * in code has no Delete (the server refuses it with 409: it would come back at
+ * the next start); it says where to change it instead.
  */
 
 import { PolarisClient, Schedule } from '../api';
@@ -128,35 +130,15 @@ export class SchedulesView {
   private render(schedules: Schedule[]): void {
     clear(this.tableBody);
     for (const schedule of schedules) {
-      const remove = h(
-        'button',
-        {
-          className: 'pj-button pj-button-secondary pj-delete-schedule',
-          type: 'button',
-          title: schedule.declarative ? 'Declared in code: it comes back when the server restarts' : 'Delete this schedule'
-        },
-        'Delete'
-      ) as HTMLButtonElement;
-      remove.addEventListener('click', () => {
-        remove.disabled = true;
-        this.client
-          .deleteSchedule(schedule.id)
-          .then(() => this.load(false))
-          .catch(error => {
-            remove.disabled = false;
-            this.errorEl.textContent = `Cannot delete the schedule: ${errorText(error)}`;
-            this.errorEl.hidden = false;
-          });
-      });
       this.tableBody.appendChild(
         h(
           'tr',
           { className: 'pj-schedule-row', 'data-schedule-id': schedule.id, title: schedule.id },
           h('td', { className: 'pj-run-task' }, schedule.taskId, schedule.declarative ? h('span', { className: 'pj-tag', title: 'declared in code' }, 'code') : null),
           h('td', null, h('code', null, schedule.cron), ` ${schedule.timezone}`),
-          h('td', null, schedule.active ? formatTime(schedule.nextRun) : 'paused'),
-          h('td', null, formatTime(schedule.lastTimestamp)),
-          h('td', null, remove)
+          zonedTimeCell(schedule.active ? schedule.nextRun : null, schedule.timezone, schedule.active ? '—' : 'paused'),
+          zonedTimeCell(schedule.lastTimestamp, schedule.timezone, '—'),
+          h('td', null, this.deleteControl(schedule))
         )
       );
     }
@@ -164,6 +146,54 @@ export class SchedulesView {
       this.tableBody.appendChild(h('tr', null, h('td', { colspan: 5, className: 'pj-muted pj-empty-row' }, 'No schedules yet.')));
     }
   }
+
+  /** Delete for a schedule made here; a note saying where to change one declared in code. */
+  private deleteControl(schedule: Schedule): HTMLElement {
+    if (schedule.declarative) {
+      return h(
+        'span',
+        {
+          className: 'pj-muted pj-schedule-in-code',
+          title: `Declared in code by task ${schedule.taskId}: deleting it here would not last (it is declared again when the server starts). Change or remove it where the task is defined, or in its settings.`
+        },
+        'in code'
+      );
+    }
+    const remove = h('button', { className: 'pj-button pj-button-secondary pj-delete-schedule', type: 'button', title: 'Delete this schedule' }, 'Delete') as HTMLButtonElement;
+    remove.addEventListener('click', () => {
+      remove.disabled = true;
+      this.client
+        .deleteSchedule(schedule.id)
+        .then(() => this.load(false))
+        .catch(error => {
+          remove.disabled = false;
+          this.errorEl.textContent = `Cannot delete the schedule: ${errorText(error)}`;
+          this.errorEl.hidden = false;
+        });
+    });
+    return remove;
+  }
+}
+
+/**
+ * A time cell in the schedule's own zone, which is named ("Dec 2, 02:00 UTC", "Dec 2, 09:00
+ * Europe/Paris"): cron fires in that zone. The tooltip gives the same moment in the browser's zone.
+ */
+function zonedTimeCell(iso: string | null | undefined, timeZone: string, empty: string): HTMLElement {
+  const date = iso ? new Date(iso) : null;
+  if (!date || isNaN(date.getTime())) {
+    return h('td', null, empty);
+  }
+  const options: Intl.DateTimeFormatOptions = { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' };
+  let text: string;
+  try {
+    text = `${new Intl.DateTimeFormat(undefined, { ...options, timeZone }).format(date)} ${timeZone}`;
+  } catch {
+    return h('td', null, formatTime(iso)); // a zone this browser does not know: local time
+  }
+  const here = browserZone();
+  const title = here === timeZone ? date.toISOString() : `${new Intl.DateTimeFormat(undefined, options).format(date)} your time (${here})`;
+  return h('td', { className: 'pj-zoned-time', title }, text);
 }
 
 /** The browser's IANA time zone (the server validates it), UTC when unknown. */
