@@ -6,8 +6,8 @@ workspace tool: arguments are checked against that schema before the call (a mis
 :class:`ToolError` the model reads), the call has a time limit, the result is text capped in
 size (text blocks joined; images, audio and binary resources summarised), and a result the
 server marks as an error is returned to the model as an error. Approvals classify MCP tools
-as tools that act (write/execute) unless the server marks them read-only (``readOnlyHint``):
-see :attr:`McpTool.is_read_only`.
+as tools that execute unless the server marks them read-only (``readOnlyHint``): see
+:class:`McpTool`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jsonschema import SchemaError
-from jsonschema.exceptions import best_match
+from jsonschema.exceptions import relevance
 from jsonschema.validators import validator_for
 
 from polaris_jupyter.tools.base import (
@@ -52,6 +52,8 @@ log = logging.getLogger("polaris_jupyter.tools.mcp")
 MAX_TOOL_NAME_CHARS = 64
 #: A server's tool description is cut to this many characters (some servers send pages).
 MAX_DESCRIPTION_CHARS = 2_000
+#: Argument problems named in one refusal (the most relevant first).
+MAX_ARGUMENT_PROBLEMS = 3
 _NAME_BAD_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 
 #: ``call(tool_name, arguments, timeout_s)`` → the server's CallToolResult.
@@ -85,17 +87,17 @@ class McpToolInfo:
 
 @dataclass(frozen=True)
 class McpTool(Tool):
-    """A tool of an MCP server in the registry. ``is_read_only`` is what approvals go by: only
-    a tool its server marks read-only runs without the user's consent where writes need it."""
+    """A tool of an MCP server in the registry. Its ``access`` (what approvals and permission
+    modes go by, ``tools/permissions.py``) is "read" only when the server marks it read-only,
+    else "execute": an MCP tool's effects are unknown, so it asks wherever commands ask."""
 
     server: str = ""
     remote_name: str = ""
-    read_only: bool = False
     path_params: tuple[str, ...] = field(default=())
 
     @property
     def is_read_only(self) -> bool:
-        return self.read_only
+        return self.access == "read"
 
 
 def namespaced_name(server: str, tool: str) -> str:
@@ -128,14 +130,17 @@ def check_arguments(tool_name: str, schema: dict[str, Any], args: dict[str, Any]
     except SchemaError as exc:
         log.debug("MCP tool %s has an invalid input schema (%s); arguments go unchecked", tool_name, exc.message)
         return
-    error = best_match(cls(schema).iter_errors(args))
-    if error is None:
+    errors = sorted(cls(schema).iter_errors(args), key=relevance, reverse=True)
+    if not errors:
         return
-    where = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(error.absolute_path))
-    prefix = f"argument {where!r}: " if where else ""
+    problems = []
+    for error in errors[:MAX_ARGUMENT_PROBLEMS]:
+        where = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p))
+                        for i, p in enumerate(error.absolute_path))
+        problems.append(f"argument {where!r}: {error.message}" if where else error.message)
     properties = schema.get("properties")
-    allowed = f"; parameters: {', '.join(sorted(properties))}" if isinstance(properties, dict) and properties else ""
-    raise ToolError(f"{tool_name}: {prefix}{error.message}{allowed}")
+    allowed = f" (parameters: {', '.join(sorted(properties))})" if isinstance(properties, dict) and properties else ""
+    raise ToolError(f"{tool_name}: {'; '.join(problems)}{allowed}")
 
 
 def result_text(result: Any, max_chars: int = MAX_TOOL_OUTPUT_CHARS) -> tuple[str, bool]:
@@ -205,5 +210,5 @@ def make_tool(info: McpToolInfo, call: CallFn, call_timeout_s: float) -> McpTool
 
     return McpTool(
         name=name, description=description, parameters=model_parameters(info.input_schema), fn=run, group="mcp",
-        server=info.server, remote_name=info.name, read_only=info.read_only,
+        access="read" if info.read_only else "execute", server=info.server, remote_name=info.name,
     )

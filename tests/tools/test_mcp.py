@@ -92,7 +92,8 @@ async def test_stdio_tools_are_listed_namespaced_with_schema_and_read_only_hint(
     assert add.parameters["required"] == ["a", "b"] and "$schema" not in add.parameters
     assert add.description.startswith("[MCP server demo] Add two integers")
     assert add.is_read_only and add.group == "mcp" and add.path_params == ()
-    assert not tools["demo__slow"].is_read_only and not tools["demo__crash"].is_read_only
+    assert tools["demo__slow"].is_read_only and add.access == "read"
+    assert not tools["demo__remember"].is_read_only and tools["demo__remember"].access == "execute"
     status = manager.to_json()["servers"][0]
     assert status["status"] == "ready" and status["error"] is None and status["transport"] == "stdio"
     assert {"name": "demo__add", "tool": "add", "server": "demo", "description": "Add two integers.",
@@ -110,7 +111,7 @@ async def test_stdio_call_results_errors_and_argument_checks(managers: Manager, 
     assert not isinstance(env, str) and env.text == "from-default", "env of the entry, ${VAR:-default} expanded"
     with pytest.raises(ToolError, match=r"demo__fail failed: .*demo failure: disk on fire"):
         await tools["demo__fail"].fn({"reason": "disk on fire"}, ctx(tmp_path))
-    with pytest.raises(ToolError, match=r"demo__add: argument 'a': 'two' is not of type 'integer'; parameters: a, b"):
+    with pytest.raises(ToolError, match=r"demo__add: argument 'a': 'two' is not of type 'integer' \(parameters: a, b\)"):
         await tools["demo__add"].fn({"a": "two", "b": 1}, ctx(tmp_path))
     with pytest.raises(ToolError, match=r"demo__add: 'b' is a required property"):
         await tools["demo__add"].fn({"a": 1}, ctx(tmp_path))

@@ -3,8 +3,9 @@
     python demo_server.py                      # stdio
     python demo_server.py --http PORT          # streamable HTTP on 127.0.0.1:PORT/mcp
 
-Tools: add and echo (read-only), slow (sleeps), fail (raises), crash (the process exits),
-picture (an image), big (a long text). ``DEMO_MARK`` in the environment is echoed by ``env``.
+Tools: add, echo, slow (sleeps), fail (raises), picture (an image), big (a long text), env
+(read-only); remember (acts: not read-only) and crash (the process exits). ``env`` answers
+``DEMO_MARK`` of the server's environment.
 """
 
 from __future__ import annotations
@@ -40,26 +41,39 @@ def echo(text: str) -> str:
     return text
 
 
-@server.tool()
+def _write_at_once(path: Path, text: str) -> None:
+    """Write then rename, so a test that sees the file sees all of it."""
+    part = path.with_name(path.name + ".part")
+    part.write_text(text)
+    part.replace(path)
+
+
+@server.tool(annotations=READ_ONLY)
 async def slow(seconds: float, marker: str = "") -> str:
     """Sleep for ``seconds``, then answer. With ``marker``: the file ``marker.started`` is written
     when the call starts and ``marker`` holds "cancelled" if it is cancelled (so a test sees that
     the call reached the server, and that the client's cancel did too)."""
     if marker:
-        Path(marker + ".started").write_text("started")  # noqa: ASYNC240 - a tiny test marker
+        _write_at_once(Path(marker + ".started"), "started")
     try:
         await asyncio.sleep(seconds)
     except asyncio.CancelledError:
         if marker:
-            Path(marker).write_text("cancelled")  # noqa: ASYNC240 - no await while being cancelled
+            _write_at_once(Path(marker), "cancelled")  # no await while being cancelled
         raise
     return f"slept {seconds}"
 
 
-@server.tool()
+@server.tool(annotations=READ_ONLY)
 def fail(reason: str) -> str:
     """Always raises."""
     raise ToolError(f"demo failure: {reason}")
+
+
+@server.tool()
+def remember(text: str) -> str:
+    """A tool that acts (not marked read-only): approvals hold it where commands need consent."""
+    return f"remembered: {text}"
 
 
 @server.tool()
