@@ -120,6 +120,12 @@ class PolarisConfig(Configurable):
         help="Conversation history sent to the model is trimmed to about this many tokens "
         "(env POLARIS_HISTORY_TOKEN_BUDGET).",
     )
+    context_token_budget = Int(
+        config=True,
+        help="What the user attaches to a message (files, selections, cells, outputs, notebooks, kernel "
+        "variables) is sent within about this many tokens; larger items are cut with a note "
+        "(env POLARIS_CONTEXT_TOKEN_BUDGET).",
+    )
     # -- MCP servers (issue 14 item 5; files: tools/mcp_config.py) ---------------------------
     mcp_call_timeout_s = Float(
         config=True,
@@ -335,6 +341,10 @@ class PolarisConfig(Configurable):
     @default("history_token_budget")
     def _history_budget_default(self) -> int:
         return int(env_value("history_token_budget") or 24_000)
+
+    @default("context_token_budget")
+    def _context_budget_default(self) -> int:
+        return int(env_value("context_token_budget") or 12_000)
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy.from_json(self.default_retry)

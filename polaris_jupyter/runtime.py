@@ -30,11 +30,13 @@ from polaris_jupyter.tasks.generate import GenerationService
 from polaris_jupyter.tasks.generate import install as install_generation
 from polaris_jupyter.tasks.run_notebook import register_run_notebook
 from polaris_jupyter.tools.edits import SqliteEditJournal
+from polaris_jupyter.tools.notebook_proposals import SqliteProposals
 from polaris_jupyter.tools.mcp import McpManager
 from polaris_jupyter.tools.mcp import McpManager
 
 if TYPE_CHECKING:
     from polaris_jupyter.server.kernel_routes import KernelWorkers
+    from polaris_jupyter.tools.notebook_kernel import NotebookKernels
 
 __all__ = ["PolarisRuntime", "TaskModuleError"]
 
@@ -91,6 +93,11 @@ class PolarisRuntime:
         self.mcp = McpManager(self.config, self.root_dir)  # MCP servers' tools (tools/mcp.py); connect at start
         #: Kernels that define tasks (the server extension sets it; None inside a kernel).
         self.kernel_workers: KernelWorkers | None = None
+        #: The notebooks' kernels, for runNotebookCell and kernel variables (the server extension
+        #: sets ServerKernels; None inside a kernel, where runNotebookCell starts fresh kernels).
+        self.notebook_kernels: NotebookKernels | None = None
+        #: Cell edits the model proposed (proposeCellEdit), applied or discarded through the API.
+        self.proposals = SqliteProposals(self.engine.store)
         self.api = PolarisAPI(self)
 
     @property

@@ -188,7 +188,10 @@ ROUTES: tuple[Route, ...] = (
           response=_data(ref("Message")), errors=(404,), tag="chat"),
     route("post_message", "POST", "/conversations/{conversationId}/messages",
           "Post a user message: triggers process-message and returns at once (409 while busy)",
-          body=obj({"content": _CONTENT, "context": ref("MessageContext")}, ("content",)),
+          body=obj({"content": _CONTENT, "context": ref("MessageContext"),
+                    "intent": {"type": "string", "enum": ["explain", "fix"],
+                               "description": "Explain error / Fix with Polaris: needs a cell item in context"}},
+                   ("content",)),
           response=ref("Accepted"), status=202, errors=(400, 404, 409, 413), tag="chat"),
     route("cancel_message", "POST", "/messages/{messageId}/cancel", "Cancel an answer in progress",
           response=ref("Message"), errors=(404,), tag="chat"),
@@ -221,6 +224,35 @@ ROUTES: tuple[Route, ...] = (
               ("description", "kind", "path"),
           ),
           response=obj({"runId": STR}, ("runId",)), status=202, errors=(400, 409), tag="generation"),
+)
+
+# -- notebooks in the chat (issue 13): kernel variables, proposed cell edits ----------------------
+_NAMES = array_of({"type": "string", "minLength": 1, "maxLength": 200}, maxItems=100,
+                  description="variable names to describe (default: all the user's variables)")
+_VARIABLES_ERRORS = (
+    "Read-only: a fixed inspection snippet runs silently in the kernel (no output, history or execution "
+    "count in the notebook), for at most 3 s. 404: no such kernel, or the notebook is not open; 409: the "
+    "kernel is busy; 503: no answer in time (or no kernels here); 400: bad names, not a Python kernel."
+)
+ROUTES += (
+    route("kernel_variables", "POST", "/kernels/{kernelId}/variables",
+          "The variables of a running kernel: names, types, shapes, dtypes, a DataFrame's columns and first rows",
+          description=_VARIABLES_ERRORS, body=obj({"names": _NAMES}, closed=True), body_required=False,
+          response=ref("Variables"), errors=(400, 404, 409, 503), tag="notebooks"),
+    route("notebook_variables", "POST", "/notebook-variables",
+          "The variables of the kernel of an open notebook (by its workspace path)",
+          description=_VARIABLES_ERRORS, body=obj({"path": NON_EMPTY, "names": _NAMES}, ("path",), closed=True),
+          response=ref("Variables"), errors=(400, 404, 409, 503), tag="notebooks"),
+    route("run_proposals", "GET", "/runs/{runId}/proposals",
+          "Cell edits a run proposed (proposeCellEdit): diff, status; a card finds its own by toolCallId",
+          response=obj({"proposals": array_of(ref("Proposal"))}, ("proposals",)), errors=(404,), tag="notebooks"),
+    route("apply_proposal", "POST", "/proposals/{proposalId}/apply",
+          "Write a proposed cell edit into the notebook (journalled: reverting the run undoes it)",
+          description="409, nothing written: the cell changed since the proposal (or is gone), or the proposal "
+          "was already applied or discarded.",
+          response=ref("Proposal"), errors=(404, 409), tag="notebooks"),
+    route("discard_proposal", "POST", "/proposals/{proposalId}/discard", "Discard a proposed cell edit",
+          response=ref("Proposal"), errors=(404, 409), tag="notebooks"),
 )
 
 _BY_OP = {r.op: r for r in ROUTES}

@@ -186,6 +186,7 @@ COMPONENTS: dict[str, Schema] = {
             "createdAt": STR,
             "updatedAt": STR,
             "revertedAt": {"type": "string", "description": "set when the answer's file edits were reverted"},
+            "context": nullable(ref("AttachedContext")),
         },
         ("id", "conversationId", "role", "content", "status", "toolCalls"),
     ),
@@ -195,8 +196,10 @@ COMPONENTS: dict[str, Schema] = {
         description="What failed (shown to the user), the technical detail, and whether a retry follows.",
     ),
     "MessageContext": obj(
-        {"currentFile": {"type": "string", "maxLength": 4096}},
-        description="What the user is looking at; the model is told about it.",
+        {"currentFile": {"type": "string", "maxLength": 4096},
+         "items": array_of(ref("ContextItem"), maxItems=20,
+                           description="what the user attached (chips): sent to the model in a context block")},
+        description="What the user is looking at (the model is told) and what they attached (the model gets it).",
     ),
     "Accepted": obj({"messageId": STR, "runId": STR}, ("messageId", "runId")),
     "ModelConfig": obj(
@@ -263,6 +266,69 @@ COMPONENTS: dict[str, Schema] = {
         ("ok", "version", "lastEventSeq"),
     ),
 }
+
+# -- notebooks in the chat (issue 13): attached context, kernel variables, proposed cell edits -------
+_CONTEXT_KIND: Schema = {"type": "string", "enum": ["file", "selection", "cell", "outputs", "notebook", "variables"]}
+_INDEX: Schema = {"type": "integer", "minimum": 0}
+COMPONENTS.update({
+    "ContextItem": obj(
+        {
+            "kind": _CONTEXT_KIND,
+            "path": {"type": "string", "minLength": 1, "maxLength": 4096, "description": "workspace path"},
+            "cellIndex": _INDEX,
+            "cellId": {"type": "string", "minLength": 1, "maxLength": 256},
+            "source": {"type": "string", "maxLength": 1_000_000,
+                       "description": "selection text; a cell's or file's live (unsaved) source; else read on the server"},
+            "outputs": array_of({"type": "object"}, maxItems=200,
+                                description="nbformat outputs of the cell as shown; else read from the file"),
+            "language": {"type": "string", "maxLength": 64},
+            "startLine": {"type": "integer", "minimum": 1},
+            "endLine": {"type": "integer", "minimum": 1},
+            "kernelId": {"type": "string", "minLength": 1, "maxLength": 256},
+            "names": array_of({"type": "string", "minLength": 1, "maxLength": 200}, maxItems=100),
+            "label": {"type": "string", "maxLength": 200},
+        },
+        ("kind",), closed=True,
+        description="file: path (source = unsaved contents); selection: source (+ path, lines); cell / outputs: "
+        "notebook path + cellIndex or cellId; notebook: path; variables: path or kernelId (+ names).",
+    ),
+    "Attachment": obj(
+        {"item": INT, "kind": _CONTEXT_KIND, "label": STR, "path": STR, "cellIndex": INT, "cellId": STR,
+         "kernelId": STR, "startLine": INT, "endLine": INT,
+         "tokens": {"type": "integer", "description": "what it cost in the context block"},
+         "truncated": BOOL, "omitted": {"type": "boolean", "description": "not sent at all (note says why)"},
+         "note": STR},
+        ("item", "kind", "label", "tokens", "truncated", "omitted"),
+        description="One chip of a sent message: what was attached and whether it was cut to the budget.",
+    ),
+    "AttachedContext": obj(
+        {"currentFile": STR, "intent": {"type": "string", "enum": ["explain", "fix"]},
+         "attachments": array_of(ref("Attachment")),
+         "block": {"type": "string", "description": "the context block the model received with this message"},
+         "blockTokens": INT},
+        description="The context stored on a user message.",
+    ),
+    "Variable": obj(
+        {"name": STR, "type": STR, "module": STR, "shape": array_of(INT), "length": INT, "dtype": STR, "repr": STR,
+         "columns": array_of(obj({"name": STR, "dtype": STR}, ("name", "dtype"))), "columnCount": INT,
+         "head": {"type": "string", "description": "the first rows as text"}, "error": STR},
+        ("name", "type"),
+    ),
+    "Variables": obj(
+        {"kernelId": STR, "path": NULL_STR, "variables": array_of(ref("Variable")), "total": INT,
+         "missing": array_of(STR, description="names asked for that the kernel does not define"),
+         "truncated": BOOL, "elapsedMs": NUM},
+        ("kernelId", "variables", "missing", "truncated"),
+    ),
+    "Proposal": obj(
+        {"id": STR, "runId": STR, "toolCallId": NULL_STR, "path": STR, "cellIndex": INT, "cellId": NULL_STR,
+         "cellType": STR, "beforeSource": STR, "source": STR, "diff": STR, "explanation": STR,
+         "status": {"type": "string", "enum": ["pending", "applied", "discarded"]},
+         "createdAt": STR, "decidedAt": NULL_STR},
+        ("id", "runId", "path", "cellIndex", "source", "diff", "status"),
+        description="A cell edit the model proposed; Apply writes it (revertible with its run), Discard drops it.",
+    ),
+})
 
 BATCH_REQUEST: Schema = obj(
     {"items": array_of(ref("TriggerRequest"), minItems=1, maxItems=MAX_BATCH_ITEMS)}, ("items",)

@@ -230,7 +230,9 @@ class PolarisAPI:
         return {"data": await self.chat.messages_json(conversation_id)}
 
     async def post_message(self, conversation_id: str, body: dict[str, Any]) -> JSON:
-        message, run_id = await self.chat.post_message(conversation_id, body["content"], body.get("context"))
+        message, run_id = await self.chat.post_message(
+            conversation_id, body["content"], body.get("context"), body.get("intent")
+        )
         return {"messageId": message.id, "runId": run_id}
 
     async def cancel_message(self, message_id: str) -> JSON:
@@ -246,6 +248,38 @@ class PolarisAPI:
     async def set_model(self, body: dict[str, Any]) -> JSON:
         await self.runtime.models.set_model(body.get("provider"), body.get("model"))
         return await self.runtime.models.snapshot()
+
+    # -- notebooks in the chat (issue 13): kernel variables, proposed cell edits -------------------
+    async def kernel_variables(self, kernel_id: str, body: dict[str, Any]) -> JSON:
+        from polaris_jupyter.tools.variables import variables_for_api
+
+        return await variables_for_api(self.runtime.notebook_kernels, root=self.runtime.root_dir,
+                                       kernel_id=kernel_id, names=body.get("names"))
+
+    async def notebook_variables(self, body: dict[str, Any]) -> JSON:
+        from polaris_jupyter.tools.variables import variables_for_api
+
+        return await variables_for_api(self.runtime.notebook_kernels, root=self.runtime.root_dir,
+                                       path=body["path"], names=body.get("names"))
+
+    async def run_proposals(self, run_id: str) -> JSON:
+        await self.runtime.engine.get_run(run_id)  # 404 for unknown ids
+        return {"proposals": [p.to_json() for p in await self.runtime.proposals.for_run(run_id)]}
+
+    async def apply_proposal(self, proposal_id: str) -> JSON:
+        from polaris_jupyter.tools.notebook_proposals import announce, apply_proposal
+
+        runtime = self.runtime
+        proposal = await apply_proposal(runtime.proposals, proposal_id, root=runtime.root_dir, journal=runtime.journal)
+        await announce(runtime.engine, proposal)
+        return proposal.to_json()
+
+    async def discard_proposal(self, proposal_id: str) -> JSON:
+        from polaris_jupyter.tools.notebook_proposals import announce, discard_proposal
+
+        proposal = await discard_proposal(self.runtime.proposals, proposal_id)
+        await announce(self.runtime.engine, proposal)
+        return proposal.to_json()
 
     # -- generation -------------------------------------------------------------------------------
     async def list_project_kinds(self) -> JSON:

@@ -12,9 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from polaris_jupyter.chat.context_block import intent_of, user_turn_text
 from polaris_jupyter.chat.store import Message
+from polaris_jupyter.chat.tokens import approx_tokens
 
 __all__ = [
+    "INTENT_INSTRUCTIONS",
     "MESSAGE_OVERHEAD_TOKENS",
     "TurnPrompt",
     "approx_tokens",
@@ -30,9 +33,16 @@ MESSAGE_OVERHEAD_TOKENS = 4
 _HISTORY_ROLES = ("user", "assistant")
 
 
-def approx_tokens(text: str) -> int:
-    """About four characters a token: good enough to keep a request under a budget."""
-    return len(text) // 4 + 1
+#: What the system prompt adds for the Explain error / Fix with Polaris buttons.
+INTENT_INSTRUCTIONS = {
+    "explain": "The user pressed Explain error on the attached cell. Explain what went wrong and why, pointing at "
+    "the line in the cell and using the traceback and the variables attached; then say briefly how to fix it. "
+    "Do not change any file.",
+    "fix": "The user pressed Fix with Polaris on the attached cell. Find the cause (the traceback and the variables "
+    "are attached), then call proposeCellEdit exactly once with the cell's path, its cellId (or index) and the "
+    "complete corrected source; do not edit the notebook with any other tool, the user applies the proposal. "
+    "Then say in one or two sentences what you changed and why.",
+}
 
 
 def build_system_prompt(root: Path, tool_names: list[str], context: dict[str, Any] | None = None) -> str:
@@ -51,6 +61,9 @@ def build_system_prompt(root: Path, tool_names: list[str], context: dict[str, An
         current = context.get("currentFile")
         if isinstance(current, str) and current:
             lines.append(f"The user has {current!r} open; it is probably what they are asking about.")
+        intent = intent_of(context)
+        if intent is not None:
+            lines.append(INTENT_INSTRUCTIONS[intent])
     return "\n".join(lines)
 
 
@@ -80,21 +93,28 @@ def _before(history: Sequence[Message], answer: Message) -> list[Message]:
 def history_turns(history: Sequence[Message], answer: Message, budget_tokens: int) -> list[dict[str, str]]:
     """The user and assistant messages before ``answer`` that have text, oldest first, trimmed
     to ``budget_tokens`` (see :func:`trim_history`). Tool messages and empty placeholders are
-    left out: a tool call's result lives in the turn that made it."""
+    left out: a tool call's result lives in the turn that made it. The newest user message
+    carries its attached context block in front of its text (``context_block.user_turn_text``)."""
+    kept = [m for m in _before(history, answer) if m.role in _HISTORY_ROLES and m.content]
+    newest = next((m.id for m in reversed(kept) if m.role == "user"), None)
     turns: list[dict[str, Any]] = [
-        {"role": m.role, "content": m.content}
-        for m in _before(history, answer)
-        if m.role in _HISTORY_ROLES and m.content
+        {"role": m.role, "content": user_turn_text(m.content, m.context, newest=m.id == newest) if m.role == "user"
+         else m.content}
+        for m in kept
     ]
     return trim_history(turns, budget_tokens)
 
 
 def turn_context(history: Sequence[Message], answer: Message) -> dict[str, Any] | None:
     """The editor context (e.g. ``{"currentFile": ...}``) of the newest user message before
-    ``answer`` that sent one."""
-    return next(
-        (m.context for m in reversed(_before(history, answer)) if m.role == "user" and m.context), None
-    )
+    ``answer`` that sent one; its Explain / Fix ``intent`` only when that is the newest message."""
+    users = [m for m in _before(history, answer) if m.role == "user"]
+    found = next((m for m in reversed(users) if m.context), None)
+    if found is None or found.context is None:
+        return None
+    if found is users[-1] or "intent" not in found.context:
+        return found.context
+    return {k: v for k, v in found.context.items() if k != "intent"}  # a button press is for its own message
 
 
 @dataclass(frozen=True)

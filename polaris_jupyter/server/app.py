@@ -20,6 +20,7 @@ from polaris_jupyter.runtime import PolarisRuntime
 from polaris_jupyter.server.events_ws import EventsWebSocket
 from polaris_jupyter.server.handlers import make_handlers
 from polaris_jupyter.server.kernel_routes import KernelWorkers, KernelWorkerSocket
+from polaris_jupyter.tools.notebook_kernel import ServerKernels
 
 __all__ = ["SOCKETS", "PolarisApp"]
 
@@ -41,6 +42,7 @@ class PolarisApp(ExtensionApp):
         root_dir = getattr(self.serverapp, "root_dir", None) or os.getcwd()
         self.runtime = PolarisRuntime(self.polaris_config, root_dir=root_dir)
         self.runtime.kernel_workers = KernelWorkers(self.runtime)
+        self.runtime.notebook_kernels = ServerKernels.from_serverapp(self.serverapp)
         self.settings.update(
             {
                 "polaris_runtime": self.runtime,

@@ -42,7 +42,7 @@ __all__ = [
 
 #: Outputs kept per execution (bytes of JSON); later ones are counted, not kept.
 MAX_OUTPUT_BYTES = 5_000_000
-_READY_TIMEOUT_S = 10.0
+_READY_TIMEOUT_S = 30.0
 _AFTER_INTERRUPT_S = 3.0
 
 
@@ -106,11 +106,9 @@ class ServerKernels:
         return None
 
     async def by_id(self, kernel_id: str) -> KernelHandle | None:
-        try:
-            manager = self._kernels.get_kernel(kernel_id)
-        except KeyError:
+        if kernel_id not in self._kernels:  # get_kernel raises a 404 HTTPError of its own
             return None
-        return KernelHandle(kernel_id, manager)
+        return KernelHandle(kernel_id, self._kernels.get_kernel(kernel_id))
 
 
 class MappedKernels:

@@ -7,8 +7,9 @@ proposing run's id, so reverting that run undoes it like any other tool edit; it
 with a Conflict, changing nothing, when the cell changed since the proposal (or is gone) or the
 proposal was already decided. :func:`discard_proposal` only marks it.
 
-Proposals live in table ``cell_proposals`` of the run store (:data:`PROPOSALS_SCHEMA`), so a
-proposal made by a finished run can still be applied after a restart. A card finds its proposal
+Proposals live in table ``cell_proposals`` of the run store (:data:`PROPOSALS_SCHEMA`; the runtime
+holds the one :class:`SqliteProposals`), so a proposal made by a finished run can still be applied
+after a restart. A card finds its proposal
 by run and tool-call id (``GET /runs/{runId}/proposals``).
 """
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import weakref
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,9 +38,9 @@ __all__ = [
     "Proposal",
     "ProposalStore",
     "SqliteProposals",
+    "announce",
     "apply_proposal",
     "discard_proposal",
-    "proposals_for",
 ]
 
 MAX_PROPOSED_SOURCE_CHARS = 200_000
@@ -181,17 +181,6 @@ class SqliteProposals:
         return await store.write(update) == 1
 
 
-_BY_STORE: weakref.WeakKeyDictionary[SqliteStore, SqliteProposals] = weakref.WeakKeyDictionary()
-
-
-def proposals_for(store: SqliteStore) -> SqliteProposals:
-    """The one :class:`SqliteProposals` of ``store`` (the chat turn's tools and the API share it)."""
-    found = _BY_STORE.get(store)
-    if found is None:
-        found = _BY_STORE[store] = SqliteProposals(store)
-    return found
-
-
 async def propose_cell_edit(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
     args = check_args("proposeCellEdit", args, ("path", "index", "cellId", "source", "explanation"), ("path", "source"))
     index, cell_id = cell_ref(args)
@@ -233,8 +222,8 @@ async def _decided(proposals: ProposalStore, proposal_id: str) -> Proposal:
 _APPLYING: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
-async def apply_proposal(proposals: ProposalStore, proposal_id: str, *, root: Path, journal: EditRecorder | None,
-                         on_change: Callable[[Proposal], None] | None = None) -> Proposal:
+async def apply_proposal(proposals: ProposalStore, proposal_id: str, *, root: Path,
+                         journal: EditRecorder | None) -> Proposal:
     """Write the proposed source into the cell (journalled under the proposing run, so it is
     revertible) and mark the proposal applied. Conflict, changing nothing, when the proposal is
     decided or the cell is gone or changed since."""
@@ -262,13 +251,10 @@ async def apply_proposal(proposals: ProposalStore, proposal_id: str, *, root: Pa
         when = _now_iso()
         await proposals.decide(proposal_id, APPLIED, when)
         proposal.status, proposal.decided_at, proposal.cell_index = APPLIED, when, position
-    if on_change is not None:
-        on_change(proposal)
     return proposal
 
 
-async def discard_proposal(proposals: ProposalStore, proposal_id: str,
-                           on_change: Callable[[Proposal], None] | None = None) -> Proposal:
+async def discard_proposal(proposals: ProposalStore, proposal_id: str) -> Proposal:
     """Mark the proposal discarded (the notebook is not touched)."""
     lock = _APPLYING.setdefault(proposals, asyncio.Lock())
     async with lock:
@@ -276,9 +262,20 @@ async def discard_proposal(proposals: ProposalStore, proposal_id: str,
         when = _now_iso()
         await proposals.decide(proposal_id, DISCARDED, when)
         proposal.status, proposal.decided_at = DISCARDED, when
-    if on_change is not None:
-        on_change(proposal)
     return proposal
+
+
+async def announce(engine: Any, proposal: Proposal) -> None:
+    """Tell every open chat view of the proposing run's conversation (``proposal.updated``), so
+    a card shows Applied / Discarded wherever it is open."""
+    conversation_id = None
+    try:
+        run = await engine.get_run(proposal.run_id)
+        payload = run.payload if isinstance(run.payload, dict) else {}
+        conversation_id = payload.get("conversationId") if isinstance(payload.get("conversationId"), str) else None
+    except Exception:  # the run was pruned: still tell the views that listen to everything
+        pass
+    engine.emit("proposal.updated", {"proposal": proposal.to_json()}, conversation_id=conversation_id)
 
 
 TOOLS: list[Tool] = [

@@ -19,7 +19,6 @@ from polaris_jupyter.tools.notebook_proposals import (
     SqliteProposals,
     apply_proposal,
     discard_proposal,
-    proposals_for,
 )
 from tests.tools.conftest import snapshot
 from tests.tools.test_notebook_cells import run_tool
@@ -121,8 +120,7 @@ async def test_proposals_persist_in_the_run_store(tmp_path: Path, workspace: Pat
     store = SqliteStore(tmp_path / "polaris.db")
     await store.open()
     try:
-        assert proposals_for(store) is proposals_for(store)
-        ctx = ToolContext(root=workspace, run_id="run-9", edits=journal, proposals=proposals_for(store), call_id="c1")
+        ctx = ToolContext(root=workspace, run_id="run-9", edits=journal, proposals=SqliteProposals(store), call_id="c1")
         await run_tool("proposeCellEdit", {"path": "nb.ipynb", "index": 0, "source": "a = 2"}, ctx)
     finally:
         await store.close()
