@@ -168,48 +168,6 @@ class PolarisConfig(Configurable):
         help="A tool call waiting for approval longer than this is denied, in seconds; 0 waits for ever "
         "(env POLARIS_APPROVAL_TIMEOUT_S; default 3600). The waiting run holds no worker meanwhile.",
     )
-    # -- MCP servers (issue 14 item 5; files: tools/mcp_config.py) ---------------------------
-    mcp_call_timeout_s = Float(
-        config=True,
-        help="Time limit of one MCP tool call in seconds; a server's \"timeout\" in mcp.json overrides it "
-        "(env POLARIS_MCP_CALL_TIMEOUT_S).",
-    )
-    mcp_connect_timeout_s = Float(
-        config=True,
-        help="Time an MCP server gets to start, initialize and list its tools, in seconds "
-        "(env POLARIS_MCP_CONNECT_TIMEOUT_S).",
-    )
-    mcp_workspace_config = Bool(
-        config=True,
-        help="Also read the workspace's .polaris/mcp.json (its entries replace the user's of the same name); "
-        "turn off for workspaces whose files you do not trust to start programs (env POLARIS_MCP_WORKSPACE_CONFIG=0).",
-    )
-
-    @default("mcp_call_timeout_s")
-    def _mcp_call_timeout_default(self) -> float:
-        return float(env_value("mcp_call_timeout_s") or 60)
-
-    @default("mcp_connect_timeout_s")
-    def _mcp_connect_timeout_default(self) -> float:
-        return float(env_value("mcp_connect_timeout_s") or 30)
-
-    @default("mcp_workspace_config")
-    def _mcp_workspace_default(self) -> bool:
-        return (env_value("mcp_workspace_config") or "1").strip().lower() not in ("0", "false", "no", "off")
-
-    # -- approvals (issue 14): permission modes, wait points -----------------------------------
-    permission_mode = Unicode(
-        config=True,
-        help="What a conversation's tool calls may do without asking, unless the conversation sets its own: "
-        "'ask' (edits, notebook edits and commands wait for the user's approval; reads never do), "
-        "'auto-edit' (edits apply, commands ask), 'auto' (nothing asks) or 'plan' (edit and command "
-        "tools are not offered) (env POLARIS_PERMISSION_MODE; default ask).",
-    )
-    approval_timeout_s = Float(
-        config=True,
-        help="A tool call waiting for approval longer than this is denied, in seconds; 0 waits for ever "
-        "(env POLARIS_APPROVAL_TIMEOUT_S; default 3600). The waiting run holds no worker meanwhile.",
-    )
     start_engine = Bool(
         True,
         config=True,

@@ -32,7 +32,6 @@ from polaris_jupyter.tasks.run_notebook import register_run_notebook
 from polaris_jupyter.tools.edits import SqliteEditJournal
 from polaris_jupyter.tools.notebook_proposals import SqliteProposals
 from polaris_jupyter.tools.mcp import McpManager
-from polaris_jupyter.tools.mcp import McpManager
 
 if TYPE_CHECKING:
     from polaris_jupyter.server.kernel_routes import KernelWorkers
@@ -90,7 +89,6 @@ class PolarisRuntime:
         self.generation: GenerationService = install_generation(self)
         register_run_notebook(self.engine, self.root_dir)
         self.mcp = McpManager(self.config, self.root_dir)  # MCP servers' tools (tools/mcp.py); connect at start
-        self.mcp = McpManager(self.config, self.root_dir)  # MCP servers' tools (tools/mcp.py); connect at start
         #: Kernels that define tasks (the server extension sets it; None inside a kernel).
         self.kernel_workers: KernelWorkers | None = None
         #: The notebooks' kernels, for runNotebookCell and kernel variables (the server extension
@@ -119,7 +117,6 @@ class PolarisRuntime:
         for hook in self.startup_hooks:
             await hook()
         await self.mcp.start()  # reads mcp.json; the servers connect in the background
-        await self.mcp.start()  # reads mcp.json; the servers connect in the background
         self._started = True
         log.info("polaris: engine started (db %s, pool %d)", self.config.db_path, self.engine.pool_size)
 
@@ -143,7 +140,6 @@ class PolarisRuntime:
         # The engine first: running attempts are interrupted (and resume after a restart) while
         # the clients they use are still open; closing a client under them would fail them.
         await self.engine.stop()
-        await self.mcp.stop()
         await self.mcp.stop()
         await self.models.stop()
         await self.journal.close()
