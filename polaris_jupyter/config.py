@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
-from traitlets import Bool, Dict, Float, Int, List, Unicode, default, validate
+from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import Configurable
 
 from polaris_jupyter.jobs import RetryPolicy
@@ -168,6 +168,38 @@ class PolarisConfig(Configurable):
         help="A tool call waiting for approval longer than this is denied, in seconds; 0 waits for ever "
         "(env POLARIS_APPROVAL_TIMEOUT_S; default 3600). The waiting run holds no worker meanwhile.",
     )
+    # -- steering the model (issue 14): keys, model lists, prices, rules ----------------------
+    keys_path = Unicode(
+        config=True,
+        help="File holding provider keys and base URLs entered in the UI, readable by the server's user "
+        "only (mode 0600); environment variables win over it (env POLARIS_KEYS_PATH; default keys.json "
+        "next to db_path, i.e. <jupyter data dir>/polaris/keys.json).",
+    )
+    key_storage = Unicode(
+        config=True,
+        help="Where API keys entered in the UI are kept: 'file' (keys_path, mode 0600), 'keyring' (the "
+        "system keyring through the optional keyring package; base URLs stay in the file) or 'auto' "
+        "(keyring when a usable backend exists, else the file) (env POLARIS_KEY_STORAGE; default file).",
+    )
+    models_cache_ttl_s = Float(
+        config=True,
+        help="How long a provider's model list (GET /models) is cached, in seconds (env POLARIS_MODELS_CACHE_TTL_S).",
+    )
+    models_timeout_s = Float(
+        config=True,
+        help="Time limit of one provider's GET /models when listing models, in seconds (env POLARIS_MODELS_TIMEOUT_S).",
+    )
+    prices = Dict(
+        config=True,
+        help='Estimated prices in USD per million tokens, {"provider/model": {"inputPerMTok": 0.15, '
+        '"outputPerMTok": 0.6}}; "provider/*" matches every model of a provider. Merged over built-in '
+        "estimates; a model in neither has an unknown cost (null, never 0) (env POLARIS_PRICES as JSON).",
+    )
+    rules_max_chars = Int(
+        config=True,
+        help="AGENTS.md and .polaris/rules/*.md are added to the system prompt up to this many characters "
+        "in all; the rest is cut with a note (env POLARIS_RULES_MAX_CHARS).",
+    )
     start_engine = Bool(
         True,
         config=True,
@@ -303,6 +335,49 @@ class PolarisConfig(Configurable):
     @default("context_token_budget")
     def _context_budget_default(self) -> int:
         return int(env_value("context_token_budget") or 12_000)
+
+    @default("keys_path")
+    def _keys_path_default(self) -> str:
+        return env_value("keys_path") or str(Path(self.db_path).parent / "keys.json")
+
+    @default("key_storage")
+    def _key_storage_default(self) -> str:
+        return env_value("key_storage") or "file"
+
+    @validate("key_storage")
+    def _check_key_storage(self, proposal: Any) -> str:
+        value = str(proposal["value"]).strip().lower()
+        if value not in ("file", "keyring", "auto"):
+            raise TraitError(f"key_storage must be file, keyring or auto, not {proposal['value']!r}")
+        return value
+
+    @default("models_cache_ttl_s")
+    def _models_ttl_default(self) -> float:
+        return float(env_value("models_cache_ttl_s") or 300)
+
+    @default("models_timeout_s")
+    def _models_timeout_default(self) -> float:
+        return float(env_value("models_timeout_s") or 5)
+
+    @default("prices")
+    def _prices_default(self) -> dict[str, Any]:
+        import json
+
+        text = env_value("prices")
+        return json.loads(text) if text else {}
+
+    @validate("prices")
+    def _check_prices(self, proposal: Any) -> dict[str, Any]:
+        from polaris_jupyter.agent.pricing import check_price_table
+
+        try:
+            return check_price_table(proposal["value"])
+        except ValueError as exc:
+            raise TraitError(str(exc)) from None
+
+    @default("rules_max_chars")
+    def _rules_max_default(self) -> int:
+        return int(env_value("rules_max_chars") or 20_000)
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy.from_json(self.default_retry)

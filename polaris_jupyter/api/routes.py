@@ -24,6 +24,7 @@ from polaris_jupyter.api.schemas import (
     NON_EMPTY,
     STR,
     array_of,
+    nullable,
     obj,
     ref,
 )
@@ -89,6 +90,7 @@ _TEXT = {"type": "string", "minLength": 1, "maxLength": 20_000}
 _CONTENT = {"type": "string", "minLength": 1, "maxLength": MAX_MESSAGE_CHARS}
 _TITLE = {"type": "string", "maxLength": 10_000}
 _LIST_OF = {"Run": ref("RunPage")}
+_MODEL_NAME = {"type": "string", "minLength": 1, "maxLength": 300}
 
 
 def _data(schema: Schema) -> Schema:
@@ -180,8 +182,13 @@ ROUTES: tuple[Route, ...] = (
           response=ref("Conversation"), status=201, errors=(400,), tag="chat"),
     route("get_conversation", "GET", "/conversations/{conversationId}", "A conversation",
           response=ref("Conversation"), errors=(404,), tag="chat"),
-    route("rename_conversation", "PATCH", "/conversations/{conversationId}", "Rename a conversation",
-          body=obj({"title": _TITLE}, ("title",)), response=ref("Conversation"), errors=(400, 404), tag="chat"),
+    route("update_conversation", "PATCH", "/conversations/{conversationId}",
+          "Rename a conversation, choose the provider and model its answers use, or its permission mode",
+          description="`provider`/`model` apply from the next message; null (both) goes back to the default. "
+          "A choice that cannot answer now (provider not configured) is refused with 400 and the reason.",
+          body=obj({"title": _TITLE, "provider": nullable(NON_EMPTY), "model": nullable(_MODEL_NAME),
+                    "permissionMode": ref("PermissionMode")}, minProperties=1),
+          response=ref("Conversation"), errors=(400, 404), tag="chat"),
     route("delete_conversation", "DELETE", "/conversations/{conversationId}",
           "Delete a conversation and its messages", status=204, errors=(404, 409), tag="chat"),
     route("list_messages", "GET", "/conversations/{conversationId}/messages", "Messages of a conversation",
@@ -224,6 +231,26 @@ ROUTES: tuple[Route, ...] = (
               ("description", "kind", "path"),
           ),
           response=obj({"runId": STR}, ("runId",)), status=202, errors=(400, 409), tag="generation"),
+    # -- steering the model (issue 14): model picker, keys, rules ---------------------------------
+    route("list_models", "GET", "/models", "The models of every configured provider, by provider",
+          description="Each provider's GET /models, asked concurrently with a short time limit and cached "
+          "(PolarisConfig.models_cache_ttl_s; refresh=true asks again). A provider that fails is listed with "
+          "its error and no models.",
+          query=(Param("refresh", BOOL, "ask every provider again instead of using the cache"),),
+          response=ref("ModelList"), tag="chat"),
+    route("list_keys", "GET", "/keys", "Which provider keys and base URLs are set, and where from (never a key)",
+          response=ref("KeyStatus"), tag="chat"),
+    route("put_key", "PUT", "/keys/{provider}", "Enter or replace a provider's API key and/or base URL",
+          description="Kept on the server only (a 0600 file in the Jupyter data dir, or the system keyring). "
+          "null removes a stored value. Environment variables win over stored values. The next request uses it.",
+          body=obj({"apiKey": nullable({"type": "string", "minLength": 1, "maxLength": 4096}),
+                    "baseUrl": nullable({"type": "string", "minLength": 1, "maxLength": 2048})},
+                   minProperties=1, closed=True),
+          response=ref("KeyStatus"), errors=(400, 404), tag="chat"),
+    route("delete_key", "DELETE", "/keys/{provider}", "Remove a provider's stored key and base URL",
+          response=ref("KeyStatus"), errors=(404,), tag="chat"),
+    route("get_rules", "GET", "/rules", "The workspace rules (AGENTS.md, .polaris/rules/*.md) the model is given",
+          response=ref("Rules"), tag="chat"),
 )
 
 # -- notebooks in the chat (issue 13): kernel variables, proposed cell edits ----------------------

@@ -25,11 +25,11 @@ def ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def nullable(schema: Schema) -> Schema:
-    """``schema`` or JSON null."""
+def nullable(schema: Schema, **extra: Any) -> Schema:
+    """``schema`` or JSON null (``extra``: e.g. a description)."""
     if set(schema) == {"type"} and isinstance(schema["type"], str):
-        return {"type": [schema["type"], "null"]}
-    return {"anyOf": [schema, {"type": "null"}]}
+        return {"type": [schema["type"], "null"], **extra}
+    return {"anyOf": [schema, {"type": "null"}], **extra}
 
 
 def obj(properties: dict[str, Schema], required: tuple[str, ...] = (), *, closed: bool = False, **extra: Any) -> Schema:
@@ -154,7 +154,9 @@ COMPONENTS: dict[str, Schema] = {
         ("id", "taskId", "cron", "timezone"),
     ),
     "Conversation": obj(
-        {"id": STR, "title": STR, "workspace": STR, "createdAt": STR, "updatedAt": STR},
+        {"id": STR, "title": STR, "workspace": STR, "createdAt": STR, "updatedAt": STR,
+         "provider": nullable(STR, description="the provider its answers use; null: the default"),
+         "model": nullable(STR, description="the model its answers use; null: the provider's default")},
         ("id", "title", "createdAt", "updatedAt"),
     ),
     "ToolCall": obj(
@@ -222,6 +224,7 @@ COMPONENTS: dict[str, Schema] = {
             "durationP95Ms": NULL_NUM,
             "attempts": INT,
             "retries": INT,
+            "usage": nullable(ref("TaskUsage")),
         },
         ("taskId", "counts", "successRate", "durationP50Ms", "durationP95Ms", "attempts", "retries"),
     ),
@@ -327,6 +330,61 @@ COMPONENTS.update({
          "createdAt": STR, "decidedAt": NULL_STR},
         ("id", "runId", "path", "cellIndex", "source", "diff", "status"),
         description="A cell edit the model proposed; Apply writes it (revertible with its run), Discard drops it.",
+    ),
+})
+
+# -- steering the model (issue 14): model lists, keys, rules, usage and cost ------------------------
+COMPONENTS.update({
+    "ProviderModels": obj(
+        {"name": STR, "baseUrl": STR, "defaultModel": NULL_STR,
+         "models": array_of(obj({"id": STR}, ("id",))),
+         "error": nullable(STR, description="why the provider could not list its models (never a key)"),
+         "fetchedAt": nullable(NUM, description="epoch seconds of the provider's answer"),
+         "truncated": BOOL},
+        ("name", "models", "error"),
+    ),
+    "ModelList": obj(
+        {"providers": array_of(ref("ProviderModels")),
+         "default": obj({"provider": NULL_STR, "model": NULL_STR, "error": NULL_STR}, ("provider", "model"),
+                        description="what a conversation without its own choice is answered with")},
+        ("providers", "default"),
+    ),
+    "ProviderKey": obj(
+        {
+            "provider": STR,
+            "apiKey": obj({"set": BOOL, "last4": NULL_STR, "source": nullable({"type": "string", "enum": ["env", "stored"]})},
+                          ("set", "last4", "source"), description="the key in use: never the key itself"),
+            "baseUrl": NULL_STR,
+            "baseUrlSource": {"type": "string", "enum": ["env", "stored", "default"]},
+            "stored": obj({"apiKey": BOOL, "last4": NULL_STR, "baseUrl": NULL_STR}, ("apiKey",),
+                          description="what the settings hold (the environment may win over it)"),
+            "envKey": STR,
+            "envBaseUrl": STR,
+            "envWins": array_of(STR, description="environment variables that are set and win over a stored value"),
+            "updatedAt": NULL_NUM,
+        },
+        ("provider", "apiKey", "baseUrlSource", "stored", "envKey", "envBaseUrl", "envWins"),
+    ),
+    "KeyStatus": obj(
+        {"providers": array_of(ref("ProviderKey")), "storage": {"type": "string", "enum": ["file", "keyring"]},
+         "note": NULL_STR},
+        ("providers", "storage"),
+    ),
+    "RuleFile": obj(
+        {"path": STR, "chars": INT, "includedChars": INT, "truncated": BOOL, "note": NULL_STR},
+        ("path", "chars", "includedChars", "truncated"),
+    ),
+    "Rules": obj(
+        {"files": array_of(ref("RuleFile")), "maxChars": INT, "includedChars": INT, "truncated": BOOL},
+        ("files", "maxChars", "includedChars", "truncated"),
+        description="AGENTS.md and .polaris/rules/*.md as the next message's system prompt gets them",
+    ),
+    "TaskUsage": obj(
+        {"runs": INT, "promptTokens": INT, "completionTokens": INT,
+         "costUsd": nullable(NUM, description="estimated, summed over the runs with a known price; null: none known"),
+         "unpricedRuns": INT},
+        ("runs", "promptTokens", "completionTokens", "costUsd", "unpricedRuns"),
+        description="model usage the task's runs reported in their output (output.usage)",
     ),
 })
 

@@ -219,8 +219,18 @@ class PolarisAPI:
     async def get_conversation(self, conversation_id: str) -> JSON:
         return (await self.chat.conversation(conversation_id)).to_json()
 
-    async def rename_conversation(self, conversation_id: str, body: dict[str, Any]) -> JSON:
-        return (await self.chat.rename(conversation_id, body["title"])).to_json()
+    async def update_conversation(self, conversation_id: str, body: dict[str, Any]) -> JSON:
+        conv = await self.chat.conversation(conversation_id)
+        if "title" in body:
+            conv = await self.chat.rename(conversation_id, body["title"])
+        if "provider" in body or "model" in body:
+            provider = body.get("provider", conv.provider)
+            model = body.get("model", None if "provider" in body else conv.model)  # a new provider: its own default
+            conv = await self.chat.set_model(conversation_id, provider, model)
+        if "permissionMode" in body:
+            conv = await self.chat.set_permission_mode(conversation_id, body["permissionMode"])
+        return conv.to_json()
+
 
     async def delete_conversation(self, conversation_id: str) -> None:
         await self.chat.delete(conversation_id)
@@ -280,6 +290,27 @@ class PolarisAPI:
         proposal = await discard_proposal(self.runtime.proposals, proposal_id)
         await announce(self.runtime.engine, proposal)
         return proposal.to_json()
+
+    # -- steering the model (issue 14): thin calls into agent.models and chat.rules ---------------
+    async def list_models(self, refresh: bool = False) -> JSON:
+        return await self.runtime.models.list_models(refresh=refresh)
+
+    async def list_keys(self) -> JSON:
+        return await self.runtime.models.keys_view()
+
+    async def put_key(self, provider: str, body: dict[str, Any]) -> JSON:
+        from polaris_jupyter.agent.keys import UNSET
+
+        fields = {"api_key": body.get("apiKey", UNSET), "base_url": body.get("baseUrl", UNSET)}
+        return await self.runtime.models.put_key(provider, **fields)
+
+    async def delete_key(self, provider: str) -> JSON:
+        return await self.runtime.models.delete_key(provider)
+
+    async def get_rules(self) -> JSON:
+        from polaris_jupyter.chat.rules import load_rules
+
+        return (await load_rules(self.runtime.root_dir, self.runtime.config.rules_max_chars)).to_json()
 
     # -- generation -------------------------------------------------------------------------------
     async def list_project_kinds(self) -> JSON:

@@ -45,9 +45,11 @@ INTENT_INSTRUCTIONS = {
 }
 
 
-def build_system_prompt(root: Path, tool_names: list[str], context: dict[str, Any] | None = None) -> str:
-    """The system message: who the assistant is, the workspace, the tools, and the file the
-    user has open (``context["currentFile"]``), if any."""
+def build_system_prompt(root: Path, tool_names: list[str], context: dict[str, Any] | None = None,
+                        rules: str | None = None) -> str:
+    """The system message: who the assistant is, the workspace, the tools, the file the user
+    has open (``context["currentFile"]``), if any, and the workspace's rules (``chat/rules.py``:
+    AGENTS.md and .polaris/rules, already capped), if any."""
     lines = [
         "You are Polaris, an AI coding assistant working inside a Jupyter workspace.",
         f"The workspace root is the folder {root.name!r}; every path you pass to a tool is relative to it.",
@@ -64,6 +66,8 @@ def build_system_prompt(root: Path, tool_names: list[str], context: dict[str, An
         intent = intent_of(context)
         if intent is not None:
             lines.append(INTENT_INSTRUCTIONS[intent])
+    if rules:
+        lines.append(rules)
     return "\n".join(lines)
 
 
@@ -129,9 +133,11 @@ class TurnPrompt:
     root: Path
     #: The editor context of the newest user message that sent one (:func:`turn_context`).
     context: dict[str, Any] | None = None
+    #: The workspace rules text (``chat.rules.Rules.text``), read for this turn; None: no rules.
+    rules: str | None = None
 
     def system(self, tool_names: list[str]) -> str:
-        return build_system_prompt(self.root, tool_names, self.context)
+        return build_system_prompt(self.root, tool_names, self.context, self.rules)
 
     def messages(self, tool_names: list[str]) -> list[dict[str, str]]:
         """What the model receives for a request carrying ``tool_names``: system, then history."""
@@ -139,10 +145,10 @@ class TurnPrompt:
 
 
 def build_turn_prompt(
-    history: Sequence[Message], answer: Message, *, root: Path, budget_tokens: int
+    history: Sequence[Message], answer: Message, *, root: Path, budget_tokens: int, rules: str | None = None
 ) -> TurnPrompt:
     """The prompt for answering ``answer`` from ``history`` (the conversation's messages).
 
     ``budget_tokens`` bounds the history only (the system prompt is always sent whole); the
     newest user message always stays, however long it is."""
-    return TurnPrompt(history_turns(history, answer, budget_tokens), root, turn_context(history, answer))
+    return TurnPrompt(history_turns(history, answer, budget_tokens), root, turn_context(history, answer), rules or None)

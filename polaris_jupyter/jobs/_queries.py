@@ -86,6 +86,28 @@ def _percentile(sorted_values: list[float], q: float) -> float | None:
     return sorted_values[index]
 
 
+def _usage(conn: sqlite3.Connection, clause: str, params: list[Any]) -> dict[str, dict[str, Any]]:
+    """Per task, the model usage its runs reported in their output (``output.usage``:
+    promptTokens, completionTokens, costUsd), summed. A cost is summed over the runs that
+    have one; ``costUsd`` stays None when no run has one (unknown is never 0)."""
+    where = f"{clause}{' AND' if clause else ' WHERE'} json_valid(output)"
+    out: dict[str, dict[str, Any]] = {}
+    for row in conn.execute(
+        "SELECT task_id, COUNT(p) AS n, SUM(p) AS p, SUM(c) AS c, COUNT(cost) AS priced, SUM(cost) AS cost FROM "
+        "(SELECT task_id, json_extract(output, '$.usage.promptTokens') AS p, "
+        "json_extract(output, '$.usage.completionTokens') AS c, json_extract(output, '$.usage.costUsd') AS cost "
+        f"FROM runs{where}) GROUP BY task_id",
+        params,
+    ):
+        if row["n"]:
+            out[row["task_id"]] = {
+                "runs": row["n"], "promptTokens": int(row["p"] or 0), "completionTokens": int(row["c"] or 0),
+                "costUsd": None if not row["priced"] else round(float(row["cost"]), 8),
+                "unpricedRuns": row["n"] - row["priced"],
+            }
+    return out
+
+
 def _metrics(conn: sqlite3.Connection, task_id: str | None, since: float | None, bucket_s: float) -> dict[str, Any]:
     where: list[str] = []
     params: list[Any] = []
@@ -103,7 +125,7 @@ def _metrics(conn: sqlite3.Connection, task_id: str | None, since: float | None,
         params,
     ):
         entry = per_task.setdefault(
-            row["task_id"], {"taskId": row["task_id"], "counts": {}, "attempts": 0, "retries": 0}
+            row["task_id"], {"taskId": row["task_id"], "counts": {}, "attempts": 0, "retries": 0, "usage": None}
         )
         entry["counts"][row["status"]] = row["n"]
         entry["attempts"] += row["attempts"] or 0
@@ -125,6 +147,9 @@ def _metrics(conn: sqlite3.Connection, task_id: str | None, since: float | None,
         p50, p95 = _percentile(values, 0.5), _percentile(values, 0.95)
         entry["durationP50Ms"] = None if p50 is None else round(p50, 3)
         entry["durationP95Ms"] = None if p95 is None else round(p95, 3)
+    for tid, usage in _usage(conn, clause, params).items():
+        if tid in per_task:
+            per_task[tid]["usage"] = usage
     series = [
         {"bucket": row["b"] * bucket_s, "runs": row["n"], "completed": row["ok"], "failed": row["bad"]}
         for row in conn.execute(

@@ -92,6 +92,8 @@ class ScriptedModelServer:
         repeat_script: bool = False,
     ) -> None:
         self.model = model
+        #: More model ids ``GET /v1/models`` lists after ``model`` (the chat route answers any name).
+        self.extra_models: list[str] = []
         self.host = host
         self.port = port
         self.api_key = api_key
@@ -296,12 +298,21 @@ class _JsonHandler(tornado.web.RequestHandler):
 
 
 class _ModelsHandler(_JsonHandler):
+    """``GET /v1/models``: ``model`` and ``extra_models``; 401 without the key when ``api_key`` is set."""
+
     def get(self) -> None:
         rec = self.server.record(self.request, None)
         rec.completed = True
         rec._finished.set()
+        key = self.server.api_key
+        if key is not None and self.request.headers.get("Authorization", "") != f"Bearer {key}":
+            rec.status = 401
+            self.write_json(401, {"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error",
+                                            "param": None, "code": "invalid_api_key"}})
+            return
         self.write_json(200, {"object": "list", "data": [
-            {"id": self.server.model, "object": "model", "created": 0, "owned_by": "polaris-scripted"}]})
+            {"id": name, "object": "model", "created": 0, "owned_by": "polaris-scripted"}
+            for name in (self.server.model, *self.server.extra_models)]})
 
 
 class _NotFoundHandler(_JsonHandler):

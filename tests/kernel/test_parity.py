@@ -53,7 +53,7 @@ CALLS: list[Call] = [
     ("post_message", {"path": {"conversationId": "{conv}"}, "body": {"content": ""}}),
     ("post_message", {"path": {"conversationId": "{conv}"}, "body": {"content": "x" * 100_001}}),
     ("post_message", {"path": {"conversationId": "{conv}"}, "body": {"text": "hi"}}),
-    ("rename_conversation", {"path": {"conversationId": "{conv}"}, "body": {}}),
+    ("update_conversation", {"path": {"conversationId": "{conv}"}, "body": {}}),
     ("cancel_message", {"path": {"messageId": "msg_missing"}}),
     ("set_model", {"body": {}}),
     ("set_model", {"body": {"model": ""}}),
