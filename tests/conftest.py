@@ -19,11 +19,13 @@ pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 
 @pytest.fixture(autouse=True)
-def _no_model_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_model_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """No test sees a real provider key or another server's URL (tests.helpers.MODEL_ENV); what
-    a test or the server under test sets is undone afterwards."""
+    a test or the server under test sets is undone afterwards. Keys entered in the UI are read
+    from an empty test file, never the user's (subprocesses inherit it)."""
     for name in MODEL_ENV:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("POLARIS_KEYS_PATH", str(tmp_path_factory.mktemp("keys") / "keys.json"))
 
 
 @pytest.hookimpl(hookwrapper=True)
