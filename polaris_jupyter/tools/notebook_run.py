@@ -9,7 +9,8 @@ outputs are stored in the cell through the edit journal (revertible like any not
 unless the cell changed while it ran. The model gets text, errors with their traceback's tail
 and images as ``image/png 640×480``, capped, with secrets masked.
 
-The tool executes code: approvals treat it as an execute tool (see :data:`EXECUTE_TOOLS`).
+The tool executes code: ``tools/permissions.py`` classifies it as ``execute`` (it asks in the
+ask and auto-edit modes and is not offered in plan mode).
 """
 
 from __future__ import annotations
@@ -25,14 +26,12 @@ from polaris_jupyter.tools.notebook_format import cell_source, find_cell, summar
 from polaris_jupyter.tools.notebook_kernel import Execution, execute, fresh_kernel
 from polaris_jupyter.tools.terminal import mask, scrubbed_env, secret_values
 
-__all__ = ["DEFAULT_CELL_TIMEOUT_S", "EXECUTE_TOOLS", "MAX_CELL_TIMEOUT_S", "TOOLS"]
+__all__ = ["DEFAULT_CELL_TIMEOUT_S", "MAX_CELL_TIMEOUT_S", "TOOLS"]
 
 DEFAULT_CELL_TIMEOUT_S = 60
 MAX_CELL_TIMEOUT_S = 600
 #: Characters of output summary the model gets for one run.
 MAX_SUMMARY_CHARS = 6000
-#: Tools of this module that execute code (for approvals).
-EXECUTE_TOOLS = ("runNotebookCell",)
 
 
 async def _store_outputs(ctx: ToolContext, rel: str, position: int, cell_id: str | None, code: str,
