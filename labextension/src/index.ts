@@ -12,6 +12,7 @@ import { Widget } from '@lumino/widgets';
 import { answerMimePlugin } from './answerMime';
 import { PolarisClient } from './api';
 import { generateProject } from './generateDialog';
+import { notebookJobPlugin, OPEN_RUN } from './notebookJob';
 import { errorText } from './renderer/chatView';
 import { RunsDashboard } from './runs/dashboard';
 import { PolarisSidebar } from './sidebar';
@@ -83,6 +84,18 @@ const plugin: JupyterFrontEndPlugin<void> = {
       label: 'Polaris: Open Runs',
       caption: 'Open the Polaris runs dashboard',
       execute: () => reveal('runs')
+    });
+    // For other plugins (notebook jobs): the runs sidebar on one run, or on a tab.
+    app.commands.addCommand(OPEN_RUN, {
+      label: 'Polaris: Open a Run',
+      execute: args => {
+        reveal('runs');
+        if (typeof args.runId === 'string') {
+          sidebar.runs.openRun(args.runId);
+        } else if (args.tab === 'history' || args.tab === 'metrics' || args.tab === 'schedules') {
+          sidebar.runs.showTab(args.tab);
+        }
+      }
     });
     // One dashboard tab at a time; the tracker restores it after a reload.
     const dashboards = new WidgetTracker<RunsDashboard>({ namespace: 'polaris-runs-dashboard' });
@@ -160,4 +173,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [plugin, answerMimePlugin];
+export default [plugin, answerMimePlugin, notebookJobPlugin];

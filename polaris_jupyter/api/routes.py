@@ -251,6 +251,16 @@ ROUTES: tuple[Route, ...] = (
           response=ref("KeyStatus"), errors=(404,), tag="chat"),
     route("get_rules", "GET", "/rules", "The workspace rules (AGENTS.md, .polaris/rules/*.md) the model is given",
           response=ref("Rules"), tag="chat"),
+    # -- notebooks as background jobs (issue 17) --------------------------------------------------
+    route("run_output", "GET", "/runs/{runId}/outputs/{outputFormat}",
+          "An output file of a run-notebook run: the executed notebook (ipynb) or its HTML, read-only",
+          description="run-notebook writes its outputs to the hidden folder .polaris/jobs/<run id>/, which Jupyter's "
+          "contents API does not serve; clients open them through this. `content` is the notebook as JSON (ipynb) "
+          "or the HTML text. 404 while the run has not written the file.",
+          response=obj({"runId": STR, "format": {"type": "string", "enum": ["ipynb", "html"]}, "path": STR, "name": STR,
+                        "mimetype": STR, "content": {}, "size": {"type": "integer"}, "lastModified": STR},
+                       ("runId", "format", "path", "name", "mimetype", "content", "size", "lastModified")),
+          errors=(400, 404, 413)),
 )
 
 # -- notebooks in the chat (issue 13): kernel variables, proposed cell edits ----------------------

@@ -179,6 +179,11 @@ class PolarisAPI:
     async def revert_run(self, run_id: str, body: dict[str, Any]) -> JSON:
         return {"reverted": await self.chat.revert_run(run_id, force=bool(body.get("force", False)))}
 
+    async def run_output(self, run_id: str, output_format: str) -> JSON:
+        from polaris_jupyter.tasks.notebook_outputs import read_run_output
+
+        return await read_run_output(self.runtime.engine, self.runtime.root_dir, run_id, output_format)
+
     async def run_edits(self, run_id: str) -> JSON:
         await self.runtime.engine.get_run(run_id)
         return {"edits": await self.runtime.journal.edits_for_run(run_id)}

@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from IPython.core.error import UsageError
 
 from polaris_jupyter.kernel.magics import _Parser, _split
+from polaris_jupyter.kernel.paths import workspace_path
 
 if TYPE_CHECKING:
     from polaris_jupyter.kernel.client import Polaris
@@ -139,19 +140,6 @@ def _outputs(values: list[str]) -> list[str] | None:
     if unknown:
         raise UsageError(f"--output {unknown[0]!r}: the formats are ipynb and html (the executed .ipynb is always kept)")
     return ["ipynb", "html"] if "html" in formats else (["ipynb"] if formats else None)
-
-
-def workspace_path(path: str) -> str:
-    """``path`` as this kernel sees it, relative to the workspace root when the server said where
-    that is (``POLARIS_ROOT_DIR``); otherwise unchanged (the in-kernel engine's root is the cwd)."""
-    root = os.environ.get("POLARIS_ROOT_DIR")
-    if not root or not os.environ.get("POLARIS_URL") or os.path.isabs(path):
-        return path
-    absolute = os.path.realpath(os.path.join(os.getcwd(), path))
-    real_root = os.path.realpath(root)
-    if os.path.commonpath([absolute, real_root]) != real_root:
-        return path  # outside the workspace: the server says so
-    return os.path.relpath(absolute, real_root)
 
 
 def notebook_payload(args: argparse.Namespace) -> dict[str, Any]:

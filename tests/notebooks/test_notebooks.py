@@ -98,3 +98,21 @@ def test_03_background_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert db.execute("SELECT COUNT(*) FROM schedules WHERE task_id = 'daily-report'").fetchone()[0] == 0
     text = outputs_text(nb)
     assert "same run: True" in text and "[1, 4, 9, 16, 25, 36, 49, 64, 81, 100]" in text
+
+
+def test_04_schedule_a_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    workspace, nb, db = run_notebook("04-schedule-a-notebook.ipynb", tmp_path, monkeypatch)
+    notebook_runs = runs(db, "run-notebook")
+    assert [r["status"] for r in notebook_runs] == ["COMPLETED", "COMPLETED"]
+    for run in notebook_runs:  # each run's executed notebook (and HTML when asked) in its own folder
+        assert (workspace / ".polaris" / "jobs" / run["id"] / "daily-report.ipynb").is_file()
+    assert (workspace / ".polaris" / "jobs" / notebook_runs[0]["id"] / "daily-report.html").is_file()
+    first = nbformat.read(workspace / ".polaris" / "jobs" / notebook_runs[0]["id"] / "daily-report.ipynb", as_version=4)
+    assert "Zürich: 7 day(s), mean" in outputs_text(first)  # the parameters of the magic landed
+    text = outputs_text(nb)
+    assert f"Run {notebook_runs[0]['id']}: COMPLETED after 1 attempt(s)" in text
+    assert "the report said: Lyon: 2 day(s), mean" in text and "cells run: 5 / 5" in text
+    assert "Scheduled reports/daily-report.ipynb as notebook-daily-report-" in text and "06:00 Europe/Paris" in text
+    assert "'parameters': {'days': 1}, 'outputs': ['ipynb', 'html']} options: {'maxAttempts': 3}" in text
+    assert "Deleted schedule notebook-daily-report-" in text
+    assert db.execute("SELECT COUNT(*) FROM schedules WHERE task_id = 'run-notebook'").fetchone()[0] == 0

@@ -8,6 +8,7 @@ import { errorText } from '../renderer/chatView';
 import { clear, formatDuration, formatTime, h, prettyJson, shortJson } from '../renderer/dom';
 import { ProgressView } from '../renderer/progress';
 import { PolarisEvent } from '../renderer/types';
+import { isNotebookRun, notebookProgress } from './notebookProgress';
 import { isFinalRun, statusClass, statusLabel } from './status';
 
 export interface RunDetailOptions {
@@ -266,6 +267,9 @@ export class RunDetailView {
       this.progress.applyEvents(generation);
       this.progress.setSnapshot({ ...this.progress.getSnapshot(), status: run.status });
       parts.push(section('progress', 'Progress', holder, true));
+    }
+    if (isNotebookRun(run, this.events)) {
+      parts.push(section('notebook', 'Notebook', notebookProgress(run, this.events), true));
     }
 
     if (run.error) {

@@ -10,6 +10,7 @@
 import { PolarisClient, Schedule } from '../api';
 import { errorText } from '../renderer/chatView';
 import { clear, formatTime, h } from '../renderer/dom';
+import { payloadBox, payloadSummary, readPayload, setPayloadExample } from './schedulePayload';
 
 export class SchedulesView {
   readonly node: HTMLElement;
@@ -19,6 +20,7 @@ export class SchedulesView {
   private taskSelect: HTMLSelectElement;
   private cronInput: HTMLInputElement;
   private zoneInput: HTMLInputElement;
+  private payloadInput: HTMLTextAreaElement;
   private loadSeq = 0;
   private timer: ReturnType<typeof setTimeout> | null = null;
 
@@ -35,6 +37,8 @@ export class SchedulesView {
     this.cronInput = h('input', { className: 'pj-input pj-schedule-cron', type: 'text', placeholder: '0 * * * *', 'aria-label': 'Cron expression' }) as HTMLInputElement;
     this.zoneInput = h('input', { className: 'pj-input pj-schedule-zone', type: 'text', 'aria-label': 'Time zone' }) as HTMLInputElement;
     this.zoneInput.value = browserZone();
+    this.payloadInput = payloadBox();
+    this.taskSelect.addEventListener('change', () => setPayloadExample(this.payloadInput, this.taskSelect.value));
     const add = h('button', { className: 'pj-button pj-add-schedule', type: 'submit' }, 'Add schedule') as HTMLButtonElement;
     this.formError = h('div', { className: 'pj-tool-error pj-schedule-error', role: 'alert', hidden: true });
     const form = h(
@@ -43,6 +47,7 @@ export class SchedulesView {
       this.taskSelect,
       this.cronInput,
       this.zoneInput,
+      this.payloadInput,
       add,
       this.formError
     ) as HTMLFormElement;
@@ -101,6 +106,7 @@ export class SchedulesView {
     if (ids.includes(current)) {
       this.taskSelect.value = current;
     }
+    setPayloadExample(this.payloadInput, this.taskSelect.value);
   }
 
   private async create(button: HTMLButtonElement): Promise<void> {
@@ -109,11 +115,19 @@ export class SchedulesView {
       this.showFormError('Write a cron expression, e.g. "0 * * * *" for every hour.');
       return;
     }
+    const payload = readPayload(this.payloadInput.value, this.taskSelect.value);
+    if (!payload.ok) {
+      this.showFormError(payload.error);
+      this.payloadInput.focus();
+      return;
+    }
     button.disabled = true;
     try {
-      await this.client.createSchedule({ task: this.taskSelect.value, cron, timezone: this.zoneInput.value.trim() || 'UTC' });
+      const body = { task: this.taskSelect.value, cron, timezone: this.zoneInput.value.trim() || 'UTC' };
+      await this.client.createSchedule(payload.value === undefined ? body : { ...body, payload: payload.value });
       this.showFormError(null);
       this.cronInput.value = '';
+      this.payloadInput.value = '';
       await this.load(false);
     } catch (error) {
       this.showFormError(errorText(error));
@@ -134,7 +148,7 @@ export class SchedulesView {
         h(
           'tr',
           { className: 'pj-schedule-row', 'data-schedule-id': schedule.id, title: schedule.id },
-          h('td', { className: 'pj-run-task' }, schedule.taskId, schedule.declarative ? h('span', { className: 'pj-tag', title: 'declared in code' }, 'code') : null),
+          h('td', { className: 'pj-run-task' }, schedule.taskId, schedule.declarative ? h('span', { className: 'pj-tag', title: 'declared in code' }, 'code') : null, payloadSummary(schedule)),
           h('td', null, h('code', null, schedule.cron), ` ${schedule.timezone}`),
           zonedTimeCell(schedule.active ? schedule.nextRun : null, schedule.timezone, schedule.active ? '—' : 'paused'),
           zonedTimeCell(schedule.lastTimestamp, schedule.timezone, '—'),
