@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING
 
 from polaris_jupyter.agent.models import ModelService
 from polaris_jupyter.api import PolarisAPI
+from polaris_jupyter.chat.remote import follow_remote_answers
 from polaris_jupyter.chat.service import ChatService
 from polaris_jupyter.chat.service import install as install_chat
 from polaris_jupyter.config import PolarisConfig
 from polaris_jupyter.jobs import Clock, Engine, TaskRegistry, default_registry
+from polaris_jupyter.jobs.backends import engine_for
 from polaris_jupyter.tasks.cleanup import CleanupStep, register_cleanup
 from polaris_jupyter.tasks.generate import GenerationService
 from polaris_jupyter.tasks.generate import install as install_generation
@@ -66,16 +68,13 @@ class PolarisRuntime:
         root_dir: str | Path = ".",
         registry: TaskRegistry | None = None,
         clock: Clock | None = None,
+        engine: Engine | None = None,
     ) -> None:
         self.config = config or PolarisConfig()
         self.root_dir = Path(root_dir).resolve()
-        self.engine = Engine(
-            self.config.db_path,
-            registry or default_registry,
-            pool_size=self.config.pool_size,
-            clock=clock,
-            default_retry=self.config.retry_policy(),
-        )
+        # SQLite (db_path), or PostgreSQL + DBOS when database_url is set (jobs/backends.py);
+        # a worker passes its own engine (polaris_jupyter/worker.py).
+        self.engine = engine or engine_for(self.config, registry or default_registry, clock=clock)
         #: Run after the engine (and its store) started, e.g. schema migrations of services.
         self.startup_hooks: list[Callable[[], Awaitable[None]]] = []
         self.cleanup_steps: list[CleanupStep] = []
@@ -86,6 +85,7 @@ class PolarisRuntime:
         self.models = ModelService(self.config)
         self.journal = SqliteEditJournal(self.engine.store)  # the store is the file's one writer
         self.chat: ChatService = install_chat(self)
+        follow_remote_answers(self.chat)  # PostgreSQL: a worker's answer frees its conversation here too
         self.generation: GenerationService = install_generation(self)
         register_run_notebook(self.engine, self.root_dir)
         self.mcp = McpManager(self.config, self.root_dir)  # MCP servers' tools (tools/mcp.py); connect at start
@@ -118,7 +118,7 @@ class PolarisRuntime:
             await hook()
         await self.mcp.start()  # reads mcp.json; the servers connect in the background
         self._started = True
-        log.info("polaris: engine started (db %s, pool %d)", self.config.db_path, self.engine.pool_size)
+        log.info("polaris: engine started (db %s, pool %d)", self.engine.store.path, self.engine.pool_size)
 
     def _import_task_modules(self) -> None:
         """Import ``task_modules``; one that fails is reported (log, /health) and the rest work."""

@@ -7,10 +7,10 @@ import { ILabShell, ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } fr
 import { ICommandPalette, Notification, WidgetTracker } from '@jupyterlab/apputils';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { LabIcon } from '@jupyterlab/ui-components';
-import { Widget } from '@lumino/widgets';
 
 import { answerMimePlugin } from './answerMime';
 import { PolarisClient } from './api';
+import { followLabContext } from './chat/labContext';
 import { generateProject } from './generateDialog';
 import { notebookJobPlugin, OPEN_RUN } from './notebookJob';
 import { errorText } from './renderer/chatView';
@@ -34,13 +34,6 @@ export const polarisIcon = new LabIcon({
     '<path class="jp-icon3" fill="#616161" d="M12 1.5l2.2 7.1 7.3 3.4-7.3 3.4L12 22.5l-2.2-7.1L2.5 12l7.3-3.4z"/>' +
     '<circle class="jp-icon-accent0" fill="#fff" cx="12" cy="12" r="1.6"/></svg>'
 });
-
-/** Path of the document in the main area's current widget, if it is one. */
-function currentDocumentPath(widget: Widget | null): string | null {
-  const context = (widget as any)?.context;
-  const path = context?.path;
-  return typeof path === 'string' && path ? path : null;
-}
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
@@ -140,12 +133,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
 
     if (labShell) {
-      const update = (): void => {
-        const path = currentDocumentPath(labShell.currentWidget);
-        sidebar.chat.setContext(path ? { currentFile: path } : null);
-      };
-      labShell.currentChanged.connect(update);
-      update();
+      followLabContext(labShell, sidebar.chat);
     }
 
     if (settingRegistry) {

@@ -5,6 +5,7 @@
  */
 
 import { clear, h } from './dom';
+import { renderAttachmentChips } from './contextChips';
 import { renderMarkdown } from './markdown';
 import { renderToolCard } from './toolcard';
 import { isActive, isFinalMessage, Message, messageErrorText, MessageStatus } from './types';
@@ -101,6 +102,10 @@ export function renderMessage(el: HTMLElement, m: Message, options: MessageRende
     parts.push(tools);
   }
   parts.push(body);
+  const attached = m.role === 'user' ? renderAttachmentChips(m.context?.attachments) : null;
+  if (attached) {
+    parts.push(attached);
+  }
   const error = messageErrorText(m.error);
   const detailOpen = Boolean(el.querySelector<HTMLDetailsElement>('details.pj-msg-error-more')?.open);
   if (m.status === 'failed' || m.status === 'cancelled') {
