@@ -117,12 +117,12 @@ async def test_a_database_from_before_versions_opens_and_migrates_without_losing
         edits = await journal.edits_for_run("run_old")
         assert [(e["path"], e["beforeSize"], e["revertedAt"]) for e in edits] == [("old.txt", 4, None)]
         await journal.record("run_new", "new.txt", None, b"hashed\n", "")
-        assert await engine.store.schema_versions() == {"store": 1, "schedules": SCHEDULES_SCHEMA.version, "chat": 1, "edits": 1}
+        assert await engine.store.schema_versions() == {"store": 1, "schedules": SCHEDULES_SCHEMA.version, "chat": CHAT_SCHEMA.version, "edits": 1}
     finally:
         await journal.close()
         await engine.stop()
 
-    assert versions(db) == {"store": 1, "schedules": SCHEDULES_SCHEMA.version, "chat": 1, "edits": 1}
+    assert versions(db) == {"store": 1, "schedules": SCHEDULES_SCHEMA.version, "chat": CHAT_SCHEMA.version, "edits": 1}
     assert columns(db, "file_edits")[-2:] == ["after_sha256", "reverted_at"]
     assert sql(db, "SELECT path, after_sha256 IS NULL FROM file_edits ORDER BY id") == [("old.txt", 1), ("new.txt", 0)]
     assert not sql(db, "SELECT 1 FROM sqlite_master WHERE name = 'meta'")  # user_version replaces its row
