@@ -379,6 +379,31 @@ class PolarisConfig(Configurable):
     def _rules_max_default(self) -> int:
         return int(env_value("rules_max_chars") or 20_000)
 
+    @default("permission_mode")
+    def _permission_mode_default(self) -> str:
+        return env_value("permission_mode") or "ask"
+
+    @validate("permission_mode")
+    def _check_permission_mode(self, proposal: Any) -> str:
+        from polaris_jupyter.tools.permissions import PermissionMode
+
+        value = str(proposal["value"]).strip().lower()
+        if value not in {m.value for m in PermissionMode}:
+            raise ValueError(f"permission_mode must be one of {', '.join(m.value for m in PermissionMode)}, "
+                             f"not {proposal['value']!r}")
+        return value
+
+    @default("approval_timeout_s")
+    def _approval_timeout_default(self) -> float:
+        return float(env_value("approval_timeout_s") or 3600)
+
+    @validate("approval_timeout_s")
+    def _check_approval_timeout(self, proposal: Any) -> float:
+        value = float(proposal["value"])
+        if not value >= 0:
+            raise ValueError("approval_timeout_s must be 0 (no timeout) or more seconds")
+        return value
+
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy.from_json(self.default_retry)
 

@@ -28,6 +28,13 @@ def _no_model_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     monkeypatch.setenv("POLARIS_KEYS_PATH", str(tmp_path_factory.mktemp("keys") / "keys.json"))
 
 
+@pytest.fixture(autouse=True)
+def _tool_calls_apply(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chat tool calls run without approval (permission mode ``auto``, servers started by a test
+    inherit it); the tests about approvals ask for ``ask`` themselves."""
+    monkeypatch.setenv("POLARIS_PERMISSION_MODE", "auto")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome: Any = yield

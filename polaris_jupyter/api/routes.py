@@ -251,16 +251,6 @@ ROUTES: tuple[Route, ...] = (
           response=ref("KeyStatus"), errors=(404,), tag="chat"),
     route("get_rules", "GET", "/rules", "The workspace rules (AGENTS.md, .polaris/rules/*.md) the model is given",
           response=ref("Rules"), tag="chat"),
-    # -- notebooks as background jobs (issue 17) --------------------------------------------------
-    route("run_output", "GET", "/runs/{runId}/outputs/{outputFormat}",
-          "An output file of a run-notebook run: the executed notebook (ipynb) or its HTML, read-only",
-          description="run-notebook writes its outputs to the hidden folder .polaris/jobs/<run id>/, which Jupyter's "
-          "contents API does not serve; clients open them through this. `content` is the notebook as JSON (ipynb) "
-          "or the HTML text. 404 while the run has not written the file.",
-          response=obj({"runId": STR, "format": {"type": "string", "enum": ["ipynb", "html"]}, "path": STR, "name": STR,
-                        "mimetype": STR, "content": {}, "size": {"type": "integer"}, "lastModified": STR},
-                       ("runId", "format", "path", "name", "mimetype", "content", "size", "lastModified")),
-          errors=(400, 404, 413)),
 )
 
 # -- notebooks in the chat (issue 13): kernel variables, proposed cell edits ----------------------
@@ -290,6 +280,21 @@ ROUTES += (
           response=ref("Proposal"), errors=(404, 409), tag="notebooks"),
     route("discard_proposal", "POST", "/proposals/{proposalId}/discard", "Discard a proposed cell edit",
           response=ref("Proposal"), errors=(404, 409), tag="notebooks"),
+)
+
+# -- approvals (issue 14): tool calls held for the user's consent -----------------------------------
+ROUTES += (
+    route("list_approvals", "GET", "/approvals", "Approvals, newest first (status=pending: what waits for you)",
+          query=(Param("status", {"type": "string", "enum": ["pending", "approved", "denied", "expired"]}),),
+          response=_data(ref("Approval")), errors=(400,), tag="chat"),
+    route("decide_approval", "POST", "/approvals/{approvalId}",
+          "Approve or deny a held tool call; its run goes on once nothing of it is pending",
+          description="scope `run` answers every pending call of the run the same way and, for an approval, lets "
+          "its later calls through without asking. 409: already decided, or its run has ended.",
+          body=obj({"decision": {"type": "string", "enum": ["approve", "deny"]},
+                    "scope": {"type": "string", "enum": ["once", "run"], "default": "once"}},
+                   ("decision",), closed=True),
+          response=ref("Approval"), errors=(400, 404, 409), tag="chat"),
 )
 
 _BY_OP = {r.op: r for r in ROUTES}

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from polaris_jupyter.chat.approvals import ApprovalScope, ApprovalStatus
 from polaris_jupyter.chat.store import MessageStatus
 from polaris_jupyter.jobs import MAX_BATCH_ITEMS, RunStatus
 from polaris_jupyter.tasks.project_kinds import StepAction
+from polaris_jupyter.tools.permissions import PermissionMode, ToolAccess
 
 __all__ = ["COMPONENTS", "MAX_MESSAGE_CHARS", "array_of", "nullable", "obj", "ref"]
 
@@ -156,7 +158,8 @@ COMPONENTS: dict[str, Schema] = {
     "Conversation": obj(
         {"id": STR, "title": STR, "workspace": STR, "createdAt": STR, "updatedAt": STR,
          "provider": nullable(STR, description="the provider its answers use; null: the default"),
-         "model": nullable(STR, description="the model its answers use; null: the provider's default")},
+         "model": nullable(STR, description="the model its answers use; null: the provider's default"),
+         "permissionMode": nullable(ref("PermissionMode"))},
         ("id", "title", "createdAt", "updatedAt"),
     ),
     "ToolCall": obj(
@@ -164,11 +167,13 @@ COMPONENTS: dict[str, Schema] = {
             "id": STR,
             "name": STR,
             "arguments": {"type": "object"},
-            "status": {"type": "string", "enum": ["running", "succeeded", "failed"]},
+            "status": {"type": "string", "enum": ["waiting", "running", "succeeded", "failed"],
+                       "description": "waiting: its step is held for an approval"},
             "summary": NULL_STR,
             "error": NULL_STR,
             "durationMs": NULL_NUM,
             "diff": NULL_STR,
+            "approval": nullable(ref("ApprovalRef")),
         },
         ("id", "name", "arguments", "status"),
     ),
@@ -385,6 +390,32 @@ COMPONENTS.update({
          "unpricedRuns": INT},
         ("runs", "promptTokens", "completionTokens", "costUsd", "unpricedRuns"),
         description="model usage the task's runs reported in their output (output.usage)",
+    ),
+})
+
+# -- approvals (issue 14): permission modes, tool calls held for the user's consent ---------------
+_APPROVAL_STATUS: Schema = {"type": "string", "enum": [s.value for s in ApprovalStatus]}
+_APPROVAL_SCOPE: Schema = {"type": "string", "enum": [s.value for s in ApprovalScope]}
+COMPONENTS.update({
+    "PermissionMode": {"type": "string", "enum": [m.value for m in PermissionMode],
+                       "description": "ask: edits and commands wait for approval; auto-edit: only commands do; "
+                       "auto: nothing asks; plan: edit and command tools are not offered"},
+    "Approval": obj(
+        {"id": STR, "runId": STR, "messageId": NULL_STR, "conversationId": NULL_STR, "toolCallId": STR,
+         "toolName": STR, "arguments": {"type": "object"},
+         "diff": nullable(STR, description="what an edit would change (unified diff)"),
+         "access": {"type": "string", "enum": [a.value for a in ToolAccess]},
+         "status": _APPROVAL_STATUS, "scope": nullable(_APPROVAL_SCOPE),
+         "reason": nullable(STR, description="why it expired"),
+         "createdAt": STR, "expiresAt": NULL_STR, "decidedAt": NULL_STR},
+        ("id", "runId", "toolCallId", "toolName", "arguments", "status", "createdAt"),
+        description="A tool call held for the user's consent; its run waits (WAITING) holding no worker.",
+    ),
+    "ApprovalRef": obj(
+        {"id": STR, "status": _APPROVAL_STATUS, "scope": nullable(_APPROVAL_SCOPE), "expiresAt": NULL_STR,
+         "reason": NULL_STR},
+        ("id", "status"),
+        description="The approval of a tool call, as its card carries it.",
     ),
 })
 

@@ -179,11 +179,6 @@ class PolarisAPI:
     async def revert_run(self, run_id: str, body: dict[str, Any]) -> JSON:
         return {"reverted": await self.chat.revert_run(run_id, force=bool(body.get("force", False)))}
 
-    async def run_output(self, run_id: str, output_format: str) -> JSON:
-        from polaris_jupyter.tasks.notebook_outputs import read_run_output
-
-        return await read_run_output(self.runtime.engine, self.runtime.root_dir, run_id, output_format)
-
     async def run_edits(self, run_id: str) -> JSON:
         await self.runtime.engine.get_run(run_id)
         return {"edits": await self.runtime.journal.edits_for_run(run_id)}
@@ -316,6 +311,13 @@ class PolarisAPI:
         from polaris_jupyter.chat.rules import load_rules
 
         return (await load_rules(self.runtime.root_dir, self.runtime.config.rules_max_chars)).to_json()
+
+    # -- approvals (issue 14): thin calls into chat.approvals ---------------------------------------
+    async def list_approvals(self, status: str | None = None) -> JSON:
+        return {"data": [a.to_json() for a in await self.chat.approvals.list(status)]}
+
+    async def decide_approval(self, approval_id: str, body: dict[str, Any]) -> JSON:
+        return (await self.chat.approvals.decide(approval_id, body["decision"], body.get("scope", "once"))).to_json()
 
     # -- generation -------------------------------------------------------------------------------
     async def list_project_kinds(self) -> JSON:

@@ -227,8 +227,9 @@ class ChatTurn:
         """Continue a held turn: the message keeps its text and cards (as of ``checkpoint``)."""
         self.resumed_from = checkpoint
         text, shown = checkpoint.loop.text, self._message.content
-        if self._set(status=MessageStatus.PROCESSING, content=text, tool_calls=[dict(c) for c in checkpoint.cards],
-                     error=None):
+        decided = {c.get("id"): c["approval"] for c in self._message.tool_calls if c.get("approval")}
+        cards = [{**c, "approval": decided[c["id"]]} if c.get("id") in decided else dict(c) for c in checkpoint.cards]
+        if self._set(status=MessageStatus.PROCESSING, content=text, tool_calls=cards, error=None):  # decisions kept
             moved_on = shown != text  # a crashed continuation streamed past the checkpoint: show it again
             self._emit("message.status", message_status_data(self._message, attempt=self._ctx.attempt, resumed=True,
                                                              reset=moved_on))

@@ -45,10 +45,14 @@ def merge_delta(content: str, length: int, offset: Any, delta: str) -> tuple[str
     return content + delta[length - start :], "applied"
 
 
+#: A tool call only moves forward: held for approval, running, then finished.
+_PHASE = {"waiting": 0, "running": 1, "succeeded": 2, "failed": 2}
+
+
 def _upsert_tool_call(calls: dict[str, dict[str, Any]], call: dict[str, Any]) -> None:
     existing = calls.get(call["id"])
-    if existing is not None and existing.get("status") != "running" and call.get("status") == "running":
-        return  # a late "started" never undoes a "finished"
+    if existing is not None and _PHASE.get(call.get("status", ""), 2) < _PHASE.get(existing.get("status", ""), 2):
+        return  # a late "started" never undoes a "finished" (nor a "waiting" a "running")
     calls[call["id"]] = {**(existing or {}), **call}
 
 
@@ -81,6 +85,13 @@ class AnswerState:
     @property
     def final(self) -> bool:
         return self.status in FINAL_MESSAGE_STATUSES
+
+    @property
+    def held(self) -> bool:
+        """A tool call of the answer waits for the user's approval (the answer waits with it)."""
+        return not self.final and any(
+            isinstance(c.get("approval"), dict) and c["approval"].get("status") == "pending" for c in self.tool_calls.values()
+        )
 
     def copy(self) -> AnswerState:
         return replace(self, tool_calls={k: dict(v) for k, v in self.tool_calls.items()})
@@ -168,6 +179,13 @@ class AnswerState:
             return True
         if kind == "message.status":
             return self._apply_status(data, event_run, other_run)
+        if kind == "approval.decided":  # the card shows the decision (its buttons go away)
+            call = self.tool_calls.get(str(data.get("toolCallId")))
+            approval = data.get("approval")
+            if other_run or call is None or not isinstance(approval, dict):
+                return False
+            call["approval"] = {k: approval.get(k) for k in ("id", "status", "scope", "expiresAt", "reason")}
+            return True
         if kind in _TOOL_EVENTS:
             call = data.get("toolCall")
             if other_run or not isinstance(call, dict) or not call.get("id"):
@@ -198,8 +216,11 @@ class AnswerState:
 async def follow_answer(
     client: Polaris, conversation_id: str, state: AnswerState, since: int, on_change: Callable[[AnswerState], None]
 ) -> AnswerState:
-    """Apply the conversation's events after ``since`` to ``state`` until the message is final."""
+    """Apply the conversation's events after ``since`` to ``state`` until the message is final,
+    or until it waits for the user's approval (a cell must not block while it does)."""
     backend = client.backend
+    if state.final or state.held:
+        return state
     stream = backend.events(conversation_id=conversation_id, since=since)
     async with contextlib.aclosing(stream):  # type: ignore[type-var]
         async for event in stream:
@@ -211,7 +232,7 @@ async def follow_answer(
                 if stored is not None:
                     state.load(stored)
                     on_change(state.copy())
-            if state.final:
+            if state.final or state.held:
                 break
     return state
 
@@ -223,14 +244,22 @@ def stream_answer(
     show: Callable[[AnswerState], Any],
     update: Callable[[Any, AnswerState], None],
     message_id: str | None = None,
+    *,
+    resume: bool = False,
 ) -> AnswerState:
-    """Post (or retry) a message and redraw its answer until it is final. Blocks this cell only.
+    """Post (or retry) a message and redraw its answer until it is final (or waits for an
+    approval). Blocks this cell only. ``resume``: ``post`` lets an answer go on (an approval
+    decided), which is drawn from what it says so far.
 
     ``show(state)`` creates the display and returns a handle; ``update(handle, state)`` redraws.
     """
     since = client.call(client.backend.last_event_seq())
     posted = post()
     state = AnswerState(message_id or posted["messageId"], posted.get("runId"), conversation_id=conversation_id)
+    if resume:
+        stored = next((m for m in client.messages(conversation_id) if m["id"] == state.message_id), None)
+        if stored is not None:
+            state.load(stored)
     handle = show(state.copy())
     changes: queue.SimpleQueue[AnswerState] = queue.SimpleQueue()
     future = client.loop.submit(follow_answer(client, conversation_id, state, since, changes.put))

@@ -26,11 +26,12 @@ _STATUS_COLOR = {
     "CANCELED": "#6e7781",
     "EXPIRED": "#6e7781",
     "EXECUTING": "#0969da",
+    "WAITING": "#bf8700",
     "REATTEMPTING": "#9a6700",
     "QUEUED": "#6e7781",
     "DELAYED": "#8250df",
 }
-_TOOL_ICON = {"running": "◔", "succeeded": "✓", "failed": "✗"}
+_TOOL_ICON = {"waiting": "⏸", "running": "◔", "succeeded": "✓", "failed": "✗"}
 _MESSAGE_LABEL = {"pending": "waiting…", "processing": "thinking…", "completed": "", "failed": "failed", "cancelled": "stopped"}
 _BOX = "font-family:var(--jp-ui-font-family,sans-serif);font-size:13px;line-height:1.45;"
 
@@ -75,6 +76,8 @@ def _tool_html(call: dict[str, Any]) -> str:
         body += f"<div style='opacity:.85'>{escape(str(call['summary']))}</div>"
     if call.get("error"):
         body += f"<div style='color:#cf222e'>{escape(_error_text(call['error']))}</div>"
+    if _pending_approval(call):
+        body += f"<div style='color:#bf8700'>{escape(_pending_approval(call))}</div>"
     if call.get("diff"):
         lines = []
         for line in str(call["diff"]).splitlines()[:200]:
@@ -87,9 +90,19 @@ def _tool_html(call: dict[str, Any]) -> str:
     return f"<div class='pj-cell-tool' style='{box}'>{head}</div>"
 
 
+def _pending_approval(call: dict[str, Any]) -> str:
+    """How to answer a call held for approval (from a notebook or a terminal), else ''."""
+    approval = call.get("approval") if isinstance(call.get("approval"), dict) else None
+    if approval is None or approval.get("status") != "pending":
+        return ""
+    return f"waiting for your approval: %polaris approve {approval.get('id')} (or deny)"
+
+
 def _tool_line(call: dict[str, Any]) -> str:
     summary = f" — {call['summary']}" if call.get("summary") else ""
-    return f"[{call.get('status') or 'running'}] {call.get('name')} {_short_json(call.get('arguments') or {}, 100)}{summary}"
+    pending = f" — {_pending_approval(call)}" if _pending_approval(call) else ""
+    return (f"[{call.get('status') or 'running'}] {call.get('name')} {_short_json(call.get('arguments') or {}, 100)}"
+            f"{summary}{pending}")
 
 
 def _failure_note(state: AnswerState) -> str:

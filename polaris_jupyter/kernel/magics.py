@@ -43,13 +43,16 @@ USAGE = """\
                                run a notebook on a cron schedule; also: schedule list, schedule delete ID
 %polaris model [NAME] [--provider P]
                                show or set the model (and provider)
+%polaris mode [ask|auto-edit|auto|plan]
+                               show or set what this conversation's tool calls may do without asking
+%polaris approvals             tool calls waiting for your approval; %polaris approve ID [--run], deny ID
 %polaris config                where the engine runs and which model providers are configured
 %polaris help                  this text (also: %polaris?)
 
 Interrupt the kernel (■) to stop an answer that is streaming into a cell."""
 
 SUBCOMMANDS = ("ask", "retry", "new", "generate", "runs", "run", "cancel", "replay", "revert", "tasks", "run-notebook",
-               "schedule", "model", "config", "help")
+               "schedule", "model", "mode", "approvals", "approve", "deny", "config", "help")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -181,6 +184,10 @@ class PolarisMagics(Magics):
             from polaris_jupyter.kernel.notebook_magics import run_subcommand
 
             return run_subcommand(self._client, name, rest)
+        if name in ("mode", "approvals", "approve", "deny"):  # permission modes and approvals: approval_magics.py
+            from polaris_jupyter.kernel.approval_magics import run_subcommand as run_approval_subcommand
+
+            return run_approval_subcommand(self._client, name, rest)
         if name not in _PARSERS:
             raise UsageError(f"%polaris: unknown subcommand {name!r}; use one of {', '.join(SUBCOMMANDS)}\n\nUsage:\n{USAGE}")
         args = _PARSERS[name].parse_args(_split(rest))
@@ -294,7 +301,8 @@ class PolarisMagics(Magics):
 
 
 def _stream(
-    shell: Any, client: Polaris, post: Callable[[], dict[str, Any]], conversation_id: str, message_id: str | None = None
+    shell: Any, client: Polaris, post: Callable[[], dict[str, Any]], conversation_id: str, message_id: str | None = None,
+    *, resume: bool = False,
 ) -> None:
     from IPython.core.displaypub import DisplayPublisher
     from IPython.display import display
@@ -305,7 +313,7 @@ def _stream(
     if type(getattr(shell, "display_pub", None)) is DisplayPublisher:
         # A terminal: updating a display would print the whole answer again each time.
         terminal = TerminalAnswer()
-        stream_answer(client, post, conversation_id, terminal.show, terminal.update, message_id)
+        stream_answer(client, post, conversation_id, terminal.show, terminal.update, message_id, resume=resume)
         return
 
     def show(state: Any) -> Any:
@@ -315,7 +323,7 @@ def _stream(
         if handle is not None:
             handle.update(answer_bundle(state), raw=True)
 
-    stream_answer(client, post, conversation_id, show, update, message_id)
+    stream_answer(client, post, conversation_id, show, update, message_id, resume=resume)
 
 
 _registered: set[int] = set()

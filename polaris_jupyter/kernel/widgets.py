@@ -39,7 +39,8 @@ BATCH_WINDOW_S = 0.05
 #: (a view that rendered while the kernel was busy must not miss the start), at most this often.
 UNSYNCED_SNAPSHOT_INTERVAL_S = 0.5
 CHAT_EVENT_TYPES = frozenset(
-    {"message.created", "message.delta", "message.status", "toolcall.started", "toolcall.finished", "run.reverted"}
+    {"message.created", "message.delta", "message.status", "toolcall.started", "toolcall.finished", "run.reverted",
+     "approval.decided"}
 )
 
 
@@ -271,6 +272,16 @@ class ChatPanel(_PolarisWidget):
 
     async def _do_revert(self, args: dict[str, Any]) -> dict[str, Any]:
         return await self._client.backend.revert_run(str(args.get("runId") or ""), args.get("force") is True)
+
+    # the tool cards' Approve / Deny / Approve all in this run, the header's permission mode
+    async def _do_decide(self, args: dict[str, Any]) -> dict[str, Any]:
+        body = {"decision": args.get("decision"), "scope": args.get("scope") or "once"}
+        path = {"approvalId": str(args.get("approvalId") or "")}
+        return dict(await self._client.backend.call("decide_approval", path=path, body=body))
+
+    async def _do_set_mode(self, args: dict[str, Any]) -> dict[str, Any]:
+        path = {"conversationId": self.conversation_id}
+        return dict(await self._client.backend.call("update_conversation", path=path, body={"permissionMode": args.get("mode")}))
 
     async def _do_select_conversation(self, args: dict[str, Any]) -> dict[str, Any]:
         conversation_id = args.get("conversationId")

@@ -17,6 +17,13 @@ from tests.chat.conftest import ChatEnv, until
 
 pytestmark = pytest.mark.asyncio
 
+
+@pytest.fixture(autouse=True)
+def ask_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default permission mode: edits and commands wait for approval (tests/conftest.py pins auto)."""
+    monkeypatch.setenv("POLARIS_PERMISSION_MODE", "ask")
+
+
 WRITE = {"path": "notes/hello.txt", "content": "hello\n"}
 
 
@@ -165,3 +172,15 @@ async def test_bad_decisions_and_modes_are_refused_with_the_reason(chat_env: Cha
         await chat_env.chat.set_permission_mode(conv.id, "yolo")
     assert (await chat_env.chat.conversation(conv.id)).permission_mode is None
     assert chat_env.chat.permission_mode(conv).value == "ask"
+
+
+async def test_the_default_mode_is_ask_and_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from polaris_jupyter.config import PolarisConfig
+
+    monkeypatch.delenv("POLARIS_PERMISSION_MODE")
+    assert PolarisConfig().permission_mode == "ask"
+    assert PolarisConfig(permission_mode="auto-edit").permission_mode == "auto-edit"
+    monkeypatch.setenv("POLARIS_PERMISSION_MODE", "plan")
+    assert PolarisConfig().permission_mode == "plan"
+    with pytest.raises(Exception, match="permission_mode must be one of ask, auto-edit, auto, plan"):
+        PolarisConfig(permission_mode="yolo")

@@ -12,6 +12,7 @@ import { PolarisClient } from '../api';
 import { EventStream } from '../eventStream';
 import { ChatView, errorText, NEW_CHAT_TITLE } from '../renderer/chatView';
 import { clear, h } from '../renderer/dom';
+import { PermissionMode, PermissionModeControl } from '../renderer/permissionMode';
 import { ChatContext, Conversation } from '../renderer/types';
 
 const STORAGE_KEY = 'polaris-jupyter:conversation';
@@ -32,6 +33,7 @@ export class ChatPanel {
   private picker: HTMLSelectElement;
   private renameButton: HTMLButtonElement;
   private deleteButton: HTMLButtonElement;
+  private mode: PermissionModeControl;
   private loading: Promise<void> | null = null;
   private loadAgain = false;
   private disposed = false;
@@ -41,7 +43,11 @@ export class ChatPanel {
     const newButton = iconButton(addIcon, 'pj-new-conversation', NEW_CHAT_TITLE);
     this.renameButton = iconButton(editIcon, 'pj-rename-conversation', 'Rename chat');
     this.deleteButton = iconButton(deleteIcon, 'pj-delete-conversation', 'Delete chat');
-    const bar = h('div', { className: 'pj-conversation-bar' }, this.picker, newButton, this.renameButton, this.deleteButton);
+    this.mode = new PermissionModeControl(
+      mode => this.setMode(mode),
+      error => this.view.showError(`Cannot change the permission mode: ${errorText(error)}`)
+    );
+    const bar = h('div', { className: 'pj-conversation-bar' }, this.picker, newButton, this.renameButton, this.deleteButton, this.mode.node);
     const host = h('div', { className: 'pj-chat-host' });
     this.node = h('div', { className: 'pj-chat-panel' }, host);
 
@@ -52,6 +58,8 @@ export class ChatPanel {
         stop: messageId => this.client.cancelMessage(messageId).then(() => this.loadMessages()),
         retry: messageId => this.client.retryMessage(messageId).then(() => this.loadMessages()),
         revert: (runId, force) => this.client.revertRun(runId, force),
+        decide: (approvalId, decision, scope) =>
+          this.client.request('POST', `approvals/${encodeURIComponent(approvalId)}`, { decision, scope }),
         resync: () => {
           void this.loadMessages();
         }
@@ -152,6 +160,7 @@ export class ChatPanel {
     this.stream = null;
     this.current = conversation;
     this.view.setConversation(conversation);
+    this.mode.show(conversation);
     this.renderPicker();
     if (!conversation) {
       localStorage.removeItem(STORAGE_KEY);
@@ -211,6 +220,21 @@ export class ChatPanel {
     await this.client.sendMessage(conversation.id, text, context);
     // The first message names the conversation on the server: show the new title now.
     await Promise.all([this.loadMessages(), this.refreshConversations(true)]);
+  }
+
+  /** Save the permission mode of the open conversation (a new one is started when none is open). */
+  private async setMode(mode: PermissionMode): Promise<void> {
+    const conversation = this.current ?? (await this.client.createConversation());
+    const updated = await this.client.request<Conversation>('PATCH', `conversations/${encodeURIComponent(conversation.id)}`, {
+      permissionMode: mode
+    });
+    this.conversations = [updated, ...this.conversations.filter(c => c.id !== updated.id)];
+    if (this.current?.id === updated.id) {
+      this.current = updated;
+    } else {
+      this.open(updated);
+    }
+    this.renderPicker();
   }
 
   private async rename(): Promise<void> {

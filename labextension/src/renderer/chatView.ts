@@ -13,7 +13,6 @@ import { renderMessage } from './message';
 import { Outbox, QueuedMessage, renderOfflineNote } from './outbox';
 import { applyMessageEvent, eventMessageId, mergeMessage } from './stream';
 import { REVERT_CONFLICT } from './toolcard';
-import { ContextChips } from './contextChips';
 import { ChatActions, ChatContext, ChatStatus, Conversation, isActive, Message, PolarisEvent } from './types';
 
 export type ConnectionState = 'connected' | 'connecting' | 'offline' | 'error';
@@ -31,7 +30,7 @@ interface Entry {
 }
 
 /** The events that change one message (applyMessageEvent applies them). */
-const MESSAGE_EVENTS = new Set(['message.created', 'message.delta', 'message.status', 'toolcall.started', 'toolcall.finished']);
+const MESSAGE_EVENTS = new Set(['message.created', 'message.delta', 'message.status', 'toolcall.started', 'toolcall.finished', 'approval.decided']);
 
 function schedule(fn: () => void, windowMs: number): () => void {
   if (windowMs <= 16 && typeof requestAnimationFrame === 'function') {
@@ -65,7 +64,7 @@ export class ChatView {
   private resyncRequested = false;
   private revertStates = new Map<string, string>();
   private context: ChatContext | null = null;
-  private chips = new ContextChips();
+  private includeContext = true;
   private sending = false;
   private busy = false;
   private disposed = false;
@@ -104,7 +103,7 @@ export class ChatView {
       h('div', null, 'It reads and edits files in your workspace; every answer runs as a background job you can stop, retry or revert.')
     );
     this.listEl = h('div', { className: 'pj-chat-messages', role: 'log', 'aria-live': 'polite' }, this.emptyEl);
-    this.contextEl = this.chips.node;
+    this.contextEl = h('div', { className: 'pj-chat-context', hidden: true });
     this.outbox = new Outbox(message => {
       if (!this.inputEl.value) {
         this.inputEl.value = message.text;
@@ -273,10 +272,23 @@ export class ChatView {
     this.bannerEl.hidden = false;
   }
 
-  /** Offer what the user looks at as context for the next message (chips; null: none). */
+  /** Offer a file as context for the next message (null: none). */
   setContext(context: ChatContext | null): void {
     this.context = context;
-    this.chips.offer(context?.items ?? (context?.currentFile ? [{ kind: 'file', path: context.currentFile }] : []));
+    clear(this.contextEl);
+    if (!context?.currentFile) {
+      this.contextEl.hidden = true;
+      return;
+    }
+    const box = h('input', { type: 'checkbox', className: 'pj-context-toggle' }) as HTMLInputElement;
+    box.checked = this.includeContext;
+    box.addEventListener('change', () => {
+      this.includeContext = box.checked;
+    });
+    this.contextEl.append(
+      h('label', { title: 'Send the open file as context with your message' }, box, ' Include ', h('code', null, context.currentFile))
+    );
+    this.contextEl.hidden = false;
   }
 
   /** Host-level busy flag (e.g. a kernel request in flight): disables Send. */
@@ -329,9 +341,8 @@ export class ChatView {
     if (!text || this.sending || this.busy || this.outbox.message || this.activeMessage()) {
       return;
     }
-    const items = this.chips.items();
-    // Nothing kept, nothing sent (not even the open file's name).
-    const context = items.length ? { currentFile: this.context?.currentFile ?? items[0].path, items } : undefined;
+    const context =
+      this.includeContext && this.context?.currentFile ? { currentFile: this.context.currentFile } : undefined;
     this.inputEl.value = '';
     if (this.down) {
       this.hold({ text, context });
@@ -505,7 +516,8 @@ export class ChatView {
     renderMessage(entry.el, m, {
       onRetry: id => this.runAction(() => this.actions.retry(id), 'Could not retry'),
       onRevert: (runId, force) => this.revert(runId, force),
-      revertState: revert || undefined
+      revertState: revert || undefined,
+      onDecide: this.actions.decide?.bind(this.actions)
     });
   }
 }

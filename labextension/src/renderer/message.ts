@@ -5,7 +5,7 @@
  */
 
 import { clear, h } from './dom';
-import { renderAttachmentChips } from './contextChips';
+import { DecideApproval } from './approvals';
 import { renderMarkdown } from './markdown';
 import { renderToolCard } from './toolcard';
 import { isActive, isFinalMessage, Message, messageErrorText, MessageStatus } from './types';
@@ -56,6 +56,8 @@ export interface MessageRenderOptions {
   onRevert?: (runId: string, force?: boolean) => void;
   /** The revert state of the message's run (see ToolCardOptions.revertState). */
   revertState?: string;
+  /** Approve or deny a tool call held for approval (buttons only while the answer runs). */
+  onDecide?: DecideApproval;
 }
 
 /** Redraw `el` for `message`. Tool cards keep the sections the user opened or closed. */
@@ -96,16 +98,16 @@ export function renderMessage(el: HTMLElement, m: Message, options: MessageRende
     const tools = h('div', { className: 'pj-msg-tools' });
     for (const call of m.toolCalls) {
       tools.appendChild(
-        renderToolCard(call, { runId: m.runId, onRevert: options.onRevert, revertState: options.revertState }, oldCards.get(call.id))
+        renderToolCard(
+          call,
+          { runId: m.runId, onRevert: options.onRevert, revertState: options.revertState, onDecide: isActive(m) ? options.onDecide : undefined },
+          oldCards.get(call.id)
+        )
       );
     }
     parts.push(tools);
   }
   parts.push(body);
-  const attached = m.role === 'user' ? renderAttachmentChips(m.context?.attachments) : null;
-  if (attached) {
-    parts.push(attached);
-  }
   const error = messageErrorText(m.error);
   const detailOpen = Boolean(el.querySelector<HTMLDetailsElement>('details.pj-msg-error-more')?.open);
   if (m.status === 'failed' || m.status === 'cancelled') {

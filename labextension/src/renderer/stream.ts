@@ -7,6 +7,7 @@
  * does, not UTF-16 units: an emoji is one, not two.
  */
 
+import { approvalRef } from './approvals';
 import { isFinalMessage, Message, MessageStatus, PolarisEvent, ToolCall } from './types';
 
 export type DeltaResult = 'applied' | 'duplicate' | 'gap';
@@ -58,13 +59,16 @@ export function mergeDelta(content: string, offset: number, delta: string, lengt
   return { content: content + dropCodePoints(delta, length - offset), result: 'applied', length: offset + deltaLength };
 }
 
+/** A tool call only moves forward: held for approval, running, then finished. */
+const PHASE: Record<string, number> = { waiting: 0, running: 1, succeeded: 2, failed: 2 };
+
 /** Insert or replace a tool call (by id) in a message's list; returns a new list. */
 export function upsertToolCall(calls: ToolCall[] | undefined, call: ToolCall): ToolCall[] {
   const list = calls ? [...calls] : [];
   const index = list.findIndex(c => c.id === call.id);
   if (index >= 0) {
-    // A late "started" must not undo a "finished".
-    if (list[index].status !== 'running' && call.status === 'running') {
+    // A late "started" must not undo a "finished" (nor a "waiting" a "running").
+    if ((PHASE[call.status] ?? 2) < (PHASE[list[index].status] ?? 2)) {
       return list;
     }
     list[index] = { ...list[index], ...call };
@@ -184,6 +188,15 @@ export function applyMessageEvent(message: Message, event: PolarisEvent): Applie
         },
         result: 'changed'
       };
+    }
+    case 'approval.decided': {
+      // The card shows the decision (its buttons go away).
+      const callId = data.toolCallId;
+      if (otherRun || !data.approval || !message.toolCalls?.some(c => c.id === callId)) {
+        return ignored;
+      }
+      const toolCalls = message.toolCalls.map(c => (c.id === callId ? { ...c, approval: approvalRef(data.approval) } : c));
+      return { message: { ...message, toolCalls }, result: 'changed' };
     }
     case 'toolcall.started':
     case 'toolcall.finished':

@@ -3,11 +3,13 @@
  * and for file edits a colored diff plus "Revert this run".
  */
 
+import { DecideApproval, renderApprovalBar } from './approvals';
 import { diffStats, renderDiff } from './diff';
 import { formatDuration, h, prettyJson, shortJson } from './dom';
 import { ToolCall } from './types';
 
 const STATE_LABEL: Record<string, string> = {
+  waiting: 'waiting for approval',
   running: 'running',
   succeeded: 'done',
   failed: 'failed'
@@ -38,6 +40,8 @@ export interface ToolCardOptions {
    *  'conflict:' + why (files changed since the run; the button then offers to overwrite) |
    *  an error text. */
   revertState?: string;
+  /** Answer a pending approval (the card's Approve / Deny buttons); no buttons without it. */
+  onDecide?: DecideApproval;
 }
 
 /**
@@ -102,7 +106,7 @@ export function renderToolCard(call: ToolCall, options: ToolCardOptions, previou
     );
     body.appendChild(section('diff', label, renderDiff(call.diff), true));
     const runId = options.runId;
-    if (runId && options.onRevert) {
+    if (runId && options.onRevert && status !== 'waiting') {
       const state = options.revertState;
       const busy = state === 'reverting' || state === 'reverted';
       const conflict = state?.startsWith(REVERT_CONFLICT) ? state.slice(REVERT_CONFLICT.length) : null;
@@ -123,6 +127,10 @@ export function renderToolCard(call: ToolCall, options: ToolCardOptions, previou
       }
       body.appendChild(actions);
     }
+  }
+  const approval = renderApprovalBar(call, options.onDecide);
+  if (approval) {
+    body.appendChild(approval);
   }
   // The card opens by itself when it carries a diff or an error, unless the user folded or
   // unfolded it (then their choice sticks across re-renders).

@@ -40,12 +40,12 @@ export interface ChatActions {
   revert(runId: string, force?: boolean): void | Promise<unknown>;
   /** Called when the view saw a gap it cannot repair (missed delta, unknown message). */
   resync?(reason: string): void;
+  /** Answer a tool call held for approval (`renderer/approvals.ts`); no buttons without it. */
+  decide?(approvalId: string, decision: 'approve' | 'deny', scope: 'once' | 'run'): Promise<unknown>;
 }
 
 export interface ChatContext {
   currentFile?: string;
-  /** What the user attached (chips, renderer/contextChips.ts); the server reads and sends them. */
-  items?: Schemas['ContextItem'][];
 }
 
 export interface ChatStatus {

@@ -7,6 +7,7 @@
 
 import { ChatView, errorText, NEW_CHAT_TITLE } from '../renderer/chatView';
 import { clear, h } from '../renderer/dom';
+import { PermissionModeControl } from '../renderer/permissionMode';
 import { Conversation, Message, PolarisEvent } from '../renderer/types';
 import { AnyModel, CommClient, KernelMessage } from './comm';
 
@@ -20,16 +21,21 @@ function render({ model, el }: RenderProps): () => void {
   const picker = h('select', { className: 'pj-select pj-conversation-picker', 'aria-label': 'Chat' }) as HTMLSelectElement;
   const newButton = h('button', { className: 'pj-button pj-button-secondary pj-new-conversation', type: 'button', title: 'Start a new chat' }, NEW_CHAT_TITLE);
   const statusText = h('span', { className: 'pj-widget-status' });
-  const toolbar = h('div', null, picker, newButton, statusText);
+  let comm: CommClient;
+  const mode = new PermissionModeControl(
+    next => comm.request('set_mode', { mode: next }),
+    error => view.showError(`Cannot change the permission mode: ${errorText(error)}`)
+  );
+  const toolbar = h('div', null, picker, newButton, mode.node, statusText);
   const host = h('div', { className: 'pj-widget-body' });
   el.append(host);
 
-  let comm: CommClient;
   const view = new ChatView(host, {
     send: (text, context) => comm.request('send', { text, context: context ?? null }),
     stop: messageId => comm.request('stop', { messageId }),
     retry: messageId => comm.request('retry', { messageId }),
     revert: (runId, force) => comm.request('revert', { runId, force: Boolean(force) }),
+    decide: (approvalId, decision, scope) => comm.request('decide', { approvalId, decision, scope }),
     resync: () => {
       void refresh();
     }
@@ -38,6 +44,7 @@ function render({ model, el }: RenderProps): () => void {
   const onMessage = (message: KernelMessage): void => {
     if (message.kind === 'snapshot') {
       view.setConversation((message.conversation as Conversation | null) ?? null);
+      mode.show((message.conversation as Conversation | null) ?? null);
       view.setMessages((message.messages as Message[]) ?? []);
       if (message.status) {
         view.setStatus(message.status);
