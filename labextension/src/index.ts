@@ -10,6 +10,7 @@ import { LabIcon } from '@jupyterlab/ui-components';
 
 import { answerMimePlugin } from './answerMime';
 import { PolarisClient } from './api';
+import { installLabCodeActions } from './chat/labCodeActions';
 import { followLabContext } from './chat/labContext';
 import { generateProject } from './generateDialog';
 import { notebookJobPlugin, OPEN_RUN } from './notebookJob';
@@ -134,6 +135,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     if (labShell) {
       followLabContext(labShell, sidebar.chat);
+      installLabCodeActions(app, labShell);
     }
 
     if (settingRegistry) {

@@ -12,8 +12,10 @@ import { PolarisClient } from '../api';
 import { EventStream } from '../eventStream';
 import { ChatView, errorText, NEW_CHAT_TITLE } from '../renderer/chatView';
 import { clear, h } from '../renderer/dom';
+import { ModelBar } from '../renderer/modelBar';
 import { PermissionMode, PermissionModeControl } from '../renderer/permissionMode';
 import { ChatContext, Conversation } from '../renderer/types';
+import { sidebarModelBar } from './modelHeader';
 
 const STORAGE_KEY = 'polaris-jupyter:conversation';
 
@@ -34,6 +36,8 @@ export class ChatPanel {
   private renameButton: HTMLButtonElement;
   private deleteButton: HTMLButtonElement;
   private mode: PermissionModeControl;
+  /** The model picker, rules and usage line under the header (modelHeader.ts). */
+  private models: ModelBar;
   private loading: Promise<void> | null = null;
   private loadAgain = false;
   private disposed = false;
@@ -67,6 +71,14 @@ export class ChatPanel {
       { streamWindowMs, toolbar: bar, onReconnect: () => this.stream?.reconnectNow() }
     );
 
+    this.models = sidebarModelBar(client, this.view, {
+      ensureConversation: () => this.newConversation(),
+      onChanged: updated => {
+        this.conversations = this.conversations.map(c => (c.id === updated.id ? updated : c));
+        this.current = this.current?.id === updated.id ? updated : this.current;
+      },
+      onError: text => this.view.showError(text)
+    });
     this.picker.addEventListener('change', () => {
       const next = this.conversations.find(c => c.id === this.picker.value) ?? null;
       this.open(next);
@@ -79,7 +91,7 @@ export class ChatPanel {
 
   /** Load conversations and the model status; open the last used conversation. */
   async init(): Promise<void> {
-    await Promise.all([this.refreshStatus(), this.refreshConversations()]);
+    await Promise.all([this.refreshStatus().then(() => this.models.refresh()), this.refreshConversations()]);
     if (this.disposed) {
       return;
     }
@@ -150,6 +162,7 @@ export class ChatPanel {
     this.disposed = true;
     this.stream?.dispose();
     this.stream = null;
+    this.models.dispose();
     this.view.dispose();
   }
 
@@ -160,6 +173,7 @@ export class ChatPanel {
     this.stream = null;
     this.current = conversation;
     this.view.setConversation(conversation);
+    this.models.setConversation(conversation);
     this.mode.show(conversation);
     this.renderPicker();
     if (!conversation) {

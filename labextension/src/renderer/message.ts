@@ -7,6 +7,7 @@
 import { clear, h } from './dom';
 import { DecideApproval } from './approvals';
 import { renderMarkdown } from './markdown';
+import { costText } from './modelBar';
 import { renderToolCard } from './toolcard';
 import { isActive, isFinalMessage, Message, messageErrorText, MessageStatus } from './types';
 
@@ -77,6 +78,8 @@ export function renderMessage(el: HTMLElement, m: Message, options: MessageRende
   if (m.role === 'assistant' && m.status === 'completed') {
     const usage = usageText(m.usage);
     meta.appendChild(h('span', { className: 'pj-msg-usage', title: usage.title }, usage.text));
+    const cost = costText(m.usage);
+    meta.appendChild(h('span', { className: 'pj-msg-cost', title: cost.title }, cost.text));
   }
 
   const oldCards = new Map<string, HTMLElement>();

@@ -6,9 +6,10 @@
  * (a ResizeObserver), so their text keeps one size in the sidebar and in a tab.
  */
 
-import { Metrics, PolarisClient } from '../api';
+import { Metrics, PolarisClient, TaskMetrics } from '../api';
 import { errorText } from '../renderer/chatView';
 import { clear, formatDuration, h } from '../renderer/dom';
+import { formatCost } from '../renderer/modelBar';
 import { DEFAULT_CHART_WIDTH_PX, horizontalBars, runsOverTimeChart, SeriesPoint } from './charts';
 
 /** Bucket start as a short local time; accepts ISO strings and epoch seconds (or ms). */
@@ -18,6 +19,21 @@ function bucketLabel(bucket: string | number): string {
     return String(bucket);
   }
   return date.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+}
+
+/** Tokens and estimated cost the task's runs reported (output.usage); unknown is "—", never 0. */
+function usageCells(usage: TaskMetrics['usage']): HTMLElement[] {
+  if (!usage) {
+    return [h('td', { title: 'No run of this task reported model usage' }, '—'), h('td', null, '—')];
+  }
+  const tokens = usage.promptTokens + usage.completionTokens;
+  const runs = `${usage.runs} run${usage.runs === 1 ? '' : 's'}`;
+  const unpriced = usage.unpricedRuns ? `; ${usage.unpricedRuns} without a known price` : '';
+  const cost = usage.costUsd === null ? '—' : `${formatCost(usage.costUsd)}${usage.unpricedRuns ? ' + ?' : ''}`;
+  return [
+    h('td', { title: `${usage.promptTokens.toLocaleString()} in, ${usage.completionTokens.toLocaleString()} out (${runs})` }, tokens.toLocaleString()),
+    h('td', { title: `Estimated from the price table (PolarisConfig.prices)${unpriced}` }, cost)
+  ];
 }
 
 export class MetricsView {
@@ -154,7 +170,7 @@ export class MetricsView {
     const table = h(
       'table',
       { className: 'pj-table pj-metrics-table' },
-      h('thead', null, h('tr', null, h('th', null, 'Task'), h('th', null, 'Runs'), h('th', null, 'Success'), h('th', null, 'p50'), h('th', null, 'p95'), h('th', null, 'Retries')))
+      h('thead', null, h('tr', null, h('th', null, 'Task'), h('th', null, 'Runs'), h('th', null, 'Success'), h('th', null, 'p50'), h('th', null, 'p95'), h('th', null, 'Retries'), h('th', null, 'Tokens'), h('th', null, 'Cost (est.)')))
     );
     const body = h('tbody');
     for (const t of tasks) {
@@ -168,7 +184,8 @@ export class MetricsView {
           h('td', null, t.successRate === null || t.successRate === undefined ? '—' : `${Math.round(t.successRate * 100)}%`),
           h('td', null, formatDuration(t.durationP50Ms)),
           h('td', null, formatDuration(t.durationP95Ms)),
-          h('td', null, String(t.retries ?? 0))
+          h('td', null, String(t.retries ?? 0)),
+          ...usageCells(t.usage)
         )
       );
     }

@@ -7,6 +7,7 @@
 
 import { ChatView, errorText, NEW_CHAT_TITLE } from '../renderer/chatView';
 import { clear, h } from '../renderer/dom';
+import { ModelBar } from '../renderer/modelBar';
 import { PermissionModeControl } from '../renderer/permissionMode';
 import { Conversation, Message, PolarisEvent } from '../renderer/types';
 import { AnyModel, CommClient, KernelMessage } from './comm';
@@ -40,10 +41,23 @@ function render({ model, el }: RenderProps): () => void {
       void refresh();
     }
   }, { toolbar });
+  // the model picker, rules and usage line (renderer/modelBar.ts) over the kernel's comm
+  const models = new ModelBar({
+    source: {
+      listModels: refresh => comm.request('models', { refresh }),
+      setModel: (_conversationId, provider, model) => comm.request('set_model', { provider, model }),
+      rules: () => comm.request('rules')
+    },
+    onError: text => view.showError(text),
+    onEffective: (provider, model) => view.setStatus({ provider, model })
+  });
+  view.node.querySelector('.pj-chat-header')?.after(models.node);
+  models.watch(view);
 
   const onMessage = (message: KernelMessage): void => {
     if (message.kind === 'snapshot') {
       view.setConversation((message.conversation as Conversation | null) ?? null);
+      models.setConversation((message.conversation as Conversation | null) ?? null);
       mode.show((message.conversation as Conversation | null) ?? null);
       view.setMessages((message.messages as Message[]) ?? []);
       if (message.status) {
@@ -113,12 +127,14 @@ function render({ model, el }: RenderProps): () => void {
   renderStatus();
   renderBusy();
   void refresh();
+  void models.refresh();
 
   return () => {
     for (const [event, handler] of traits) {
       model.off(event, handler);
     }
     comm.dispose();
+    models.dispose();
     view.dispose();
     el.classList.remove('pj-widget', 'pj-chat-widget');
     clear(el);
