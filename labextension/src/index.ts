@@ -16,6 +16,7 @@ import { generateProject } from './generateDialog';
 import { notebookJobPlugin, OPEN_RUN } from './notebookJob';
 import { errorText } from './renderer/chatView';
 import { RunsDashboard } from './runs/dashboard';
+import { OPEN_TOOLS, toolsPlugin } from './settings/toolsPlugin';
 import { PolarisSidebar } from './sidebar';
 
 const PLUGIN_ID = 'polaris-jupyter:plugin';
@@ -49,7 +50,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
     labShell: ILabShell | null
   ) => {
     const client = new PolarisClient(app.serviceManager.serverSettings);
-    const sidebar = new PolarisSidebar(client, 100, () => void app.commands.execute(CommandIDs.openRunsDashboard));
+    const sidebar = new PolarisSidebar(
+      client,
+      100,
+      () => void app.commands.execute(CommandIDs.openRunsDashboard),
+      () => void app.commands.execute(OPEN_TOOLS)
+    );
     sidebar.title.icon = polarisIcon;
     app.shell.add(sidebar, 'left', { rank: 650 });
     if (restorer) {
@@ -163,4 +169,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [plugin, answerMimePlugin, notebookJobPlugin];
+export default [plugin, answerMimePlugin, notebookJobPlugin, toolsPlugin];

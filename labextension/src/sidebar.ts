@@ -20,7 +20,7 @@ export class PolarisSidebar extends Widget {
   private hosts: Record<SidebarView, HTMLElement>;
   private started = false;
 
-  constructor(client: PolarisClient, streamWindowMs: number, onOpenDashboard?: () => void) {
+  constructor(client: PolarisClient, streamWindowMs: number, onOpenDashboard?: () => void, onOpenTools?: () => void) {
     super();
     this.id = 'polaris-sidebar';
     this.addClass('pj-sidebar');
@@ -37,8 +37,12 @@ export class PolarisSidebar extends Widget {
     };
     this.buttons.chat.addEventListener('click', () => this.showView('chat'));
     this.buttons.runs.addEventListener('click', () => this.showView('runs'));
+    // Tools (settings/toolsView.ts) opens in the main area: a button, not a tab of the sidebar.
+    const tools = onOpenTools
+      ? h('button', { className: 'pj-tab pj-open-tools', type: 'button', title: 'Tools: built-in and MCP servers', onclick: () => onOpenTools() }, 'Tools')
+      : null;
     this.node.append(
-      h('div', { className: 'pj-tabs', role: 'tablist' }, h('span', { className: 'pj-brand' }, 'Polaris'), this.buttons.chat, this.buttons.runs),
+      h('div', { className: 'pj-tabs', role: 'tablist' }, h('span', { className: 'pj-brand' }, 'Polaris'), this.buttons.chat, this.buttons.runs, tools),
       this.hosts.chat,
       this.hosts.runs
     );

@@ -296,6 +296,20 @@ ROUTES += (
                    ("decision",), closed=True),
           response=ref("Approval"), errors=(400, 404, 409), tag="chat"),
 )
+ROUTES += (
+    route("list_mcp_servers", "GET", "/mcp", "MCP servers: status, error and tools of each configured server",
+          description="Servers come from <jupyter config dir>/polaris/mcp.json and the workspace's .polaris/mcp.json "
+          "(mcpServers; workspace entries replace the user's of the same name). status: connecting, ready, "
+          "failed (error says why; restarted at retryAt) or disabled. problems: files or entries that could not "
+          "be used, with the path and the reason.",
+          response=ref("McpServers"), tag="tools"),
+    route("reload_mcp", "POST", "/mcp/reload", "Read the mcp.json files again and (re)connect what changed",
+          description="Servers whose entry is unchanged keep their session; removed or changed ones are stopped, "
+          "new and changed ones connect in the background (the answer does not wait for them).",
+          response=ref("McpServers"), tag="tools"),
+    route("list_tools", "GET", "/tools", "Every tool the model may be offered: built-in and MCP, with its access",
+          response=obj({"tools": array_of(ref("ToolInfo"))}, ("tools",)), tag="tools"),
+)
 
 _BY_OP = {r.op: r for r in ROUTES}
 assert len(_BY_OP) == len(ROUTES), "route ops must be unique"

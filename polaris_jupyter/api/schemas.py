@@ -13,6 +13,7 @@ from polaris_jupyter.chat.approvals import ApprovalScope, ApprovalStatus
 from polaris_jupyter.chat.store import MessageStatus
 from polaris_jupyter.jobs import MAX_BATCH_ITEMS, RunStatus
 from polaris_jupyter.tasks.project_kinds import StepAction
+from polaris_jupyter.tools.mcp_config import McpStatus, McpTransport
 from polaris_jupyter.tools.permissions import PermissionMode, ToolAccess
 
 __all__ = ["COMPONENTS", "MAX_MESSAGE_CHARS", "array_of", "nullable", "obj", "ref"]
@@ -416,6 +417,45 @@ COMPONENTS.update({
          "reason": NULL_STR},
         ("id", "status"),
         description="The approval of a tool call, as its card carries it.",
+    ),
+})
+
+# -- tools and MCP servers (issue 14 item 5): tools/mcp.py ---------------------------------------
+COMPONENTS.update({
+    "McpTool": obj(
+        {"name": {"type": "string", "description": "as the model sees it: server__tool"},
+         "tool": {"type": "string", "description": "the server's own name of the tool"},
+         "server": STR, "description": STR,
+         "readOnly": {"type": "boolean", "description": "the server marks it read-only (readOnlyHint): it never asks"}},
+        ("name", "tool", "server", "description", "readOnly"),
+    ),
+    "McpServer": obj(
+        {"name": STR,
+         "transport": {"type": "string", "enum": [t.value for t in McpTransport]},
+         "target": {"type": "string", "description": "the command line or the URL (env and header values are never shown)"},
+         "source": {"type": "string", "description": "the mcp.json the entry comes from"},
+         "status": {"type": "string", "enum": [s.value for s in McpStatus]},
+         "error": nullable(STR, description="why it failed (a bad entry, the program's stderr, the connection)"),
+         "serverInfo": nullable(STR, description="name and version the server reported"),
+         "connections": {"type": "integer", "description": "sessions opened so far (more than 1: it was restarted)"},
+         "connectMs": nullable(NUM, description="how long the last connect took, start to tools listed"),
+         "retryAt": nullable(NUM, description="epoch seconds of the next restart of a failed server"),
+         "tools": array_of(ref("McpTool"))},
+        ("name", "transport", "target", "source", "status", "error", "tools"),
+    ),
+    "McpServers": obj(
+        {"servers": array_of(ref("McpServer")),
+         "problems": array_of(obj({"path": STR, "error": STR, "server": NULL_STR}, ("path", "error")),
+                              description="config files (or entries, with server) that could not be used"),
+         "configPaths": array_of(STR, description="the files read, in order; later entries of a name win")},
+        ("servers", "problems", "configPaths"),
+    ),
+    "ToolInfo": obj(
+        {"name": STR, "description": STR, "group": STR,
+         "access": {"type": "string", "enum": [a.value for a in ToolAccess],
+                    "description": "read tools never ask; edit and execute tools ask as the permission mode says"},
+         "server": nullable(STR, description="the MCP server it comes from; null for a built-in tool")},
+        ("name", "description", "group", "access", "server"),
     ),
 })
 

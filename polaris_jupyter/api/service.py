@@ -319,6 +319,19 @@ class PolarisAPI:
     async def decide_approval(self, approval_id: str, body: dict[str, Any]) -> JSON:
         return (await self.chat.approvals.decide(approval_id, body["decision"], body.get("scope", "once"))).to_json()
 
+    # -- tools and MCP servers (issue 14 item 5): thin calls into tools/mcp.py ---------------------
+    async def list_mcp_servers(self) -> JSON:
+        return self.runtime.mcp.to_json()
+
+    async def reload_mcp(self) -> JSON:
+        return await self.runtime.mcp.reload()
+
+    async def list_tools(self) -> JSON:
+        from polaris_jupyter.tools import load_all
+        from polaris_jupyter.tools.mcp import tools_json
+
+        return {"tools": tools_json(self.runtime.mcp.registry_with(load_all()))}
+
     # -- generation -------------------------------------------------------------------------------
     async def list_project_kinds(self) -> JSON:
         from polaris_jupyter.tasks.project_kinds import project_kinds

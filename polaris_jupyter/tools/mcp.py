@@ -38,7 +38,7 @@ from polaris_jupyter.tools.mcp_tools import McpTool, make_tool
 if TYPE_CHECKING:
     from polaris_jupyter.config import PolarisConfig
 
-__all__ = ["McpManager", "McpStatus", "McpTool", "McpUnavailable"]
+__all__ = ["McpManager", "McpStatus", "McpTool", "McpUnavailable", "tools_json"]
 
 log = logging.getLogger("polaris_jupyter.tools.mcp")
 
@@ -67,6 +67,7 @@ class McpManager:
         self.problems: list[ConfigProblem] = []
         self.config_paths: list[str] = []
         self._lock = asyncio.Lock()
+        self._tool_cache: dict[str, tuple[tuple[int, int, float], list[McpTool]]] = {}
         self._started = False
 
     @property
@@ -120,15 +121,24 @@ class McpManager:
         for connection in self.connections.values():
             if connection.status is not McpStatus.READY:
                 continue
-            timeout_s = connection.spec.call_timeout_s or self.config.mcp_call_timeout_s
-            for info in connection.tools:
-                tool = make_tool(info, connection.call, timeout_s)
+            for tool in self._server_tools(connection):
                 if tool.name in out:
                     log.warning("polaris: MCP tool %s of server %s hides another tool of the same name",
                                 tool.name, connection.spec.name)
                     continue
                 out[tool.name] = tool
         return list(out.values())
+
+    def _server_tools(self, connection: McpConnection) -> list[McpTool]:
+        """The registry's tools of one server, built once per listing (each checks its arguments
+        with a validator compiled from the server's schema)."""
+        timeout_s = connection.spec.call_timeout_s or self.config.mcp_call_timeout_s
+        key = (id(connection), id(connection.tools), timeout_s)
+        cached = self._tool_cache.get(connection.spec.name)
+        if cached is None or cached[0] != key:
+            cached = (key, [make_tool(info, connection.call, timeout_s) for info in connection.tools])
+            self._tool_cache[connection.spec.name] = cached
+        return cached[1]
 
     def registry_with(self, base: ToolRegistry) -> ToolRegistry:
         """A new registry: ``base``'s tools, then the ready servers' tools (``base`` is not changed)."""
@@ -146,3 +156,20 @@ class McpManager:
             "problems": [p.to_json() for p in self.problems],
             "configPaths": list(self.config_paths),
         }
+
+
+def tools_json(registry: ToolRegistry) -> list[dict[str, Any]]:
+    """Every tool of ``registry`` as the Tools list shows it: name, description, group, access
+    (``tools/permissions.py``) and the MCP server it comes from (None for a built-in tool)."""
+    from polaris_jupyter.tools.permissions import tool_access
+
+    out = []
+    for name in registry.names():
+        tool = registry.get(name)
+        if tool is None:
+            continue
+        out.append({
+            "name": tool.name, "description": tool.description, "group": tool.group,
+            "access": tool_access(tool).value, "server": tool.server if isinstance(tool, McpTool) else None,
+        })
+    return out

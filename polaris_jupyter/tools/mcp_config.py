@@ -185,8 +185,11 @@ def parse_server(name: str, entry: Any, source: str) -> McpServerSpec:
         return McpServerSpec(name, source, error=f"the entry must be an object, not {type(entry).__name__}")
     try:
         return _parse_entry(name, entry, source)
-    except ValueError as exc:
-        return McpServerSpec(name, source, error=str(exc))
+    except ValueError as exc:  # shown under its name, with what it would have connected
+        command, url = entry.get("command"), entry.get("url")
+        transport = McpTransport.HTTP if "url" in entry and "command" not in entry else McpTransport.STDIO
+        return McpServerSpec(name, source, transport, command=command if isinstance(command, str) else "",
+                             url=url if isinstance(url, str) else "", error=str(exc))
 
 
 def _parse_entry(name: str, entry: dict[str, Any], source: str) -> McpServerSpec:

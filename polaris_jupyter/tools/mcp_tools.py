@@ -40,7 +40,7 @@ __all__ = [
     "MAX_DESCRIPTION_CHARS",
     "McpTool",
     "McpToolInfo",
-    "check_arguments",
+    "argument_checker",
     "make_tool",
     "namespaced_name",
     "result_text",
@@ -119,28 +119,34 @@ def model_parameters(schema: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def check_arguments(tool_name: str, schema: dict[str, Any], args: dict[str, Any]) -> None:
-    """Refuse arguments the server's schema rejects, with the argument and the reason.
+def argument_checker(tool_name: str, schema: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    """A check of a tool's arguments against the server's schema (built once per tool listing):
+    it refuses what the schema rejects with the argument and the reason, as a ToolError.
 
-    A schema that is itself invalid is not the model's fault: the call then goes to the server,
-    which checks it its own way."""
+    A schema that is itself invalid is not the model's fault: the calls then go to the server,
+    which checks them its own way."""
     try:
         cls = validator_for(schema)
         cls.check_schema(schema)
     except SchemaError as exc:
         log.debug("MCP tool %s has an invalid input schema (%s); arguments go unchecked", tool_name, exc.message)
-        return
-    errors = sorted(cls(schema).iter_errors(args), key=relevance, reverse=True)
-    if not errors:
-        return
-    problems = []
-    for error in errors[:MAX_ARGUMENT_PROBLEMS]:
-        where = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p))
-                        for i, p in enumerate(error.absolute_path))
-        problems.append(f"argument {where!r}: {error.message}" if where else error.message)
+        return lambda args: None
+    validator = cls(schema)
     properties = schema.get("properties")
     allowed = f" (parameters: {', '.join(sorted(properties))})" if isinstance(properties, dict) and properties else ""
-    raise ToolError(f"{tool_name}: {'; '.join(problems)}{allowed}")
+
+    def check(args: dict[str, Any]) -> None:
+        errors = sorted(validator.iter_errors(args), key=relevance, reverse=True)
+        if not errors:
+            return
+        problems = []
+        for error in errors[:MAX_ARGUMENT_PROBLEMS]:
+            where = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p))
+                            for i, p in enumerate(error.absolute_path))
+            problems.append(f"argument {where!r}: {error.message}" if where else error.message)
+        raise ToolError(f"{tool_name}: {'; '.join(problems)}{allowed}")
+
+    return check
 
 
 def result_text(result: Any, max_chars: int = MAX_TOOL_OUTPUT_CHARS) -> tuple[str, bool]:
@@ -190,8 +196,10 @@ def make_tool(info: McpToolInfo, call: CallFn, call_timeout_s: float) -> McpTool
     if len(description) > MAX_DESCRIPTION_CHARS:
         description = description[: MAX_DESCRIPTION_CHARS - 1] + "…"
 
+    check_arguments = argument_checker(name, info.input_schema)
+
     async def run(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
-        check_arguments(name, info.input_schema, args)
+        check_arguments(args)
         try:
             result = await call(info.name, args, call_timeout_s)
         except TimeoutError:

@@ -116,28 +116,30 @@ async def test_a_bad_mcp_json_is_reported_and_chat_still_works(broken_mcp_json: 
     assert names and not any("__" in name for name in names)
 
 
-async def test_an_mcp_tool_that_acts_waits_for_approval_and_read_only_ones_stay_in_plan(
+async def test_an_mcp_tool_that_acts_waits_for_approval_and_read_only_ones_never_ask(
     mcp_json: Path, chat_env: ChatEnv
 ) -> None:
     from polaris_jupyter.jobs import RunStatus
 
     await demo_ready(chat_env)
     chat_env.model.enqueue(
-        Response(tool_calls=[ScriptedToolCall("demo__remember", {"text": "the meeting is at 3"}, id="call_rem")]),
+        Response(tool_calls=[ScriptedToolCall("demo__add", {"a": 1, "b": 2}, id="call_add"),
+                             ScriptedToolCall("demo__remember", {"text": "the meeting is at 3"}, id="call_rem")]),
         Response(text="Noted."),
     )
     conv = await chat_env.chat.create_conversation()
-    message, run_id = await chat_env.chat.post_message(conv.id, "remember the meeting")  # default mode: ask
+    await chat_env.chat.set_permission_mode(conv.id, "ask")
+    message, run_id = await chat_env.chat.post_message(conv.id, "remember the meeting")
     engine = chat_env.runtime.engine
-    await until(lambda: (await_run := engine._active.get(run_id)) is not None and await_run.status is RunStatus.WAITING)
-    [approval] = await chat_env.chat.approvals.list("pending")
+    await until(lambda: (run := engine._active.get(run_id)) is not None and run.status is RunStatus.WAITING)
+    [approval] = await chat_env.chat.approvals.list("pending")  # the read-only demo__add does not ask
     assert (approval.tool_name, approval.arguments, approval.access) == (
         "demo__remember", {"text": "the meeting is at 3"}, "execute")
     await chat_env.chat.approvals.decide(approval.id, "approve", "once")
     await chat_env.settle(run_id)
     assert chat_env.final_statuses(message.id) == ["completed"]
-    [result] = tool_messages(chat_env, -1)
-    assert result["content"] == "remembered: the meeting is at 3"
+    added, remembered = tool_messages(chat_env, -1)
+    assert (added["content"], remembered["content"]) == ("3", "remembered: the meeting is at 3")
 
     await chat_env.chat.set_permission_mode(conv.id, "plan")
     chat_env.model.enqueue(Response(text="Only reading."))

@@ -87,6 +87,13 @@ def test_a_bad_entry_is_a_failed_server_with_the_reason(tmp_path: Path, entry: o
     assert config.servers["fine"].error is None
 
 
+def test_a_bad_entry_still_says_what_it_would_connect(tmp_path: Path) -> None:
+    path = write(tmp_path / "mcp.json", {"mcpServers": {"web": {"url": "ftp://host/x"}, "cmd": {"command": "srv", "timeout": -1}}})
+    servers = load_mcp_config([path]).servers
+    assert (servers["web"].transport, servers["web"].target) == (McpTransport.HTTP, "ftp://host/x")
+    assert (servers["cmd"].transport, servers["cmd"].target) == (McpTransport.STDIO, "srv")
+
+
 def test_server_names_must_make_valid_tool_names(tmp_path: Path) -> None:
     path = write(tmp_path / "mcp.json", {"mcpServers": {"my server": {"command": "x"}, "a" * 33: {"command": "x"}}})
     config = load_mcp_config([path])
