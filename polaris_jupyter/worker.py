@@ -7,6 +7,15 @@ Usage::
 
 (also ``python -m polaris_jupyter.worker ...``). The modules are imported and every task they
 register with ``@task`` is served: this worker dequeues only the DBOS queues of those tasks.
+
+``--workspace DIR`` makes the worker serve the built-in tasks too (chat's ``process-message``,
+``generate-project``, ``run-notebook``, ``cleanup``), through the same composition root as the
+Jupyter server (:class:`~polaris_jupyter.runtime.PolarisRuntime`) on the workspace ``DIR``: the
+same files as the server's root dir (a shared mount; its path may differ). What a run carries
+is its ids; the conversation, its history, its provider/model choice and permission mode are
+read from the database. Everything else is this worker's own configuration: the ``POLARIS_*``
+environment (``POLARIS_PROVIDER``, ``POLARIS_MAX_STEPS``, ...) and the provider keys
+(``OPENAI_API_KEY``, ``CEREBRAS_API_KEY``, ...), which never travel through the database.
 The database schema is ``--schema``, else ``POLARIS_DATABASE_SCHEMA``, else ``polaris_<user>``
 (the same default as the Jupyter server of that user). ``--name`` is the executor id, which
 must be unique and stable: without it the worker takes the first free ``<host>-worker-<n>``.
@@ -26,6 +35,10 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from polaris_jupyter.config import PolarisConfig
 
 __all__ = ["cli", "main", "run_worker"]
 
@@ -34,8 +47,11 @@ log = logging.getLogger("polaris_jupyter.worker")
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polaris-jupyter worker", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--task-modules", required=True,
+    parser.add_argument("--task-modules", default="",
                         help="comma-separated Python modules whose @task definitions this worker executes")
+    parser.add_argument("--workspace", default=None,
+                        help="also run the built-in tasks (chat, generation, run-notebook, cleanup) on this "
+                             "workspace folder: the same files as the Jupyter server's root dir")
     parser.add_argument("--concurrency", type=int, default=16, help="attempts executing at once (default 16)")
     parser.add_argument("--name", default=None, help="executor id: unique and stable (default <host>-worker-<n>)")
     parser.add_argument("--database-url", default=os.environ.get("POLARIS_DATABASE_URL"),
@@ -48,12 +64,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _import_tasks(modules: str) -> list[str]:
+def _import_tasks(modules: str, *, builtins: bool = False) -> list[str]:
     from polaris_jupyter.jobs import default_registry
 
     names = [m.strip() for m in modules.split(",") if m.strip()]
     if not names:
-        raise SystemExit("polaris-jupyter worker: --task-modules names no module")
+        if builtins:
+            return []
+        raise SystemExit("polaris-jupyter worker: give --task-modules (modules with @task) and/or --workspace DIR")
     for name in names:
         try:
             importlib.import_module(name)
@@ -74,18 +92,34 @@ async def run_worker(args: argparse.Namespace, stop: asyncio.Event | None = None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    config = _config() if args.workspace else None
     engine = PgEngine(
         args.database_url, default_registry, schema=args.schema, executor_id=args.name,
         pool_size=args.concurrency, dead_after_s=args.dead_after_s, role="worker",
+        default_retry=config.retry_policy() if config is not None else None,
     )
-    await engine.start()
+    if config is not None:
+        from polaris_jupyter.runtime import PolarisRuntime
+
+        runtime = PolarisRuntime(config, root_dir=args.workspace, engine=engine)
+        host_start, host_stop = runtime.start, runtime.stop
+    else:
+        host_start, host_stop = engine.start, engine.stop
+    await host_start()
     tasks = ", ".join(sorted(t.id for t in default_registry.all()))
     print(f"polaris-jupyter worker {engine.executor_id} ready (schema {engine.schema}; tasks: {tasks})", flush=True)
     try:
         await stop.wait()
     finally:
         log.info("worker %s stopping: handing back its running attempts", engine.executor_id)
-        await engine.stop()
+        await host_stop()
+
+
+def _config() -> PolarisConfig:
+    """The worker's own settings (``POLARIS_*`` environment), as a Jupyter server reads them."""
+    from polaris_jupyter.config import PolarisConfig
+
+    return PolarisConfig()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,7 +135,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.concurrency < 1:
         print("polaris-jupyter worker: --concurrency must be at least 1", file=sys.stderr)
         return 2
-    _import_tasks(args.task_modules)
+    if args.workspace is not None:
+        if not os.path.isdir(args.workspace):
+            print(f"polaris-jupyter worker: --workspace {args.workspace!r} is not a folder", file=sys.stderr)
+            return 2
+        args.workspace = os.path.abspath(args.workspace)
+    _import_tasks(args.task_modules, builtins=args.workspace is not None)
     asyncio.run(run_worker(args))
     return 0
 
@@ -110,7 +149,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     """``polaris-jupyter <command>``: today one command, ``worker``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: polaris-jupyter worker --task-modules mod1,mod2 [--concurrency N] [--name ID]")
+        print("usage: polaris-jupyter worker [--task-modules mod1,mod2] [--workspace DIR] [--concurrency N] [--name ID]")
         return 0 if argv else 2
     if argv[0] != "worker":
         print(f"polaris-jupyter: unknown command {argv[0]!r}; the command is 'worker'", file=sys.stderr)

@@ -40,6 +40,7 @@ class PgEventBus(EventBus):
         self._final_waiters: dict[str, list[asyncio.Future[None]]] = {}
         #: Called with every delivered event (the engine reacts to cancel requests).
         self.on_event: Callable[[Event], None] | None = None
+        self._listeners: list[Callable[[Event], None]] = []
 
     async def start(self) -> None:
         self._cursor = await self._pg.max_event_seq()
@@ -80,6 +81,12 @@ class PgEventBus(EventBus):
     def forget_run(self, run_id: str) -> None:
         return None
 
+    def add_listener(self, fn: Callable[[Event], None]) -> None:
+        """Call ``fn(event)`` on the loop with every event of the schema, from any process, in
+        sequence order (synchronously, so it must be quick; e.g. chat frees a conversation when
+        a worker finished its answer, ``chat/remote.py``)."""
+        self._listeners.append(fn)
+
     # -- waiting for a run's end, wherever it executes ----------------------------------------
     def final_waiter(self, run_id: str) -> asyncio.Future[None]:
         """A future resolved by the next final ``run.status`` event of ``run_id``."""
@@ -114,9 +121,11 @@ class PgEventBus(EventBus):
                 for fut in self._final_waiters.pop(event.run_id, []):
                     if not fut.done():
                         fut.set_result(None)
-            if self.on_event is not None:
+            for hook in (self.on_event, *self._listeners):
+                if hook is None:
+                    continue
                 try:
-                    self.on_event(event)
+                    hook(event)
                 except Exception:
                     log.exception("event hook failed")
         super()._deliver(fresh)

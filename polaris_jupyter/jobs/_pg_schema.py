@@ -13,12 +13,11 @@ key/value) plus what several processes sharing one database need:
 - ``runs.executor_id`` / ``runs.dispatched_at``: who executes the run's current attempt, and
   when its DBOS workflow was enqueued.
 
-Parts that keep tables (schedules) register SQLite schemas with the store; the PostgreSQL
-store looks up their PostgreSQL twin here by name (:data:`PG_PART_SCHEMAS`), so a part without
-one fails to open with its name instead of failing on a SQLite-only statement later.
-
-Statements the rest of the engine writes for SQLite (``?`` and ``:name`` placeholders) are
-rendered for psycopg by :func:`pg_sql`.
+Parts that keep tables (schedules, chat, the edit journal, approvals, proposals) register
+their one SQLite schema with the store; the PostgreSQL store renders it (``_pg_dialect.py``:
+same name, versions and steps), so a part has one home for its tables on both databases, and a
+step PostgreSQL cannot run fails at open with the part's name. Queries are rendered the same
+way (:func:`~polaris_jupyter.jobs._pg_dialect.pg_sql`).
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ from polaris_jupyter.jobs._models import FINAL_STATUSES
 from polaris_jupyter.jobs._rows import _RUN_COLUMNS
 from polaris_jupyter.jobs._schema import CORE_SCHEMA_NAME, AddColumn, Schema, SchemaError
 
-__all__ = ["PG_CORE_SCHEMA", "PG_PART_SCHEMAS", "migrate_pg", "pg_sql", "pg_versions", "quote_ident"]
+__all__ = ["PG_CORE_SCHEMA", "migrate_pg", "pg_versions", "quote_ident"]
 
 _REAL = {"created_at", "updated_at", "started_at", "finished_at", "delay_until", "ttl_s", "next_attempt_at",
          "idempotency_expires_at", "max_duration_s"}
@@ -112,21 +111,6 @@ _SQLITE_SHIMS: tuple[str, ...] = (
 #: ``"store"`` (PostgreSQL has no ``user_version``).
 PG_CORE_SCHEMA = Schema(CORE_SCHEMA_NAME, migrations=(_CORE_BASELINE, _SQLITE_SHIMS), dialect="postgresql")
 
-#: PostgreSQL twins of the parts' SQLite schemas, by name.
-PG_PART_SCHEMAS: dict[str, Schema] = {
-    "schedules": Schema(
-        "schedules",
-        migrations=(
-            (
-                "CREATE TABLE IF NOT EXISTS schedules (id TEXT PRIMARY KEY, task_id TEXT NOT NULL, cron TEXT NOT NULL, "
-                "timezone TEXT NOT NULL, payload TEXT, last_slot DOUBLE PRECISION, created_at DOUBLE PRECISION, "
-                "active INTEGER NOT NULL DEFAULT 1, declarative INTEGER NOT NULL DEFAULT 0)",
-            ),
-        ),
-        dialect="postgresql",
-    ),
-}
-
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -135,20 +119,6 @@ def quote_ident(name: str) -> str:
     if not _IDENT.match(name):
         raise ValueError(f"{name!r} is not a valid PostgreSQL name here: use lower-case letters, digits and _")
     return f'"{name}"'
-
-
-_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
-_cache: dict[str, str] = {}
-
-
-def pg_sql(sql: str) -> str:
-    """``?`` → ``%s`` and ``:name`` → ``%(name)s`` (literal ``%`` doubled), cached per text."""
-    done = _cache.get(sql)
-    if done is None:
-        done = _NAMED.sub(r"%(\1)s", sql.replace("%", "%%").replace("?", "%s"))
-        if len(_cache) < 4096:
-            _cache[sql] = done
-    return done
 
 
 def _apply_step(cur: Any, step: str | AddColumn) -> None:

@@ -24,10 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg.rows import dict_row
 
 from polaris_jupyter.jobs._models import FINAL_STATUSES, Event
-from polaris_jupyter.jobs._pg_schema import PG_PART_SCHEMAS, migrate_pg, pg_sql, pg_versions, quote_ident
+from polaris_jupyter.jobs._pg_dialect import BoolAsInt, pg_row, pg_schema_of, pg_sql
+from polaris_jupyter.jobs._pg_schema import migrate_pg, pg_versions, quote_ident
 from polaris_jupyter.jobs._rows import _RUN_COLUMNS, _dumps
 from polaris_jupyter.jobs._schema import CORE_SCHEMA_NAME, Schema
 from polaris_jupyter.jobs._store import _CALL, SqliteStore
@@ -51,13 +51,16 @@ _INSERT_EVENT_PG = (
 
 class PgConnection:
     """What ``read(fn)`` / ``write(fn)`` callbacks get: ``execute(sql, params)`` with the
-    SQLite placeholders the rest of the engine writes, rows as dicts (``row["col"]``)."""
+    SQLite statements the rest of the engine writes (``_pg_dialect.py``), rows readable by
+    index and by name, as ``sqlite3.Row``."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.raw = conn
 
     def execute(self, sql: str, params: Any = ()) -> psycopg.Cursor[Any]:
-        return self.raw.execute(pg_sql(sql), params or None)  # type: ignore[arg-type]
+        if not params:
+            return self.raw.execute(pg_sql(sql, bound=False))  # type: ignore[arg-type]
+        return self.raw.execute(pg_sql(sql), params)  # type: ignore[arg-type]
 
     def executemany(self, sql: str, params: Iterable[Any]) -> None:
         with self.raw.cursor() as cur:
@@ -81,16 +84,20 @@ class PgStore(SqliteStore):
         self._pr: psycopg.Connection[Any] | None = None
 
     def connect(self, *, autocommit: bool) -> psycopg.Connection[Any]:
-        """A new blocking connection on this store's schema (rows as dicts)."""
-        return psycopg.connect(
-            self.url, autocommit=autocommit, row_factory=dict_row, options=f"-c search_path={self.schema}"
+        """A new blocking connection on this store's schema (rows as ``PgRow``)."""
+        conn = psycopg.connect(
+            self.url, autocommit=autocommit, row_factory=pg_row, options=f"-c search_path={self.schema}"
         )
+        conn.adapters.register_dumper(bool, BoolAsInt)
+        return conn
 
     async def aconnect(self) -> psycopg.AsyncConnection[Any]:
         """A new asyncio connection on this schema, autocommit (for LISTEN)."""
-        return await psycopg.AsyncConnection.connect(
-            self.url, autocommit=True, row_factory=dict_row, options=f"-c search_path={self.schema}"
+        conn = await psycopg.AsyncConnection.connect(
+            self.url, autocommit=True, row_factory=pg_row, options=f"-c search_path={self.schema}"
         )
+        conn.adapters.register_dumper(bool, BoolAsInt)
+        return conn
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def open(self) -> None:
@@ -133,18 +140,11 @@ class PgStore(SqliteStore):
     # -- schemas ------------------------------------------------------------------------------
     @staticmethod
     def _pg_schema(schema: Schema) -> Schema:
-        if schema.dialect == "postgresql":
-            return schema
-        twin = PG_PART_SCHEMAS.get(schema.name)
-        if twin is None:
-            raise ValueError(
-                f"part {schema.name!r} has no PostgreSQL schema yet; it cannot use a PostgreSQL database "
-                f"(known: {', '.join(sorted(PG_PART_SCHEMAS))})"
-            )
-        return twin
+        return pg_schema_of(schema)
 
     def register(self, schema: Schema) -> None:
-        """Accept a part's SQLite schema when a PostgreSQL twin is known (``PG_PART_SCHEMAS``)."""
+        """Accept a part's schema (SQLite ones are rendered for PostgreSQL, ``_pg_dialect.py``;
+        one that cannot be is refused here, with the part's name)."""
         if schema.name == CORE_SCHEMA_NAME:
             raise ValueError(f"schema name {CORE_SCHEMA_NAME!r} is the store's own")
         self._pg_schema(schema)
@@ -248,7 +248,8 @@ def _execute_grouped_pg(wrapped: PgConnection, cur: psycopg.Cursor[Any], ops: li
             for _, (fn, outcome) in ops[i:j]:
                 _run_call_pg(wrapped, fn, outcome)
         elif j - i == 1:
-            cur.execute(pg_sql(sql), ops[i][1] or None)  # type: ignore[arg-type]
+            params = ops[i][1]
+            cur.execute(pg_sql(sql, bound=bool(params)), params or None)  # type: ignore[arg-type]
         else:
             cur.executemany(pg_sql(sql), [p for _, p in ops[i:j]])
         i = j

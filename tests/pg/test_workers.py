@@ -5,10 +5,7 @@ retried on the other, and events of a worker's run seen live and resumed in this
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +14,9 @@ import pytest
 import pytest_asyncio
 
 from polaris_jupyter.jobs import EventFilter, RunContext, RunStatus, TaskRegistry, TriggerOptions, task
+from tests.pg.processes import Workers
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _client_registry() -> TaskRegistry:
@@ -32,40 +29,6 @@ def _client_registry() -> TaskRegistry:
 
         task(id=task_id, registry=registry)(never)
     return registry
-
-
-class Workers:
-    def __init__(self, url: str, schema: str, markers: Path) -> None:
-        self.url, self.schema, self.markers = url, schema, markers
-        self.procs: list[subprocess.Popen[str]] = []
-
-    def start(self, n: int = 1, *, concurrency: int = 8) -> list[subprocess.Popen[str]]:
-        env = {**os.environ, "POLARIS_TEST_MARKERS": str(self.markers), "PYTHONPATH": str(ROOT)}
-        started = []
-        for _ in range(n):
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "polaris_jupyter.worker", "--task-modules", "tests.pg.worker_tasks",
-                 "--concurrency", str(concurrency), "--database-url", self.url, "--schema", self.schema,
-                 "--log-level", "WARNING"],
-                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            )
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            assert "ready" in line, f"worker did not start: {line}{proc.stdout.read() if proc.poll() is not None else ''}"
-            self.procs.append(proc)
-            started.append(proc)
-        return started
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 @pytest.fixture
