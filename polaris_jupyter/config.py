@@ -200,6 +200,32 @@ class PolarisConfig(Configurable):
         help="AGENTS.md and .polaris/rules/*.md are added to the system prompt up to this many characters "
         "in all; the rest is cut with a note (env POLARIS_RULES_MAX_CHARS).",
     )
+    # -- inline completions (issue 15; files: agent/completions*.py) -------------------------
+    completion_max_tokens = Int(
+        config=True,
+        help="Most tokens one inline suggestion may ask the model for, when the editor does not say "
+        "(env POLARIS_COMPLETION_MAX_TOKENS; default 96).",
+    )
+    completion_context_chars = Int(
+        config=True,
+        help="Characters of the notebook cells above the cursor's cell sent with an inline completion, "
+        "nearest cells first (env POLARIS_COMPLETION_CONTEXT_CHARS; default 4000).",
+    )
+    completion_cache_ttl_s = Float(
+        config=True,
+        help="An identical inline completion request within this many seconds is answered from a small "
+        "in-memory cache (env POLARIS_COMPLETION_CACHE_TTL_S; default 30; 0 turns the cache off).",
+    )
+    completion_cache_size = Int(
+        config=True,
+        help="How many inline suggestions the cache keeps (env POLARIS_COMPLETION_CACHE_SIZE; default 64).",
+    )
+    completion_fim = Unicode(
+        config=True,
+        help="'auto': inline completions use fill-in-the-middle (/completions with suffix) where the "
+        "provider has it, detected once per provider and model, else a chat prompt; 'off': always a "
+        "chat prompt (env POLARIS_COMPLETION_FIM; default auto).",
+    )
     start_engine = Bool(
         True,
         config=True,
@@ -402,6 +428,49 @@ class PolarisConfig(Configurable):
         value = float(proposal["value"])
         if not value >= 0:
             raise ValueError("approval_timeout_s must be 0 (no timeout) or more seconds")
+        return value
+
+    @default("completion_max_tokens")
+    def _completion_max_tokens_default(self) -> int:
+        return int(env_value("completion_max_tokens") or 96)
+
+    @default("completion_context_chars")
+    def _completion_context_default(self) -> int:
+        return int(env_value("completion_context_chars") or 4000)
+
+    @default("completion_cache_ttl_s")
+    def _completion_ttl_default(self) -> float:
+        return float(env_value("completion_cache_ttl_s") or 30)
+
+    @default("completion_cache_size")
+    def _completion_cache_size_default(self) -> int:
+        return int(env_value("completion_cache_size") or 64)
+
+    @default("completion_fim")
+    def _completion_fim_default(self) -> str:
+        return (env_value("completion_fim") or "auto").strip().lower()
+
+    @validate("completion_max_tokens", "completion_context_chars", "completion_cache_size")
+    def _check_completion_sizes(self, proposal: Any) -> int:
+        value, name = int(proposal["value"]), proposal["trait"].name
+        if name == "completion_max_tokens" and not 1 <= value <= 2048:
+            raise TraitError(f"completion_max_tokens must be from 1 to 2048, not {value}")
+        if value < 0:
+            raise TraitError(f"{name} must be 0 or more, not {value}")
+        return value
+
+    @validate("completion_cache_ttl_s")
+    def _check_completion_ttl(self, proposal: Any) -> float:
+        value = float(proposal["value"])
+        if value < 0:
+            raise TraitError("completion_cache_ttl_s must be 0 or more seconds")
+        return value
+
+    @validate("completion_fim")
+    def _check_completion_fim(self, proposal: Any) -> str:
+        value = str(proposal["value"]).strip().lower()
+        if value not in ("auto", "off"):
+            raise TraitError(f"completion_fim must be 'auto' or 'off', got {proposal['value']!r}")
         return value
 
     def retry_policy(self) -> RetryPolicy:
