@@ -2,7 +2,7 @@
 
 Example::
 
-    service = CompletionService(chat_service.chain, CompletionSettings.from_config(config))
+    service = CompletionService(runtime.models.chain_for, CompletionSettings.from_config(config))
     handle = service.complete(CompletionRequest(prefix="def add(a, b):\\n    return", editor_id="cell-3"))
     async for piece in handle:
         ...  # show it as ghost text
@@ -222,7 +222,11 @@ class CompletionHandle:
 
 
 class CompletionService:
-    """Serves inline completions on the chat's providers (see the module docstring)."""
+    """Serves inline completions on the chat's providers (see the module docstring).
+
+    ``chain`` is ``ModelService.chain_for`` (a request's provider/model override then picks the
+    chain a conversation with that choice would use) or one fixed chain.
+    """
 
     def __init__(self, chain: ChainSource, settings: CompletionSettings | None = None) -> None:
         self.settings = settings or CompletionSettings()

@@ -1,7 +1,7 @@
 """The model side of inline completions: fill-in-the-middle where it works, a chat prompt otherwise.
 
-Providers come from the chat's :class:`~polaris_jupyter.agent.chain.ProviderChain`, in its
-order. For each provider, ``/completions`` with ``prompt`` + ``suffix`` is tried unless that
+Providers come from the chain the chat would use for the same provider+model choice
+(``ModelService.chain_for``), in its order. For each provider, ``/completions`` with ``prompt`` + ``suffix`` is tried unless that
 provider and model are known to refuse it; a refusal (404/405/501, or a 4xx/5xx that names the
 suffix, infill or chat-only models) is remembered per provider+model and the provider is asked
 through the chain's chat path from then on. Any other failure before the first token moves on to
@@ -34,18 +34,20 @@ import openai
 
 from polaris_jupyter.agent.chain import ChatStream, ProviderChain, StreamDelta
 from polaris_jupyter.agent.completions_prompt import CompletionPrompt
-from polaris_jupyter.agent.errors import ModelError, ModelStreamError
-from polaris_jupyter.agent.providers import ProviderConfig, bundled_model_available, known_providers
+from polaris_jupyter.agent.errors import ModelError, ModelStreamError, NoProviderError
+from polaris_jupyter.agent.providers import ProviderConfig
 from polaris_jupyter.errors import InvalidInput
 
 __all__ = ["ChainSource", "CompletionMode", "CompletionModels", "ModelCall", "SuggestionStream"]
 
 logger = logging.getLogger("polaris_jupyter.agent.completions")
 
-ChainSource = ProviderChain | Callable[[], Awaitable[ProviderChain]]
+#: Where providers come from: ``ModelService.chain_for`` (provider, model -> the chain the chat
+#: would use for that choice, keys and overrides included), or one fixed chain (tests, benches).
+ChainSource = ProviderChain | Callable[[str | None, str | None], Awaitable[ProviderChain]]
 _REFUSAL_STATUSES = frozenset({404, 405, 501})
 _REFUSAL_WORDS = ("suffix", "insert", "infill", "fim", "not supported", "chat model", "completions endpoint")
-_OVERRIDE_CHAINS = 4
+_FIXED_OVERRIDES = 4  # model-override chains kept for a fixed chain
 
 
 class CompletionMode(str, enum.Enum):
@@ -131,7 +133,10 @@ async def _text_pieces(response: Any, provider: str, model: str) -> AsyncGenerat
                 yield text
             return
         data: list[str] = []
+        done = False  # after [DONE] the body is still read to its end: the connection then stays alive
         async for line in response.iter_lines():
+            if done:
+                continue
             if line.startswith("data:"):
                 data.append(line[6:] if line.startswith("data: ") else line[5:])
                 continue
@@ -139,12 +144,15 @@ async def _text_pieces(response: Any, provider: str, model: str) -> AsyncGenerat
                 continue
             payload, data = "\n".join(data), []
             if payload.startswith("[DONE]"):
-                return
-            text, finished = _text_of(payload, provider, model)
+                done = True
+                continue
+            text, _finished = _text_of(payload, provider, model)
             if text:
                 yield text
-            if finished:
-                return
+        if data and not done and not data[0].startswith("[DONE]"):  # a last event without its blank line
+            text, _finished = _text_of("\n".join(data), provider, model)
+            if text:
+                yield text
     except ModelError:
         raise
     except Exception as exc:  # transport errors of whichever httpx the SDK uses
@@ -188,12 +196,20 @@ class CompletionModels:
         self.fim = fim
         self._fim_support: dict[tuple[str, str], bool] = {}
         self._clients: dict[tuple[str, str, str | None], openai.AsyncOpenAI] = {}
-        self._override_chains: dict[tuple[str, str | None], ProviderChain] = {}
+        self._override_chains: dict[tuple[str, str], ProviderChain] = {}
         self._lock = asyncio.Lock()
 
-    async def chain(self) -> ProviderChain:
+    async def chain(self, provider: str | None = None, model: str | None = None) -> ProviderChain:
+        """The chain for a provider+model choice (None, None: the default one)."""
         source = self._chain_source
-        return source if isinstance(source, ProviderChain) else await source()
+        if not isinstance(source, ProviderChain):
+            try:
+                return await source(provider, model)
+            except NoProviderError as exc:
+                raise InvalidInput(str(exc)) from None
+        if provider is None and model is None:
+            return source
+        return await self._fixed_override(source, provider, model)
 
     def fim_support(self) -> list[dict[str, Any]]:
         """What was learnt: ``[{"provider", "model", "fim"}]`` (for the metrics answer)."""
@@ -201,9 +217,9 @@ class CompletionModels:
 
     async def open(self, call: ModelCall) -> SuggestionStream:
         """A stream that has produced its first piece (or finished), on the first provider that can."""
-        chain, providers = await self._providers(call)
+        chain = await self.chain(call.provider, call.model)
         if self.fim == "auto":
-            for p in providers:
+            for p in chain.providers:
                 mode = CompletionMode.PREFIX if p.bundled else CompletionMode.FIM
                 if mode is CompletionMode.FIM and self._fim_support.get((p.name, p.model)) is False:
                     break  # the first provider known to lack infill answers through chat
@@ -220,38 +236,21 @@ class CompletionModels:
                     logger.warning("completion on %s (%s) failed before its first token: %s", p.name, p.model, exc)
         return await self._open_chat(chain, call)
 
-    async def _providers(self, call: ModelCall) -> tuple[ProviderChain, list[ProviderConfig]]:
-        chain = await self.chain()
-        if call.provider is None:
-            providers = list(chain.providers)
-            if call.model:
-                providers[0] = replace(providers[0], model=call.model)
-                return await self._override_chain(providers[0]), providers[:1]
-            return chain, providers
-        name = call.provider.strip().lower()
+    async def _fixed_override(self, chain: ProviderChain, provider: str | None, model: str | None) -> ProviderChain:
+        """With a fixed chain: one of its providers (by name), optionally with another model."""
+        name = (provider or chain.providers[0].name).strip().lower()
         found = next((p for p in chain.providers if p.name == name), None)
         if found is None:
-            found = next((p for p in known_providers() if p.name == name and p.configured), None)
-        if found is None and name == "bundled" and await asyncio.to_thread(bundled_model_available):
-            found = ProviderConfig("bundled", "", "", bundled=True, read_timeout_s=300.0)
-        if found is None:
             names = ", ".join(p.name for p in chain.providers)
-            raise InvalidInput(f"provider {call.provider!r} is not configured (configured: {names})")
-        if call.model:
-            found = replace(found, model=call.model)
-        return await self._override_chain(found), [found]
-
-    async def _override_chain(self, p: ProviderConfig) -> ProviderChain:
-        """A one-provider chain for a request that names its provider or model (kept for reuse)."""
-        key = (p.name, p.model or None)
+            raise InvalidInput(f"provider {provider!r} is not configured (configured: {names})")
+        found = replace(found, model=model) if model else found
+        key = (found.name, found.model)
         async with self._lock:
-            chain = self._override_chains.get(key)
-            if chain is None:
-                if len(self._override_chains) >= _OVERRIDE_CHAINS:
-                    oldest = next(iter(self._override_chains))
-                    await self._override_chains.pop(oldest).aclose()
-                chain = self._override_chains[key] = ProviderChain([p])
-            return chain
+            if key not in self._override_chains:
+                if len(self._override_chains) >= _FIXED_OVERRIDES:
+                    await self._override_chains.pop(next(iter(self._override_chains))).aclose()
+                self._override_chains[key] = ProviderChain([found])
+            return self._override_chains[key]
 
     async def _client(self, p: ProviderConfig) -> tuple[openai.AsyncOpenAI, str]:
         base_url, model = p.base_url, p.model

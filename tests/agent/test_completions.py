@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from polaris_jupyter.agent import AllProvidersFailed, ProviderChain
+from polaris_jupyter.agent import AllProvidersFailed, NoProviderError, ProviderChain
 from polaris_jupyter.agent.completions import (
     CancelReason,
     CompletionMode,
@@ -259,6 +259,28 @@ async def test_unknown_provider_override_is_refused_with_the_reason(service: Com
     handle = service.complete(CompletionRequest(prefix="x =", provider="nonesuch"))
     with pytest.raises(InvalidInput, match=r"nonesuch.*not configured"):
         await collect(handle)
+
+
+@pytest.mark.asyncio
+async def test_overrides_pick_the_chain_a_conversation_with_that_choice_would_use(
+        scripted_model: ScriptedModelServer, chain: ProviderChain) -> None:
+    asked: list[tuple[str | None, str | None]] = []
+
+    async def chain_for(provider: str | None, model: str | None) -> ProviderChain:
+        asked.append((provider, model))
+        if provider == "cerebras":
+            raise NoProviderError("POLARIS_PROVIDER=cerebras but that provider is not configured (CEREBRAS_API_KEY)")
+        return chain
+
+    service = CompletionService(chain_for)
+    try:
+        scripted_model.enqueue(Response(text="1"))
+        await collect(service.complete(CompletionRequest(prefix="x =", provider="openai", model="m2")))
+        with pytest.raises(InvalidInput, match="CEREBRAS_API_KEY"):
+            await collect(service.complete(CompletionRequest(prefix="y =", provider="cerebras")))
+        assert asked == [("openai", "m2"), ("cerebras", None)]
+    finally:
+        await service.stop()
 
 
 @pytest.mark.asyncio
