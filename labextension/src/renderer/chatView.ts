@@ -13,6 +13,7 @@ import { renderMessage } from './message';
 import { Outbox, QueuedMessage, renderOfflineNote } from './outbox';
 import { applyMessageEvent, eventMessageId, mergeMessage } from './stream';
 import { REVERT_CONFLICT } from './toolcard';
+import { ContextChips } from './contextChips';
 import { ChatActions, ChatContext, ChatStatus, Conversation, isActive, Message, PolarisEvent } from './types';
 
 export type ConnectionState = 'connected' | 'connecting' | 'offline' | 'error';
@@ -64,7 +65,7 @@ export class ChatView {
   private resyncRequested = false;
   private revertStates = new Map<string, string>();
   private context: ChatContext | null = null;
-  private includeContext = true;
+  private chips = new ContextChips();
   private sending = false;
   private busy = false;
   private disposed = false;
@@ -103,7 +104,7 @@ export class ChatView {
       h('div', null, 'It reads and edits files in your workspace; every answer runs as a background job you can stop, retry or revert.')
     );
     this.listEl = h('div', { className: 'pj-chat-messages', role: 'log', 'aria-live': 'polite' }, this.emptyEl);
-    this.contextEl = h('div', { className: 'pj-chat-context', hidden: true });
+    this.contextEl = this.chips.node;
     this.outbox = new Outbox(message => {
       if (!this.inputEl.value) {
         this.inputEl.value = message.text;
@@ -272,23 +273,10 @@ export class ChatView {
     this.bannerEl.hidden = false;
   }
 
-  /** Offer a file as context for the next message (null: none). */
+  /** Offer what the user looks at as context for the next message (chips; null: none). */
   setContext(context: ChatContext | null): void {
     this.context = context;
-    clear(this.contextEl);
-    if (!context?.currentFile) {
-      this.contextEl.hidden = true;
-      return;
-    }
-    const box = h('input', { type: 'checkbox', className: 'pj-context-toggle' }) as HTMLInputElement;
-    box.checked = this.includeContext;
-    box.addEventListener('change', () => {
-      this.includeContext = box.checked;
-    });
-    this.contextEl.append(
-      h('label', { title: 'Send the open file as context with your message' }, box, ' Include ', h('code', null, context.currentFile))
-    );
-    this.contextEl.hidden = false;
+    this.chips.offer(context?.items ?? (context?.currentFile ? [{ kind: 'file', path: context.currentFile }] : []));
   }
 
   /** Host-level busy flag (e.g. a kernel request in flight): disables Send. */
@@ -341,8 +329,9 @@ export class ChatView {
     if (!text || this.sending || this.busy || this.outbox.message || this.activeMessage()) {
       return;
     }
-    const context =
-      this.includeContext && this.context?.currentFile ? { currentFile: this.context.currentFile } : undefined;
+    const items = this.chips.items();
+    // Nothing kept, nothing sent (not even the open file's name).
+    const context = items.length ? { currentFile: this.context?.currentFile ?? items[0].path, items } : undefined;
     this.inputEl.value = '';
     if (this.down) {
       this.hold({ text, context });

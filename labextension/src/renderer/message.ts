@@ -5,6 +5,8 @@
  */
 
 import { clear, h } from './dom';
+import { decorateCodeBlock } from './codeBlock';
+import { renderAttachmentChips } from './contextChips';
 import { DecideApproval } from './approvals';
 import { renderMarkdown } from './markdown';
 import { costText } from './modelBar';
@@ -111,6 +113,10 @@ export function renderMessage(el: HTMLElement, m: Message, options: MessageRende
     parts.push(tools);
   }
   parts.push(body);
+  const attached = m.role === 'user' ? renderAttachmentChips(m.context?.attachments) : null;
+  if (attached) {
+    parts.push(attached);
+  }
   const error = messageErrorText(m.error);
   const detailOpen = Boolean(el.querySelector<HTMLDetailsElement>('details.pj-msg-error-more')?.open);
   if (m.status === 'failed' || m.status === 'cancelled') {
@@ -173,6 +179,7 @@ function addCopyButtons(body: HTMLElement): void {
     const block = h('div', { className: 'pj-code-block' }, button);
     pre.replaceWith(block);
     block.prepend(pre);
+    decorateCodeBlock(block, pre);
   });
 }
 

@@ -46,6 +46,8 @@ export interface ChatActions {
 
 export interface ChatContext {
   currentFile?: string;
+  /** What the user attached (chips, renderer/contextChips.ts); the server reads and sends them. */
+  items?: Schemas['ContextItem'][];
 }
 
 export interface ChatStatus {
