@@ -240,21 +240,21 @@ async def bundled(trials: int) -> dict[str, Any] | None:
     chain = ProviderChain([ProviderConfig("bundled", "", "", bundled=True, read_timeout_s=300.0)])
     service = CompletionService(chain, CompletionSettings(max_lines=64))
     server = get_local_model_server()
-    prompts = [f"PRIMES_{k} = [\n    2, 3, 5, 7, 11," for k in range(trials + 1)]
+    # Each call its own prompt (from the second token on), so no call reuses another's KV cache.
+    prompts = [(f"PRIMES_{k}a = [\n    2, 3, 5, 7, 11,", f"PRIMES_{k}b = [\n    2, 3, 5, 7, 11,") for k in range(trials)]
     try:
         async for _ in service.complete(CompletionRequest(prefix="warm_up = [", max_tokens=4)):
             pass
         ours, texts = [], []
-        for prompt in prompts[1:]:
-            started = time.perf_counter()
-            handle = service.complete(CompletionRequest(prefix=prompt, max_tokens=20))
-            texts.append("".join([p async for p in handle]))
-            ours.append(time.perf_counter() - started)
         async with openai.AsyncOpenAI(base_url=await server.ensure_started(), api_key="x", max_retries=0) as c:
             peer, tokens = [], []
-            for prompt in prompts[1:]:
+            for mine, theirs in prompts:
                 started = time.perf_counter()
-                answer = await c.completions.create(model=server.model_name, prompt=prompt + " ", max_tokens=20,
+                handle = service.complete(CompletionRequest(prefix=mine, max_tokens=20))
+                texts.append("".join([p async for p in handle]))
+                ours.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                answer = await c.completions.create(model=server.model_name, prompt=theirs, max_tokens=20,
                                                     temperature=0)
                 peer.append(time.perf_counter() - started)
                 tokens.append(answer.usage.completion_tokens if answer.usage else None)

@@ -323,3 +323,16 @@ async def test_stop_cancels_running_completions(scripted_model: ScriptedModelSer
     assert (await finished(rec)).client_disconnected
     with pytest.raises(InvalidInput):
         service.complete(CompletionRequest(prefix="y ="))
+
+
+@pytest.mark.asyncio
+async def test_a_superseded_completion_ends_its_wire_lines_with_canceled(
+        scripted_model: ScriptedModelServer, service: CompletionService) -> None:
+    scripted_model.enqueue(Response(text="never shown", ttft_s=30), Response(text="2"))
+    old = service.complete(CompletionRequest(prefix="x =", editor_id="same"))
+    lines = old.events()
+    await first_request(scripted_model)
+    service.complete(CompletionRequest(prefix="x = 1 +", editor_id="same"))
+    seen = [line async for line in lines]
+    assert [line["type"] for line in seen] == ["start", "end"]
+    assert seen[-1]["status"] == "CANCELED" and seen[-1]["cancelReason"] == "superseded" and seen[-1]["text"] == ""
