@@ -67,3 +67,13 @@ def test_every_operation_is_documented_once() -> None:
     assert sorted(ops) == sorted(r.op for r in ROUTES) and len(set(ops)) == len(ops)
     for route in ROUTES:
         assert route.path.startswith("/polaris/"), route.path
+
+
+def test_readme_settings_table_is_generated_from_the_traits() -> None:
+    """The README's settings table is PolarisConfig's help texts (``python -m
+    polaris_jupyter.config_table README.md`` regenerates it)."""
+    from polaris_jupyter.config_table import END, START, settings_table
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split(START, 1)[1].split(END, 1)[0].strip()
+    assert table == settings_table()
