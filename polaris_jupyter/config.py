@@ -226,6 +226,74 @@ class PolarisConfig(Configurable):
         "provider has it, detected once per provider and model, else a chat prompt; 'off': always a "
         "chat prompt (env POLARIS_COMPLETION_FIM; default auto).",
     )
+    # -- MCP servers (issue 14 item 5; files: tools/mcp_config.py) ---------------------------
+    mcp_call_timeout_s = Float(
+        config=True,
+        help="Time limit of one MCP tool call in seconds; a server's \"timeout\" in mcp.json overrides it "
+        "(env POLARIS_MCP_CALL_TIMEOUT_S).",
+    )
+    mcp_connect_timeout_s = Float(
+        config=True,
+        help="Time an MCP server gets to start, initialize and list its tools, in seconds "
+        "(env POLARIS_MCP_CONNECT_TIMEOUT_S).",
+    )
+    mcp_workspace_config = Bool(
+        config=True,
+        help="Also read the workspace's .polaris/mcp.json (its entries replace the user's of the same name); "
+        "turn off for workspaces whose files you do not trust to start programs (env POLARIS_MCP_WORKSPACE_CONFIG=0).",
+    )
+
+    @default("mcp_call_timeout_s")
+    def _mcp_call_timeout_default(self) -> float:
+        return float(env_value("mcp_call_timeout_s") or 60)
+
+    @default("mcp_connect_timeout_s")
+    def _mcp_connect_timeout_default(self) -> float:
+        return float(env_value("mcp_connect_timeout_s") or 30)
+
+    @default("mcp_workspace_config")
+    def _mcp_workspace_default(self) -> bool:
+        return (env_value("mcp_workspace_config") or "1").strip().lower() not in ("0", "false", "no", "off")
+
+    # -- approvals (issue 14): permission modes, wait points -----------------------------------
+    permission_mode = Unicode(
+        config=True,
+        help="What a conversation's tool calls may do without asking, unless the conversation sets its own: "
+        "'ask' (edits, notebook edits and commands wait for the user's approval; reads never do), "
+        "'auto-edit' (edits apply, commands ask), 'auto' (nothing asks) or 'plan' (edit and command "
+        "tools are not offered) (env POLARIS_PERMISSION_MODE; default ask).",
+    )
+    approval_timeout_s = Float(
+        config=True,
+        help="A tool call waiting for approval longer than this is denied, in seconds; 0 waits for ever "
+        "(env POLARIS_APPROVAL_TIMEOUT_S; default 3600). The waiting run holds no worker meanwhile.",
+    )
+    # -- inline completions (issue 15; files: agent/completions*.py) -------------------------
+    completion_max_tokens = Int(
+        config=True,
+        help="Most tokens one inline suggestion may ask the model for, when the editor does not say "
+        "(env POLARIS_COMPLETION_MAX_TOKENS; default 96).",
+    )
+    completion_context_chars = Int(
+        config=True,
+        help="Characters of the notebook cells above the cursor's cell sent with an inline completion, "
+        "nearest cells first (env POLARIS_COMPLETION_CONTEXT_CHARS; default 4000).",
+    )
+    completion_cache_ttl_s = Float(
+        config=True,
+        help="An identical inline completion request within this many seconds is answered from a small "
+        "in-memory cache (env POLARIS_COMPLETION_CACHE_TTL_S; default 30; 0 turns the cache off).",
+    )
+    completion_cache_size = Int(
+        config=True,
+        help="How many inline suggestions the cache keeps (env POLARIS_COMPLETION_CACHE_SIZE; default 64).",
+    )
+    completion_fim = Unicode(
+        config=True,
+        help="'auto': inline completions use fill-in-the-middle (/completions with suffix) where the "
+        "provider has it, detected once per provider and model, else a chat prompt; 'off': always a "
+        "chat prompt (env POLARIS_COMPLETION_FIM; default auto).",
+    )
     start_engine = Bool(
         True,
         config=True,

@@ -22,10 +22,12 @@ import importlib
 import logging
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO, cast
+
+import anyio
 
 from polaris_jupyter._version import __version__
 from polaris_jupyter.tools.base import ToolError
@@ -40,6 +42,8 @@ log = logging.getLogger("polaris_jupyter.tools.mcp")
 STDERR_TAIL_CHARS = 1_500
 #: How long a stopping server gets to end its session before its task is cancelled.
 STOP_GRACE_S = 8.0
+#: Env and header values at least this long are masked in failure reasons.
+MIN_MASKED_CHARS = 6
 #: MCP's JSON-RPC error code for "the connection closed".
 _CONNECTION_CLOSED = -32000
 
@@ -103,6 +107,10 @@ class McpConnection:
         self._tools_changed = False
         self._closed_by_peer = False
         self._transport_error: str | None = None
+        #: The scope of the current attempt (anyio's: cancelling it ends the SDK's contexts in order).
+        self._scope: anyio.CancelScope | None = None
+        #: The expanded env and header values of the entry (masked in failure reasons).
+        self._secrets: list[str] = []
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -118,6 +126,8 @@ class McpConnection:
             return
         self._stopping.set()
         self._wake.set()
+        if self._scope is not None:  # also while connecting: anyio's cancel lets the SDK stop the program
+            self._scope.cancel()
         done, _ = await asyncio.wait({task}, timeout=STOP_GRACE_S)
         if not done:
             log.warning("MCP server %s did not stop within %g s; cancelling its task", self.spec.name, STOP_GRACE_S)
@@ -161,6 +171,9 @@ class McpConnection:
 
     # -- the owner task --------------------------------------------------------------------
     def _set(self, status: McpStatus, error: str | None = None) -> None:
+        if error is not None:  # a reason never shows the entry's env or header values (tokens)
+            for secret in self._secrets:
+                error = error.replace(secret, "***")
         self.status, self.error = status, error
         if self._on_change is not None:
             self._on_change(self)
@@ -172,7 +185,10 @@ class McpConnection:
             self._set(McpStatus.CONNECTING, None)
             started = time.monotonic()
             try:
-                await self._serve_once()
+                with anyio.CancelScope() as self._scope:
+                    await self._serve_once()
+                if self._scope.cancelled_caught:
+                    break
             except asyncio.CancelledError:
                 if self._stopping.is_set():  # the SDK's own scopes re-raise our stop as a cancel
                     break
@@ -196,7 +212,7 @@ class McpConnection:
         self.tools = []
 
     async def _serve_once(self) -> None:
-        await asyncio.to_thread(importlib.import_module, "mcp.client.session")  # a heavy first import, off the loop
+        await asyncio.to_thread(_import_sdk, self.spec.transport)  # a heavy first import (~1 s), off the loop
         from mcp.client.session import ClientSession
         from mcp.types import Implementation
 
@@ -285,6 +301,7 @@ class McpConnection:
 
             url = expand_env(spec.url, "url")
             headers = {k: expand_env(v, f"headers.{k}") for k, v in spec.headers.items()}
+            self._secrets = _maskable(headers.values())
             timeout = httpx2.Timeout(self.connect_timeout_s, read=300.0)
             async with httpx2.AsyncClient(headers=headers, timeout=timeout) as client:
                 async with streamable_http_client(url, http_client=client) as (read, write):
@@ -299,6 +316,7 @@ class McpConnection:
             env={k: expand_env(v, f"env.{k}") for k, v in spec.env.items()},
             cwd=str(cwd),
         )
+        self._secrets = _maskable((params.env or {}).values())
         assert errlog is not None
         async with stdio_client(params, errlog=errlog) as (read, write):
             yield _EndWatch(read, self._peer_closed), write
@@ -340,6 +358,18 @@ class _EndWatch:
 
     async def aclose(self) -> None:
         await self._stream.aclose()
+
+
+def _import_sdk(transport: McpTransport) -> None:
+    names = ["mcp.types", "mcp.client.session", "mcp.shared.exceptions"]
+    names += ["httpx2", "mcp.client.streamable_http"] if transport is McpTransport.HTTP else ["mcp.client.stdio"]
+    for name in names:
+        importlib.import_module(name)
+
+
+def _maskable(values: Iterable[str]) -> list[str]:
+    """Values long enough to be secrets (short ones such as "1" or "warn" would mask too much), longest first."""
+    return sorted({v for v in values if len(v) >= MIN_MASKED_CHARS}, key=len, reverse=True)
 
 
 def _stderr_file() -> TextIO:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -168,16 +169,18 @@ async def test_a_server_that_exits_is_failed_then_restarted(managers: Manager, t
 
 async def test_a_server_that_cannot_start_is_failed_with_its_stderr(managers: Manager, tmp_path: Path) -> None:
     script = tmp_path / "broken_server.py"
-    script.write_text("import sys\nprint('cannot open the database /nowhere', file=sys.stderr)\nsys.exit(2)\n")
+    script.write_text("import os, sys\nprint('cannot open the database /nowhere with', os.environ['API_TOKEN'], "
+                      "file=sys.stderr)\nsys.exit(2)\n")
     manager = await managers.start({
-        "broken": {"command": sys.executable, "args": [str(script)]},
+        "broken": {"command": sys.executable, "args": [str(script)], "env": {"API_TOKEN": "s3cr3t-token-value"}},
         "missing": {"command": "no-such-mcp-server-program"},
         "off": {"command": "whatever", "disabled": True},
     }, backoff=Backoff(min_s=30, max_s=60))
     broken, missing = manager.connections["broken"], manager.connections["missing"]
     await async_wait_until(lambda: broken.status is McpStatus.FAILED and missing.status is McpStatus.FAILED,
                            timeout_s=60, what="both failed")
-    assert "cannot open the database /nowhere" in (broken.error or "")
+    assert "cannot open the database /nowhere with ***" in (broken.error or "")
+    assert "s3cr3t" not in json.dumps(manager.to_json()), "env values are masked in the reason"
     assert missing.error == "cannot start 'no-such-mcp-server-program': no such program (is it installed and on PATH?)"
     assert manager.connections["off"].status is McpStatus.DISABLED
     assert broken.to_json()["retryAt"] is not None and manager.tools() == []
@@ -252,3 +255,16 @@ async def test_http_server_that_goes_away_is_failed_and_reconnected_when_back(ma
         result = await by_name(manager)["web__add"].fn({"a": 1, "b": 2}, ctx(tmp_path))
         assert not isinstance(result, str) and result.text == "3"
 
+
+
+async def test_stop_while_connecting_ends_the_program(managers: Manager, tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    script = tmp_path / "mute_server.py"
+    script.write_text(f"import os, pathlib, time\npathlib.Path({str(pid_file)!r}).write_text(str(os.getpid()))\ntime.sleep(120)\n")
+    manager = await managers.start({"mute": {"command": sys.executable, "args": [str(script)]}})
+    await async_wait_until(pid_file.exists, timeout_s=60, what="the program started")
+    pid = int(pid_file.read_text())
+    assert manager.connections["mute"].status is McpStatus.CONNECTING
+    await manager.stop()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
