@@ -125,7 +125,7 @@ async def test_a_choice_that_cannot_answer_is_refused_and_changes_nothing(chat_e
         await api(chat_env, "update_conversation", path={"conversationId": conv.id}, body={"provider": "cerebras"})
     with pytest.raises(InvalidInput, match="not a provider"):
         await api(chat_env, "update_conversation", path={"conversationId": conv.id}, body={"provider": "acme"})
-    with pytest.raises(InvalidInput, match="at least one of: model, provider, title"):
+    with pytest.raises(InvalidInput, match="at least one of: model, permissionMode, provider, title"):
         await api(chat_env, "update_conversation", path={"conversationId": conv.id}, body={})
     with pytest.raises(InvalidInput, match="model must be"):
         await api(chat_env, "update_conversation", path={"conversationId": conv.id}, body={"model": ""})
