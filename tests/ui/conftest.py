@@ -285,7 +285,8 @@ def lab_server(
     scripted_model: ScriptedModelProcess | None,
     artifacts_dir: Path,
 ) -> Iterator[LabServer]:
-    env: dict[str, str] = {}
+    # Tool calls apply at once unless the module is about approvals (PERMISSION_MODE = "ask").
+    env: dict[str, str] = {"POLARIS_PERMISSION_MODE": getattr(request.module, "PERMISSION_MODE", "auto")}
     if scripted_model is not None:
         env["POLARIS_LOCAL_BASE_URL"] = scripted_model.base_url
         env["POLARIS_PROVIDER"] = "local"

@@ -23,8 +23,12 @@ const STATUS_LABEL: Record<MessageStatus, string> = {
   cancelled: 'stopped'
 };
 
-/** The badge of a message: "thinking…" until its text starts, "writing…" while it streams, then none. */
+/** The badge of a message: "thinking…" until its text starts, "writing…" while it streams ("waiting
+ *  for you" while a tool call waits for approval), then none. */
 function statusLabel(m: Message): string {
+  if (isActive(m) && m.toolCalls?.some(c => c.approval?.status === 'pending')) {
+    return 'waiting for you';
+  }
   if (m.status === 'processing' && m.content) {
     return 'writing…';
   }

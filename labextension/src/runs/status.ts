@@ -1,9 +1,11 @@
-/** Run statuses (Trigger.dev semantics) and how the dashboard shows them. */
+/** Run statuses (Trigger.dev semantics) and how the dashboard shows them; WAITING is a run
+ * suspended at a wait point (an approval), holding no worker (style/approvals.css: its colour). */
 
 export const RUN_STATUSES = [
   'QUEUED',
   'DELAYED',
   'EXECUTING',
+  'WAITING',
   'REATTEMPTING',
   'COMPLETED',
   'FAILED',
