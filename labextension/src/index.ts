@@ -10,6 +10,7 @@ import { LabIcon } from '@jupyterlab/ui-components';
 
 import { answerMimePlugin } from './answerMime';
 import { PolarisClient } from './api';
+import { installExplainFix } from './chat/explainFix';
 import { installLabCodeActions } from './chat/labCodeActions';
 import { followLabContext } from './chat/labContext';
 import { generateProject } from './generateDialog';
@@ -142,6 +143,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     if (labShell) {
       followLabContext(labShell, sidebar.chat);
       installLabCodeActions(app, labShell);
+      installExplainFix(app, labShell, client, sidebar.chat, sidebar.id);
     }
 
     if (settingRegistry) {

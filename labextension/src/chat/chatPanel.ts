@@ -236,6 +236,23 @@ export class ChatPanel {
     await Promise.all([this.loadMessages(), this.refreshConversations(true)]);
   }
 
+  /**
+   * Explain error / Fix with Polaris (chat/explainFix.ts): a new chat named `title` whose first
+   * message carries the failed cell as context and the intent; a refusal is shown in the chat.
+   */
+  async sendIntent(text: string, context: ChatContext, intent: 'explain' | 'fix', title: string): Promise<void> {
+    const conversation = await this.newConversation(title);
+    if (!conversation) {
+      return;
+    }
+    try {
+      await this.client.request('POST', `conversations/${encodeURIComponent(conversation.id)}/messages`, { content: text, context, intent });
+    } catch (error) {
+      this.view.showError(`Could not send: ${errorText(error)}`);
+    }
+    await Promise.all([this.loadMessages(), this.refreshConversations(true)]);
+  }
+
   /** Save the permission mode of the open conversation (a new one is started when none is open). */
   private async setMode(mode: PermissionMode): Promise<void> {
     const conversation = this.current ?? (await this.client.createConversation());

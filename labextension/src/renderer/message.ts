@@ -7,6 +7,7 @@
 import { clear, h } from './dom';
 import { decorateCodeBlock } from './codeBlock';
 import { renderAttachmentChips } from './contextChips';
+import { renderProposals } from './proposals';
 import { DecideApproval } from './approvals';
 import { renderMarkdown } from './markdown';
 import { costText } from './modelBar';
@@ -117,6 +118,10 @@ export function renderMessage(el: HTMLElement, m: Message, options: MessageRende
     parts.push(tools);
   }
   parts.push(body);
+  const proposals = renderProposals(m);
+  if (proposals) {
+    parts.push(proposals);
+  }
   const attached = m.role === 'user' ? renderAttachmentChips(m.context?.attachments) : null;
   if (attached) {
     parts.push(attached);
