@@ -22,10 +22,12 @@ pytest_plugins = ["pytest_jupyter.jupyter_server"]
 def _no_model_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """No test sees a real provider key or another server's URL (tests.helpers.MODEL_ENV); what
     a test or the server under test sets is undone afterwards. Keys entered in the UI are read
-    from an empty test file, never the user's (subprocesses inherit it)."""
+    from an empty test file, never the user's (subprocesses inherit it), and the user's Jupyter
+    config dir (its polaris/mcp.json) is replaced by an empty one."""
     for name in MODEL_ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("POLARIS_KEYS_PATH", str(tmp_path_factory.mktemp("keys") / "keys.json"))
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path_factory.mktemp("jupyter-config")))
 
 
 @pytest.fixture(autouse=True)
