@@ -25,7 +25,8 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from polaris_jupyter._version import __version__
@@ -35,9 +36,11 @@ from polaris_jupyter.jobs._engine import DAY_S, BatchHandle, Engine, RunHandle, 
 from polaris_jupyter.jobs._models import Attempt, RetryPolicy, Run, RunNotFound, RunStatus, TriggerOptions
 from polaris_jupyter.jobs._pg_dbos import DbosDispatcher
 from polaris_jupyter.jobs._pg_events import PgEventBus
+from polaris_jupyter.jobs._pg_keeper import Keeper
+from polaris_jupyter.jobs._pg_schedules import PgScheduleManager
 from polaris_jupyter.jobs._pg_store import PgConnection, PgStore
-from polaris_jupyter.jobs._pg_transitions import advance_run, cancel_run, claim_key, claim_run
-from polaris_jupyter.jobs._registry import TaskRegistry
+from polaris_jupyter.jobs._pg_transitions import GuardRefused, advance_run, cancel_run, claim_key, claim_run
+from polaris_jupyter.jobs._registry import TaskDef, TaskRegistry
 from polaris_jupyter.jobs._rows import row_to_run
 from polaris_jupyter.jobs.backends import default_schema
 
@@ -46,6 +49,8 @@ __all__ = ["PgEngine", "default_schema"]
 log = logging.getLogger("polaris_jupyter.jobs.pg")
 _EXPIRED = {"name": "Expired", "message": "ttl passed before the run started"}
 _CANCELED = {"name": "Canceled", "message": "the run was canceled"}
+#: The condition of a :meth:`PgEngine.trigger_if` in progress in this task.
+_GUARD: ContextVar[Callable[[PgConnection], bool] | None] = ContextVar("polaris_pg_trigger_guard", default=None)
 
 
 class PgEngine(Engine):
@@ -74,6 +79,7 @@ class PgEngine(Engine):
         super().__init__(store, registry, pool_size=pool_size, clock=clock, default_retry=default_retry,
                          idempotency_key_ttl_s=idempotency_key_ttl_s)
         self.store: PgStore = store
+        self.schedules: PgScheduleManager = PgScheduleManager(self)
         self.bus: PgEventBus = PgEventBus(store)
         self.bus.on_event = self._on_event
         self.executor_id = executor_id
@@ -91,7 +97,7 @@ class PgEngine(Engine):
         self._dispatch_lock: asyncio.Lock | None = None
         self._handback: list[Run] = []
         self._side_tasks: set[asyncio.Task[Any]] = set()
-        self._keeper: asyncio.Task[None] | None = None
+        self.keeper = Keeper(self)
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -114,7 +120,7 @@ class PgEngine(Engine):
         await self._recover()
         self._accepting.set()
         self._timer_task = asyncio.create_task(self._timer_loop(), name="polaris-timers")
-        self._keeper = asyncio.create_task(self._keep(), name="polaris-pg-keeper")
+        self.keeper.start()
         await self.schedules.start()
 
     async def stop(self, timeout_s: float = 5.0) -> None:
@@ -123,11 +129,11 @@ class PgEngine(Engine):
         if not self._started:
             return
         self._stopping = True
-        for task in (self._timer_task, self._keeper):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if self._timer_task is not None:
+            self._timer_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer_task
+        await self.keeper.stop()
         tasks = list(self._tasks.values())
         for t in tasks:
             t.cancel()
@@ -188,12 +194,30 @@ class PgEngine(Engine):
             if run.status is not RunStatus.REATTEMPTING:
                 self._active.pop(run_id, None)
 
+    async def trigger_if(self, guard: Callable[[PgConnection], bool], task_id: str, payload: Any = None,
+                         options: TriggerOptions | None = None, **kw: Any) -> RunHandle | None:
+        """:meth:`trigger`, creating the run only if ``guard(c)`` returns True in the transaction
+        that inserts it (a compare-and-set other processes race on); None when it did not."""
+        token = _GUARD.set(guard)
+        try:
+            return await self.trigger(task_id, payload, options, **kw)
+        except GuardRefused:
+            return None
+        finally:
+            _GUARD.reset(token)
+
     async def _prepare(self, task_id: str, payload: Any, opts: TriggerOptions, parent: RunContext | None) -> tuple[Any, str | None]:
         """The embedded rules, plus the key claimed in the run's own insert (other processes)."""
         run, cached = await super()._prepare(task_id, payload, opts, parent)
-        if run is None or run.idempotency_key is None:
+        guard = _GUARD.get()
+        if run is None or (run.idempotency_key is None and guard is None):
             return run, cached
-        winner = await self.store.pg_write(lambda c: claim_key(c, run, self.clock.now()))
+        try:
+            winner = await self.store.pg_write(lambda c: claim_key(c, run, self.clock.now(), guard))
+        except GuardRefused:
+            if run.idempotency_key is not None and self._idem.get((task_id, run.idempotency_key)) == run.id:
+                del self._idem[(task_id, run.idempotency_key)]
+            raise
         if winner != run.id:
             self._idem[(task_id, run.idempotency_key)] = winner
             return None, winner
@@ -253,7 +277,9 @@ class PgEngine(Engine):
                 return outcome
             if outcome in ("crashed", "restart"):
                 now = self.clock.now()
-                error = {"name": "Crashed", "message": f"the worker {row['executor_id']} died during attempt {run.attempt_count}"}
+                lost = (f"the worker {row['executor_id']} died" if row["executor_id"]
+                        else "its worker lost its lease (heartbeat) and stopped it")  # released by _pg_keeper
+                error = {"name": "Crashed", "message": f"{lost} during attempt {run.attempt_count}"}
                 self.store.put_attempt(Attempt(run.id, run.attempt_count, RunStatus.CRASHED.value, run.updated_at, now, error))
                 run.error = error
                 if outcome == "crashed":
@@ -269,6 +295,21 @@ class PgEngine(Engine):
             await asyncio.shield(task)
             await self.store.commit()
             return run.status.value
+
+    def _finish(self, run: Run, status: RunStatus, *, output: Any = None, error: dict[str, Any] | None = None) -> None:
+        """As embedded, except for an attempt this process fenced (``_pg_keeper.py``): its run
+        may be another executor's now, so nothing of it is written here."""
+        if self.keeper.is_fenced(run.id):
+            self._active.pop(run.id, None)
+            self._cancel_requested.discard(run.id)
+            return
+        super()._finish(run, status, output=output, error=error)
+
+    async def _failed(self, run: Run, definition: TaskDef, ctx: RunContext, exc: Exception) -> None:
+        if self.keeper.is_fenced(run.id):  # a task that turned the cancel into an error
+            self._finish(run, RunStatus.CRASHED)
+            return
+        await super()._failed(run, definition, ctx, exc)
 
     def _release(self, run: Run, lane: _Lane) -> None:
         self._executing -= 1
@@ -294,6 +335,9 @@ class PgEngine(Engine):
     # -- timers: every transition is a compare-and-set on the row --------------------------------
     async def _fire(self, ref: str, kind: str) -> None:
         if kind == "cron":
+            schedule = self.schedules.get(ref)
+            if schedule is not None and schedule.next_slot is not None and schedule.next_slot > self.clock.now():
+                return  # the timer of an earlier arming (the reload re-armed it): the current one is due later
             await self.schedules.fire(ref)
             return
         outcome, row = await self.store.pg_write(lambda c: advance_run(c, ref, self.clock.now()))
@@ -314,55 +358,6 @@ class PgEngine(Engine):
             if ref not in self._tasks:
                 self._active.pop(ref, None)
             await self._dispatch(run)
-
-    async def _keep(self) -> None:
-        """Heartbeat, reap dead executors, and sweep for due timers of processes that died."""
-        last_sweep = 0.0
-        while True:
-            try:
-                await self._keep_once(sweep=time.monotonic() - last_sweep >= self.sweep_s)
-                if time.monotonic() - last_sweep >= self.sweep_s:
-                    last_sweep = time.monotonic()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("keeper pass failed; retrying", exc_info=True)
-            await asyncio.sleep(self.heartbeat_s)
-
-    async def _keep_once(self, *, sweep: bool) -> None:
-        now_s = time.time()
-        self.store.execute("UPDATE workers SET last_seen = ? WHERE executor_id = ?", (now_s, self.executor_id))
-        dead = await self.store.pg_write(
-            lambda c: [r["executor_id"] for r in c.execute(
-                "DELETE FROM workers WHERE last_seen < ? AND executor_id <> ? RETURNING executor_id",
-                (now_s - self.dead_after_s, self.executor_id),
-            ).fetchall()]
-        )
-        for executor in dead:
-            await self.dispatcher.recover(executor)
-        if not sweep:
-            return
-        now = self.clock.now()
-        rows = await self.store.query(
-            "SELECT id FROM runs WHERE (status = 'DELAYED' AND delay_until <= ?) "
-            "OR (status = 'REATTEMPTING' AND next_attempt_at <= ?) "
-            "OR (status IN ('QUEUED','DELAYED') AND attempt_count = 0 AND ttl_s IS NOT NULL "
-            "    AND COALESCE(delay_until, created_at) + ttl_s <= ?) "
-            "OR (status = 'QUEUED' AND dispatched_at IS NULL AND waiting_reason IS NULL AND updated_at < ?) "
-            "ORDER BY num LIMIT 500",
-            (now, now - self.sweep_s, now, now - self.sweep_s),
-        )
-        for row in rows:
-            await self._sweep_one(row["id"])
-
-    async def _sweep_one(self, run_id: str) -> None:
-        stored = await self.store.get_run(run_id)
-        if stored is None:
-            return
-        if stored.status is RunStatus.QUEUED and (stored.expires_at is None or self.clock.now() < stored.expires_at):
-            await self._dispatch(stored)
-        else:
-            await self._fire(run_id, "ttl")
 
     async def _recover(self) -> None:
         """Re-arm the timers of unfinished runs and dispatch queued runs never enqueued.

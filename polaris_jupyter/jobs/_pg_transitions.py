@@ -10,17 +10,22 @@ the engine applies the outcome's events and local state on its loop.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from polaris_jupyter.jobs._models import FINAL_STATUSES, KEY_RELEASING_STATUSES, Run
 from polaris_jupyter.jobs._pg_store import _UPSERT_RUN_PG, PgConnection
 from polaris_jupyter.jobs._rows import _dumps, run_to_row
 
-__all__ = ["advance_run", "cancel_run", "claim_key", "claim_run"]
+__all__ = ["GuardRefused", "advance_run", "cancel_run", "claim_key", "claim_run"]
 
 _FINAL = {s.value for s in FINAL_STATUSES}
 _RELEASING = tuple(s.value for s in KEY_RELEASING_STATUSES)
 Outcome = tuple[str, Any]
+
+
+class GuardRefused(Exception):
+    """The condition given with a trigger did not hold: no run was created (nothing written)."""
 
 
 class _KeyTaken(Exception):
@@ -29,19 +34,26 @@ class _KeyTaken(Exception):
         self.run_id = run_id
 
 
-def claim_key(c: PgConnection, run: Run, now: float) -> str:
+def claim_key(c: PgConnection, run: Run, now: float, guard: Callable[[PgConnection], bool] | None = None) -> str:
     """Insert ``run`` and give it its idempotency key, unless a run holds the key: one not yet
     expired and not released (failed, expired, canceled, crashed, timed out). Returns the id of
-    the run holding the key afterwards (``run.id`` when this one won)."""
+    the run holding the key afterwards (``run.id`` when this one won).
+
+    ``guard(c)`` runs first in the same transaction (e.g. a schedule's slot claimed with a
+    compare-and-set); when it returns False nothing is written and :class:`GuardRefused` is raised."""
     try:
-        return _claim_key(c, run, now)
+        return _claim_key(c, run, now, guard)
     except _KeyTaken as taken:  # rolled back with the savepoint: the losing row is not kept
         return taken.run_id
 
 
-def _claim_key(c: PgConnection, run: Run, now: float) -> str:
+def _claim_key(c: PgConnection, run: Run, now: float, guard: Callable[[PgConnection], bool] | None) -> str:
     with c.raw.transaction():
+        if guard is not None and not guard(c):
+            raise GuardRefused(run.id)
         c.raw.execute(_UPSERT_RUN_PG, run_to_row(run))
+        if run.idempotency_key is None:
+            return run.id
         placeholders = ",".join("?" * len(_RELEASING))
         won = c.execute(
             "INSERT INTO idempotency (task_id, key, run_id, expires_at) VALUES (?,?,?,?) "

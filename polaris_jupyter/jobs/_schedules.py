@@ -13,6 +13,7 @@ of a firing are the schedule's own, so those options are refused.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -242,15 +243,19 @@ class ScheduleManager:
         options.idempotency_key = f"schedule:{schedule.id}:{slot:.0f}"
         options.tags = [*options.tags, f"schedule:{schedule.id}"]
         try:
-            await self.engine.trigger(
-                schedule.task_id,
-                payload,
-                options,
-                schedule_id=schedule.id,
-                before_commit=record_slot,
-            )
+            await self._trigger_firing(schedule, payload, options, record_slot)
         except TaskNotFound:
             schedule.last_slot = last_before
             schedule.next_slot = None
             return
         self._arm(schedule, now, startup=False)
+
+    async def _trigger_firing(
+        self, schedule: Schedule, payload: dict[str, Any], options: TriggerOptions, record_slot: Callable[[], None]
+    ) -> None:
+        """Create the firing's run, its slot recorded in the same transaction. A backend whose
+        processes all fire the same schedules overrides this so one of them wins each slot
+        (PostgreSQL: ``_pg_schedules.py``)."""
+        await self.engine.trigger(
+            schedule.task_id, payload, options, schedule_id=schedule.id, before_commit=record_slot
+        )

@@ -54,6 +54,13 @@ class Workers:
             started.append(proc)
         return started
 
+    def executor_id(self, proc: subprocess.Popen[bytes]) -> str:
+        """The executor id the worker announced (``polaris-jupyter worker <id> ready (...)``)."""
+        for line in self.logs[proc.pid].read_text(errors="replace").splitlines():
+            if " ready (" in line and line.startswith("polaris-jupyter worker "):
+                return line.split()[2]
+        raise AssertionError(f"worker {proc.pid} announced no executor id")
+
     def log(self, proc: subprocess.Popen[bytes]) -> str:
         return self.logs[proc.pid].read_text(errors="replace")[-4000:]
 

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from polaris_jupyter.jobs import RetryPolicy, RunContext, task
+from polaris_jupyter.jobs import AbortTaskError, RetryPolicy, RunContext, task
 
 
 def _markers() -> Path:
@@ -32,8 +32,13 @@ async def hold(payload: Any, ctx: RunContext) -> str:
     (_markers() / f"hold-{ctx.attempt}-{os.getpid()}").write_text(ctx.run_id)
     running = list(_markers().glob("holding-*"))
     (_markers() / f"holding-{ctx.attempt}").write_text(str(len(running)))
-    while not (_markers() / "release").exists():
-        await asyncio.sleep(0.05)
+    try:
+        while not (_markers() / "release").exists():
+            await asyncio.sleep(0.05)
+    except asyncio.CancelledError:
+        (_markers() / f"stopped-{ctx.attempt}-{os.getpid()}").write_text("cancelled")
+        (_markers() / f"holding-{ctx.attempt}").unlink(missing_ok=True)
+        raise
     (_markers() / f"holding-{ctx.attempt}").unlink()
     return f"attempt {ctx.attempt} on {os.getpid()}"
 
@@ -47,3 +52,11 @@ async def chatty(payload: Any, ctx: RunContext) -> dict[str, int]:
         ctx.metadata.set("step", step)
         await asyncio.sleep(0.01)
     return {"steps": int(payload["steps"])}
+
+
+@task(id="tick-fail")
+async def tick_fail(payload: Any, ctx: RunContext) -> None:
+    """A schedule's firing that fails at once (releasing its idempotency key): one marker per run."""
+    stamp = str(payload["timestamp"]).replace(":", "")
+    (_markers() / f"tick-{stamp}-{ctx.run_id}").write_text(str(os.getpid()))
+    raise AbortTaskError("a firing that fails at once")
