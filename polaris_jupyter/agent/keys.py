@@ -14,7 +14,7 @@ Rules the rest of Polaris relies on: an environment variable always wins over a 
 (``OPENAI_API_KEY`` set → the stored OpenAI key is not used, and :meth:`KeyStore.view` says
 so); nothing here ever returns a key (:meth:`KeyStore.view` has "set" / "not set" and the last
 4 characters of long keys); every stored key is masked in log records of this process
-(:func:`install_log_scrubber`). :attr:`KeyStore.version` changes with every change, so the model
+(:mod:`polaris_jupyter.agent.log_scrub`). :attr:`KeyStore.version` changes with every change, so the model
 service rebuilds its provider chains and the next request uses the new key, without a restart.
 """
 
@@ -28,17 +28,16 @@ import os
 import secrets
 import stat
 import time
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from polaris_jupyter.agent.log_scrub import install_log_scrubber, register_source, secrets_changed
 from polaris_jupyter.errors import InvalidInput, NotFound
 
-__all__ = ["KEYRING_SERVICE", "KEY_PROVIDERS", "UNSET", "KeyStore", "check_api_key", "check_base_url", "install_log_scrubber",
-           "stored_secrets", "usable_keyring"]
+__all__ = ["KEYRING_SERVICE", "KEY_PROVIDERS", "UNSET", "KeyStore", "check_api_key", "check_base_url", "usable_keyring"]
 
 log = logging.getLogger("polaris_jupyter.agent")
 
@@ -71,60 +70,6 @@ class _Entry:
     api_key: str | None
     base_url: str | None
     updated_at: float
-
-
-# -- masking stored keys in log records ------------------------------------------------------------
-
-_STORES: weakref.WeakSet[KeyStore] = weakref.WeakSet()
-_SECRETS: tuple[str, ...] = ()
-_installed = False
-
-
-def stored_secrets() -> tuple[str, ...]:
-    """Every key stored by a live :class:`KeyStore` of this process, longest first."""
-    return _SECRETS
-
-
-def _secrets_changed() -> None:
-    global _SECRETS
-    values = {e.api_key for store in list(_STORES) for e in store._entries.values() if e.api_key}
-    _SECRETS = tuple(sorted(values, key=len, reverse=True))
-
-
-def _mask(text: str) -> str:
-    for value in _SECRETS:
-        if value in text:
-            text = text.replace(value, "[masked]")
-    return text
-
-
-def install_log_scrubber() -> None:
-    """Mask stored keys in every log record made in this process (message, arguments and the
-    formatted traceback), whoever logs it: our code, tornado, httpx, the SDK. Installed once,
-    as a log-record factory, so handlers added later are covered too; a no-op while no key is
-    stored."""
-    global _installed
-    if _installed:
-        return
-    previous = logging.getLogRecordFactory()
-
-    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = previous(*args, **kwargs)
-        if not _SECRETS:
-            return record
-        try:
-            text = record.getMessage()
-        except Exception:  # a malformed record is the logging module's business, not ours
-            return record
-        masked = _mask(text)
-        if masked != text:
-            record.msg, record.args = masked, None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = _mask(logging.Formatter().formatException(record.exc_info))
-        return record
-
-    logging.setLogRecordFactory(factory)
-    _installed = True
 
 
 # -- validation -----------------------------------------------------------------------------------
@@ -263,7 +208,7 @@ class KeyStore:
         self._lock = asyncio.Lock()
         #: Bumped by every change (a put, a delete, or the file changed by another process).
         self.version = 0
-        _STORES.add(self)
+        register_source(self, lambda store: [e.api_key for e in store._entries.values() if e.api_key])
         install_log_scrubber()
 
     # -- reading ---------------------------------------------------------------------------------
@@ -295,7 +240,7 @@ class KeyStore:
         self._entries, self._loaded = entries, True
         if changed:
             self.version += 1
-            _secrets_changed()
+            secrets_changed()
 
     def _keyring_get(self, provider: str) -> str | None:
         if self._keyring is None:
@@ -374,7 +319,7 @@ class KeyStore:
         self._stamp = _write_file(self.path, {"version": _FILE_VERSION, "providers": rows})
         self._entries, self._loaded = entries, True
         self.version += 1
-        _secrets_changed()
+        secrets_changed()
 
     # -- what the chain and the UI see -----------------------------------------------------------------
     def overrides(self, env: Mapping[str, str] | None = None) -> dict[str, dict[str, str]]:
