@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from polaris_jupyter.agent.completions import CompletionService, CompletionSettings
 from polaris_jupyter.agent.models import ModelService
 from polaris_jupyter.api import PolarisAPI
 from polaris_jupyter.chat.remote import follow_remote_answers
@@ -32,8 +33,8 @@ from polaris_jupyter.tasks.generate import GenerationService
 from polaris_jupyter.tasks.generate import install as install_generation
 from polaris_jupyter.tasks.run_notebook import register_run_notebook
 from polaris_jupyter.tools.edits import SqliteEditJournal
-from polaris_jupyter.tools.notebook_proposals import SqliteProposals
 from polaris_jupyter.tools.mcp import McpManager
+from polaris_jupyter.tools.notebook_proposals import SqliteProposals
 
 if TYPE_CHECKING:
     from polaris_jupyter.server.kernel_routes import KernelWorkers
@@ -83,6 +84,8 @@ class PolarisRuntime:
         # The parts, in order; each may use the ones before it. Their tasks are registered here,
         # before the engine starts, so recovered runs find them.
         self.models = ModelService(self.config)
+        #: Inline completions: on the chat's chains, in memory, no runs (agent/completions.py says why).
+        self.completions = CompletionService(self.models.chain_for, CompletionSettings.from_config(self.config))
         self.journal = SqliteEditJournal(self.engine.store)  # the store is the file's one writer
         self.chat: ChatService = install_chat(self)
         follow_remote_answers(self.chat)  # PostgreSQL: a worker's answer frees its conversation here too
@@ -141,6 +144,7 @@ class PolarisRuntime:
         # the clients they use are still open; closing a client under them would fail them.
         await self.engine.stop()
         await self.mcp.stop()
+        await self.completions.stop()  # before the chains it streams from close
         await self.models.stop()
         await self.journal.close()
         await _stop_bundled_model()

@@ -12,6 +12,7 @@ import { answerMimePlugin } from './answerMime';
 import { PolarisClient } from './api';
 import { installExplainFix } from './chat/explainFix';
 import { installLabCodeActions } from './chat/labCodeActions';
+import { completerPlugin } from './completer/plugin';
 import { followLabContext } from './chat/labContext';
 import { generateProject } from './generateDialog';
 import { notebookJobPlugin, OPEN_RUN } from './notebookJob';
@@ -171,4 +172,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [plugin, answerMimePlugin, notebookJobPlugin, toolsPlugin];
+export default [plugin, answerMimePlugin, notebookJobPlugin, toolsPlugin, completerPlugin];

@@ -44,6 +44,9 @@ def _operation(route: Route) -> dict[str, Any]:
         op["requestBody"] = {"required": route.body_required, **_json(route.body)}
     if route.websocket:
         responses: dict[str, Any] = {"101": {"description": "Switching protocols: a WebSocket of JSON frames"}}
+    elif route.stream:
+        responses = {str(route.status): {"description": "NDJSON: one JSON object a line, flushed as it is made",
+                                         "content": {"application/x-ndjson": {"schema": route.response or {}}}}}
     elif route.status == 204:
         responses = {"204": {"description": "Done"}}
     else:

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from polaris_jupyter.agent.completions_metrics import FEEDBACK_EVENTS
 from polaris_jupyter.api.schemas import (
     BATCH_REQUEST,
     BOOL,
@@ -54,7 +55,8 @@ class Param:
 
 @dataclass(frozen=True)
 class Route:
-    """One operation of the REST surface (or, with ``websocket``, a WebSocket endpoint)."""
+    """One operation of the REST surface (or, with ``websocket``, a WebSocket endpoint; with
+    ``stream``, an answer of NDJSON lines served by a dedicated handler class)."""
 
     op: str
     method: str
@@ -68,6 +70,7 @@ class Route:
     errors: tuple[int, ...] = ()
     description: str = ""
     websocket: bool = False
+    stream: bool = False
     tag: str = "runs"
     path_params: tuple[str, ...] = field(init=False)
 
@@ -309,6 +312,26 @@ ROUTES += (
           response=ref("McpServers"), tag="tools"),
     route("list_tools", "GET", "/tools", "Every tool the model may be offered: built-in and MCP, with its access",
           response=obj({"tools": array_of(ref("ToolInfo"))}, ("tools",)), tag="tools"),
+)
+
+# -- inline completions (issue 15): agent/completions.py; the stream is server/completion_routes.py --
+ROUTES += (
+    route("complete", "POST", "/completions", "An inline completion (ghost text) at the cursor, streamed",
+          description="The answer is NDJSON, one JSON object a line, each flushed as it is made: `start` (the "
+          "completion's id), `delta` per piece of the suggestion, then `end` (its status, text and timings) or "
+          "`error`. A new request with the same editorId cancels the previous one (its stream ends with status "
+          "CANCELED, cancelReason superseded); closing the connection cancels it and closes the model stream. "
+          "Errors found before the first line (bad input, a provider that is not configured) are JSON with a 4xx.",
+          body=ref("CompletionRequest"), response=ref("CompletionLine"), stream=True, errors=(400,),
+          tag="completions"),
+    route("completion_feedback", "POST", "/completions/{completionId}/feedback",
+          "Tell the server a suggestion was shown, accepted or dismissed (the accept rate in its metrics)",
+          body=obj({"event": {"type": "string", "enum": list(FEEDBACK_EVENTS)}}, ("event",), closed=True),
+          response=obj({"id": STR, "events": array_of(STR)}, ("id", "events")), errors=(400, 404),
+          tag="completions"),
+    route("completion_metrics", "GET", "/completions/metrics",
+          "Inline completions as an operation of the engine: counts, latency, cache hits, accept rate (in memory)",
+          response=ref("CompletionMetrics"), tag="completions"),
 )
 
 _BY_OP = {r.op: r for r in ROUTES}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from polaris_jupyter.agent.completions import COMPLETION_REQUEST_SCHEMA, CancelReason, CompletionMode
 from polaris_jupyter.chat.approvals import ApprovalScope, ApprovalStatus
 from polaris_jupyter.chat.store import MessageStatus
 from polaris_jupyter.jobs import MAX_BATCH_ITEMS, RunStatus
@@ -456,6 +457,41 @@ COMPONENTS.update({
                     "description": "read tools never ask; edit and execute tools ask as the permission mode says"},
          "server": nullable(STR, description="the MCP server it comes from; null for a built-in tool")},
         ("name", "description", "group", "access", "server"),
+    ),
+})
+
+# -- inline completions (issue 15): agent/completions*.py ---------------------------------------
+_COMPLETION_STATUS = {"type": "string", "enum": [RunStatus.EXECUTING.value, RunStatus.COMPLETED.value,
+                                                 RunStatus.CANCELED.value, RunStatus.FAILED.value,
+                                                 RunStatus.TIMED_OUT.value]}
+COMPONENTS.update({
+    "CompletionRequest": COMPLETION_REQUEST_SCHEMA,
+    "CompletionLine": obj(
+        {"type": {"type": "string", "enum": ["start", "delta", "end", "error"]},
+         "id": STR,
+         "text": {"type": "string", "description": "delta: the next piece; end: the whole suggestion"},
+         "status": {"anyOf": [_COMPLETION_STATUS, INT],
+                    "description": "end: the completion's final status; error: the HTTP-style status of the failure"},
+         "provider": NULL_STR, "model": NULL_STR,
+         "mode": nullable({"type": "string", "enum": [m.value for m in CompletionMode]},
+                          description="fim: /completions with suffix; prefix: without; chat: a chat prompt"),
+         "cached": BOOL, "editorId": STR,
+         "cancelReason": nullable({"type": "string", "enum": [r.value for r in CancelReason]}),
+         "error": NULL_STR, "message": STR,
+         "firstSuggestionMs": NULL_NUM, "durationMs": NUM},
+        ("type",),
+        description="One line of the completion stream: start (id, provider, model, mode, cached), delta (text), "
+        "end (the completion: status, text, cancelReason, timings) or error (status, message).",
+    ),
+    "CompletionMetrics": obj(
+        {"taskId": STR, "persisted": BOOL, "since": NUM, "counts": {"type": "object"}, "total": INT,
+         "successRate": NULL_NUM, "durationP50Ms": NULL_NUM, "durationP95Ms": NULL_NUM,
+         "firstSuggestionP50Ms": NULL_NUM, "firstSuggestionP95Ms": NULL_NUM, "latencyWindow": INT,
+         "cacheHits": INT, "modes": {"type": "object"}, "cancelReasons": {"type": "object"},
+         "feedback": {"type": "object"}, "acceptRate": NULL_NUM, "running": INT, "cacheEntries": INT,
+         "fimSupport": array_of({"type": "object"})},
+        ("taskId", "counts", "total"),
+        description="The in-memory operation record of inline completions, in the shape of a task of GET /metrics.",
     ),
 })
 

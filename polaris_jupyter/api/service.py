@@ -312,6 +312,20 @@ class PolarisAPI:
 
         return (await load_rules(self.runtime.root_dir, self.runtime.config.rules_max_chars)).to_json()
 
+    # -- inline completions (issue 15): thin calls into agent.completions ------------------------
+    async def complete(self, body: dict[str, Any]) -> Any:
+        """Start a completion; the answer is its :class:`CompletionHandle` (the stream route's
+        handler writes ``handle.events()`` as NDJSON)."""
+        from polaris_jupyter.agent.completions import CompletionRequest
+
+        return self.runtime.completions.complete(CompletionRequest.from_wire(body))
+
+    async def completion_feedback(self, completion_id: str, body: dict[str, Any]) -> JSON:
+        return self.runtime.completions.feedback(completion_id, body["event"])
+
+    async def completion_metrics(self) -> JSON:
+        return self.runtime.completions.metrics()
+
     # -- approvals (issue 14): thin calls into chat.approvals ---------------------------------------
     async def list_approvals(self, status: str | None = None) -> JSON:
         return {"data": [a.to_json() for a in await self.chat.approvals.list(status)]}

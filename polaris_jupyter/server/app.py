@@ -17,15 +17,18 @@ from jupyter_server.extension.application import ExtensionApp
 
 from polaris_jupyter.config import PolarisConfig
 from polaris_jupyter.runtime import PolarisRuntime
+from polaris_jupyter.server.completion_routes import CompletionStreamHandler
 from polaris_jupyter.server.events_ws import EventsWebSocket
 from polaris_jupyter.server.handlers import make_handlers
 from polaris_jupyter.server.kernel_routes import KernelWorkers, KernelWorkerSocket
 from polaris_jupyter.tools.notebook_kernel import ServerKernels
 
-__all__ = ["SOCKETS", "PolarisApp"]
+__all__ = ["SOCKETS", "STREAMS", "PolarisApp"]
 
 #: The WebSocket routes of the table and the classes that serve them.
 SOCKETS: dict[str, type[Any]] = {"events": EventsWebSocket, "kernel_worker": KernelWorkerSocket}
+#: The streaming routes of the table (NDJSON answers) and the classes that serve them.
+STREAMS: dict[str, type[Any]] = {"complete": CompletionStreamHandler}
 
 
 class PolarisApp(ExtensionApp):
@@ -59,7 +62,7 @@ class PolarisApp(ExtensionApp):
         self.log.info("polaris: db %s, kernels reach the engine at %s", self.polaris_config.db_path, os.environ["POLARIS_URL"])
 
     def initialize_handlers(self) -> None:
-        self.handlers.extend(make_handlers(SOCKETS))
+        self.handlers.extend(make_handlers({**SOCKETS, **STREAMS}))
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         if not self.polaris_config.start_engine:

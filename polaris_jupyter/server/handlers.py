@@ -2,7 +2,7 @@
 
 Each generated method reads the path parameters, the declared query parameters and the JSON
 body, hands them to :meth:`PolarisAPI.dispatch` (which validates and serves), and writes the
-answer. WebSocket routes map to the socket classes the server passes in.
+answer. WebSocket and streaming routes map to the classes the server passes in.
 """
 
 from __future__ import annotations
@@ -51,12 +51,12 @@ def _method(route: Route) -> Callable[..., Awaitable[None] | None]:
 
 
 def make_handlers(sockets: Mapping[str, type[Any]], routes: tuple[Route, ...] = ROUTES) -> list[tuple[str, type[Any]]]:
-    """One tornado handler per path of ``routes``; ``sockets`` maps WebSocket ops to their classes."""
+    """One tornado handler per path of ``routes``; ``sockets`` maps WebSocket and streaming ops to their classes."""
     handlers: list[tuple[str, type[Any]]] = []
     ordered = sorted(routes, key=lambda r: r.path)
     for path, group in groupby(ordered, key=lambda r: r.path):
         same_path = list(group)
-        sockets_here = [r for r in same_path if r.websocket]
+        sockets_here = [r for r in same_path if r.websocket or r.stream]
         if sockets_here:
             (route,) = sockets_here
             handlers.append((route.pattern, sockets[route.op]))
@@ -64,7 +64,7 @@ def make_handlers(sockets: Mapping[str, type[Any]], routes: tuple[Route, ...] = 
         methods = {r.method.lower(): _method(r) for r in same_path}
         name = "".join(part.title() for part in route_name(path)) + "Handler"
         handlers.append((same_path[0].pattern, type(name, (RouteHandler,), methods)))
-    missing = set(sockets) - {r.op for r in routes if r.websocket}
+    missing = set(sockets) - {r.op for r in routes if r.websocket or r.stream}
     if missing:
         raise ValueError(f"socket classes for unknown routes: {sorted(missing)}")
     return handlers
