@@ -11,6 +11,7 @@ import { LabIcon } from '@jupyterlab/ui-components';
 import { answerMimePlugin } from './answerMime';
 import { PolarisClient } from './api';
 import { installExplainFix } from './chat/explainFix';
+import { installFollowEdits } from './chat/followEdits';
 import { installLabCodeActions } from './chat/labCodeActions';
 import { completerPlugin } from './completer/plugin';
 import { followLabContext } from './chat/labContext';
@@ -145,6 +146,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       followLabContext(labShell, sidebar.chat);
       installLabCodeActions(app, labShell);
       installExplainFix(app, labShell, client, sidebar.chat, sidebar.id);
+      installFollowEdits(app, labShell, client);
     }
 
     if (settingRegistry) {

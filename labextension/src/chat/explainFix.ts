@@ -11,10 +11,10 @@
  */
 
 import type { ILabShell, JupyterFrontEnd } from '@jupyterlab/application';
-import { Notification } from '@jupyterlab/apputils';
 import type { Widget } from '@lumino/widgets';
 
 import { PolarisClient } from '../api';
+import { followFileChange } from './followEdits';
 import { h } from '../renderer/dom';
 import { Proposal, setProposalClient } from '../renderer/proposals';
 import type { ContextItem } from '../renderer/contextChips';
@@ -67,27 +67,7 @@ export function installExplainFix(app: JupyterFrontEnd, labShell: ILabShell, cli
     list: runId => client.request<{ proposals: Proposal[] }>('GET', `runs/${encodeURIComponent(runId)}/proposals`).then(r => r.proposals ?? []),
     apply: id => client.request<Proposal>('POST', `proposals/${encodeURIComponent(id)}/apply`, {}),
     discard: id => client.request<Proposal>('POST', `proposals/${encodeURIComponent(id)}/discard`, {}),
-    applied: proposal => {
-      // The open notebook shows the applied edit: at once when nothing is unsaved, else the user
-      // chooses (Reload loses the unsaved changes; Keep mine leaves the file to be overwritten on save).
-      for (const widget of labShell.widgets('main')) {
-        const panel = asNotebookPanel(widget);
-        if (!panel || panel.context.path !== proposal.path) {
-          continue;
-        }
-        if (!panel.context.model.dirty) {
-          void panel.context.revert();
-          continue;
-        }
-        Notification.warning(`Polaris changed ${proposal.path}, which has unsaved changes here.`, {
-          autoClose: false,
-          actions: [
-            { label: 'Reload', caption: 'Show the file as saved (your unsaved changes are lost)', callback: () => void panel.context.revert() },
-            { label: 'Keep mine', caption: 'Keep what you see; saving overwrites the edit', callback: () => undefined }
-          ]
-        });
-      }
-    }
+    applied: proposal => followFileChange(labShell, proposal.path)
   });
 
   const ask = (panel: NotebookPanelLike, cell: CellLike, intent: Intent): void => {

@@ -5,6 +5,7 @@
 
 import { DecideApproval, renderApprovalBar } from './approvals';
 import { diffStats, renderDiff } from './diff';
+import { linkPath } from './paths';
 import { formatDuration, h, prettyJson, shortJson } from './dom';
 import { ToolCall } from './types';
 
@@ -73,7 +74,7 @@ export function renderToolCard(call: ToolCall, options: ToolCardOptions, previou
       { className: 'pj-tool-head' },
       h('span', { className: `pj-tool-icon pj-tool-icon-${status}`, 'aria-hidden': 'true' }),
       h('span', { className: 'pj-tool-name' }, call.name || 'tool'),
-      h('span', { className: 'pj-tool-args', title: shortJson(call.arguments, 400) }, argsHint(call.arguments)),
+      linkPath(h('span', { className: 'pj-tool-args', title: shortJson(call.arguments, 400) }, argsHint(call.arguments)), call.arguments?.path),
       h('span', { className: 'pj-tool-duration' }, status === 'running' ? '' : formatDuration(call.durationMs)),
       h('span', { className: `pj-badge pj-badge-${status}` }, STATE_LABEL[status])
     ),
