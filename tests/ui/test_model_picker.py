@@ -93,6 +93,16 @@ def test_keys_form_and_model_picker(
     page.screenshot(path=str(artifacts_dir / "model-picker-reply.png"))
     sidebar.get_by_role("combobox", name="Model").screenshot(path=str(artifacts_dir / "model-picker.png"))
 
+    # The runs metrics sum the task's tokens; no price is known, so its cost stays unknown.
+    sidebar.locator(".pj-tab-runs").click()
+    sidebar.locator(".pj-subtab-metrics").click()
+    row = sidebar.locator(".pj-metrics-table tr", has=page.locator("td:text-is('process-message')"))
+    row.wait_for(timeout=10_000)
+    headers = sidebar.locator(".pj-metrics-table th").all_inner_texts()
+    cells = dict(zip(headers, row.locator("td").all_inner_texts()))
+    assert cells["Tokens"] == "1,230" and cells["Cost (est.)"] == "—", cells
+    page.screenshot(path=str(artifacts_dir / "metrics-tokens-cost.png"))
+
     assert KEY not in page.content(), "the key is in the page"
     assert KEY not in lab_server.log_path.read_text(errors="replace"), "the key is in the server log"
     assert not page.polaris_log.unexpected(ALLOWED_ERRORS)
