@@ -233,6 +233,12 @@ class ApprovalService:
         """The timeout passed (called by the gate when the run continues at its deadline)."""
         return await self._decide_row(approval, ApprovalStatus.EXPIRED, None, reason)
 
+    async def expire_run(self, run_id: str, reason: str) -> None:
+        """The run ended (cancelled while it waited): nothing of it waits for a decision any more."""
+        for approval in await self.store.for_run(run_id):
+            if approval.status is ApprovalStatus.PENDING:
+                await self._decide_row(approval, ApprovalStatus.EXPIRED, None, reason)
+
     async def resume_if_decided(self, run_id: str) -> bool:
         """Resume the run when none of its approvals is pending any more."""
         if any(a.status is ApprovalStatus.PENDING for a in await self.store.for_run(run_id)):

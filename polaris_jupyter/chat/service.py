@@ -317,6 +317,15 @@ class ChatService:
             gate=ApprovalGate(self.approvals, turn, turn.context, mode, tools),
         )
 
+    async def run_cancelled(self, payload: Any, ctx: RunContext) -> None:
+        """``process-message``'s on_cancel: a run cancelled while no turn ran it (waiting for an
+        approval, e.g. cancelled from the runs dashboard) ends its message and its approvals."""
+        message_id = payload.get("messageId") if isinstance(payload, dict) else None
+        message = await self.store.get_message(message_id) if isinstance(message_id, str) else None
+        if message is not None and not message.status.is_final and self.open_messages.turn(message.id) is None:
+            self._finish_unattended(message, MessageStatus.CANCELLED, {"message": "the run was cancelled"})
+        await self.approvals.expire_run(ctx.run_id, "the run was cancelled")
+
     def close_turn(self, turn: ChatTurn) -> None:
         """The attempt ended (any way): the message stays claimed only while its run may retry."""
         self.open_messages.detach(turn)
@@ -357,6 +366,7 @@ def install(runtime: PolarisRuntime) -> ChatService:
             retry=RetryPolicy(max_attempts=3, factor=2, min_timeout_s=1, max_timeout_s=10),
             max_duration_s=30 * 60,
             description="Answer a chat message with the model and the workspace tools.",
+            on_cancel=service.run_cancelled,
         )
     )
     runtime.engine.set_replay_handler(PROCESS_MESSAGE_TASK_ID, service.replay_run)

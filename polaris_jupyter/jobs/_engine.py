@@ -679,12 +679,17 @@ class Engine:
             if stored is None:
                 raise RunNotFound(f"no run with id {run_id!r}")
             return stored
+        definition = self.registry.get(run.task_id)
+        if run.status is RunStatus.WAITING and definition is not None:
+            # Suspended half way through an attempt: its on_cancel hook cleans up what it holds
+            # (a chat turn's message), as it would for a running attempt.
+            await call_hook(definition.on_cancel, run.payload, RunContext(self, run, run.attempt_count))
         task = self._tasks.get(run_id)
         if run.status is RunStatus.EXECUTING and task is not None:
             self._cancel_requested.add(run_id)
             task.cancel()
             await asyncio.wait([task], timeout=wait_s)
-        else:
+        elif not run.status.is_final:
             self._finish(run, RunStatus.CANCELED, error={"name": "Canceled", "message": "the run was canceled"})
         await self.store.commit()
         return run

@@ -133,15 +133,34 @@ async def test_auto_edit_applies_edits_but_asks_before_commands(chat_env: ChatEn
         Response.tool("executeCommand", {"command": "ls"}),
         Response(text="ok"),
     )
-    _conv, _message_id, run_id = await ask(chat_env, mode="auto-edit")
+    conv, message_id, run_id = await ask(chat_env, mode="auto-edit")
     [approval] = await waiting(chat_env, run_id)
     assert approval.tool_name == "executeCommand" and approval.access == "execute"
     assert (chat_env.runtime.root_dir / "notes" / "hello.txt").read_text() == "hello\n"
-    await chat_env.runtime.engine.cancel(run_id)  # a WAITING run can be cancelled
+    await chat_env.runtime.engine.cancel(run_id)  # a WAITING run can be cancelled (the runs dashboard)
     assert (await chat_env.runtime.engine.get_run(run_id)).status is RunStatus.CANCELED
-    with pytest.raises(Conflict, match="has ended"):
+    message = await chat_env.chat.store.get_message(message_id)
+    assert message is not None and message.status.value == "cancelled"  # the conversation is free again
+    [expired] = await chat_env.chat.approvals.list()
+    assert expired.status is ApprovalStatus.EXPIRED and expired.reason == "the run was cancelled"
+    with pytest.raises(Conflict, match="already expired"):
         await chat_env.chat.approvals.decide(approval.id, "approve")
+    chat_env.model.enqueue(Response(text="Next question answered."))
+    _next, run_id = await chat_env.chat.post_message(conv, "and now?")
+    await chat_env.settle(run_id)
+
+
+async def test_cancelling_a_waiting_message_expires_its_approval(chat_env: ChatEnv) -> None:
+    chat_env.model.enqueue(Response.tool("writeFile", WRITE))
+    _conv, message_id, run_id = await ask(chat_env)
+    [approval] = await waiting(chat_env, run_id)
+    cancelled = await chat_env.chat.cancel_message(message_id)
+    assert cancelled.status.value == "cancelled"
+    assert (await chat_env.runtime.engine.get_run(run_id)).status is RunStatus.CANCELED
     assert [a.status for a in await chat_env.chat.approvals.list()] == [ApprovalStatus.EXPIRED]
+    with pytest.raises(Conflict):
+        await chat_env.chat.approvals.decide(approval.id, "approve")
+    assert not (chat_env.runtime.root_dir / "notes").exists()
 
 
 async def test_plan_mode_offers_no_write_tools_and_auto_asks_nothing(chat_env: ChatEnv) -> None:
