@@ -33,6 +33,7 @@ from polaris_jupyter.tasks.generate import GenerationService
 from polaris_jupyter.tasks.generate import install as install_generation
 from polaris_jupyter.tasks.run_notebook import register_run_notebook
 from polaris_jupyter.tools.edits import SqliteEditJournal
+from polaris_jupyter.tools.sandbox import protect_private_path
 from polaris_jupyter.tools.mcp import McpManager
 from polaris_jupyter.tools.notebook_proposals import SqliteProposals
 
@@ -83,6 +84,9 @@ class PolarisRuntime:
         self._started = False
         # The parts, in order; each may use the ones before it. Their tasks are registered here,
         # before the engine starts, so recovered runs find them.
+        db = self.config.db_path
+        for private in (db, f"{db}-wal", f"{db}-shm", f"{db}.lock", self.config.keys_path):
+            protect_private_path(private)  # no tool reads the database or the stored keys
         self.models = ModelService(self.config)
         #: Inline completions: on the chat's chains, in memory, no runs (agent/completions.py says why).
         self.completions = CompletionService(self.models.chain_for, CompletionSettings.from_config(self.config))

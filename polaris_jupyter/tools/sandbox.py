@@ -30,6 +30,7 @@ __all__ = [
     "MAX_PATH_CHARS",
     "PROTECTED_DIRS",
     "atomic_write_bytes",
+    "protect_private_path",
     "check_path_text",
     "is_protected",
     "relative_to_root",
@@ -119,6 +120,21 @@ def _inside(root_real: Path, candidate: Path) -> bool:
     return candidate == root_real or root_real in candidate.parents
 
 
+#: Files no tool may read or write even when the workspace contains them: Polaris's database
+#: (every conversation) and the API keys entered in the UI. The runtime registers them
+#: (``protect_private_path``); a workspace rooted at ``~`` would otherwise hold them.
+_PRIVATE_PATHS: set[Path] = set()
+
+
+def protect_private_path(path: str | Path) -> None:
+    """Refuse tool access to ``path`` (a file or folder) from now on, in every workspace."""
+    _PRIVATE_PATHS.add(Path(os.path.realpath(path)))
+
+
+def _private(candidate: Path) -> Path | None:
+    return next((p for p in _PRIVATE_PATHS if candidate == p or p in candidate.parents), None)
+
+
 def resolve_path(root: Path, rel_path: object, *, must_exist: bool = False) -> Path:
     """Return the absolute, symlink-free path for ``rel_path`` inside ``root`` or raise
     :class:`ToolError`. An empty or missing path means the workspace root itself."""
@@ -127,6 +143,8 @@ def resolve_path(root: Path, rel_path: object, *, must_exist: bool = False) -> P
     candidate = Path(os.path.realpath(root_real / text))
     if not _inside(root_real, candidate):
         raise ToolError(f"path {text!r} resolves outside the workspace and is refused")
+    if _private(candidate) is not None:
+        raise ToolError(f"path {text!r} is Polaris's own data (its database or the stored API keys) and is refused")
     if must_exist and not os.path.lexists(candidate):
         raise ToolError(f"{text!r} does not exist in the workspace")
     return candidate
