@@ -73,7 +73,8 @@ class LoopState:
     notices: list[str] = field(default_factory=list)
     provider: str = ""
     model: str = ""
-    #: The held step's calls as the model sent them: ``{id, name, arguments}`` (raw JSON text).
+    #: The calls of the step a continuation starts with (held, or under way when saved), as the
+    #: model sent them: ``{id, name, arguments}`` (raw JSON text); empty: the next model step.
     held: list[dict[str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:

@@ -260,15 +260,15 @@ async def _run_step(
     if gate is not None:
         verdicts = await gate.review(planned, step - 1)
         held = [c for c in planned if (v := verdicts.get(c.call_id)) is not None and v.kind is VerdictKind.HOLD]
+        at = state()  # with the step's calls: what a continuation re-plans (held, or under way)
+        at.held = [{"id": c.call_id, "name": c.name, "arguments": c.raw_arguments} for c in planned]
         if held:
-            at = state()
-            at.held = [{"id": c.call_id, "name": c.name, "arguments": c.raw_arguments} for c in planned]
             raise ToolCallsHeld(at, held, planned)
         planned = [
             refuse(c, v.text) if (v := verdicts.get(c.call_id)) is not None and v.kind is VerdictKind.REFUSE else c
             for c in planned
         ]
-        await gate.before_run(state(), planned)
+        await gate.before_run(at, planned)
     step_records = await run_tool_calls(planned, ctx, emit, step=step - 1, max_output_chars=max_output_chars)
     records.extend(step_records)
     transcript.extend({"role": "tool", "tool_call_id": r.call_id, "content": r.result_text} for r in step_records)

@@ -100,23 +100,26 @@ class ApprovalGate:
         self._held_rows: dict[str, Approval] = {}
 
     async def review(self, calls: list[PlannedCall], step: int) -> dict[str, Verdict]:
-        gated = [c for c in calls if c.tool is not None and c.problem is None and needs_approval(c.tool, self.mode)]
+        """A decision stored for a call wins over the mode (a mode changed while the turn waited
+        neither runs a denied call nor runs an interrupted one again); the mode decides the rest."""
         interrupted, self._interrupted = self._interrupted, set()  # only the step being continued
-        if not gated:
+        runnable = [c for c in calls if c.tool is not None and c.problem is None]
+        gated = {c.call_id for c in runnable if c.tool is not None and needs_approval(c.tool, self.mode)}
+        if not gated and self.checkpoint is None:  # rows exist only for a turn that was held
             return {}
         rows = {(a.step, a.tool_call_id): a for a in await self.approvals.store.for_run(self.ctx.run_id)}
         run_wide = any(a.status is ApprovalStatus.APPROVED and a.scope is not None and a.scope.value == "run"
                        for a in rows.values())
         now = self.approvals.engine.clock.now()
         verdicts: dict[str, Verdict] = {}
-        for call in gated:
+        for call in runnable:
             assert call.tool is not None
             if call.call_id in interrupted:
                 verdicts[call.call_id] = Verdict.refuse(INTERRUPTED_TEXT)
                 continue
             row = rows.get((step, call.call_id))
             if row is None:
-                if run_wide:
+                if call.call_id not in gated or run_wide:
                     continue
                 preview = await preview_call(call.tool, call.arguments, self.tools)
                 if preview.error is not None:  # it cannot do anything: answer with why, ask no one

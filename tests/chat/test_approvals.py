@@ -5,6 +5,8 @@ the permission modes decide what asks and what is offered."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,6 +41,13 @@ async def waiting(env: ChatEnv, run_id: str) -> list[Any]:
     engine = env.runtime.engine
     await until(lambda: engine._active.get(run_id) is not None and engine._active[run_id].status is RunStatus.WAITING)
     return await env.chat.approvals.list("pending")
+
+
+def crash_image(db: Path, copy: Path) -> None:
+    """The database files as a kill -9 would leave them now (WAL included)."""
+    for suffix in ("", "-wal", "-shm"):
+        if Path(f"{db}{suffix}").exists():
+            shutil.copy(f"{db}{suffix}", f"{copy}{suffix}")
 
 
 def tool_results(request: Any) -> list[str]:
@@ -203,3 +212,67 @@ async def test_the_default_mode_is_ask_and_configurable(monkeypatch: pytest.Monk
     assert PolarisConfig().permission_mode == "plan"
     with pytest.raises(Exception, match="permission_mode must be one of ask, auto-edit, auto, plan"):
         PolarisConfig(permission_mode="yolo")
+
+
+async def test_a_denial_stands_when_the_mode_changes_while_waiting(chat_env: ChatEnv) -> None:
+    chat_env.model.enqueue(Response.tool("writeFile", WRITE), Response(text="Fine."))
+    conv, _message_id, run_id = await ask(chat_env)
+    [approval] = await waiting(chat_env, run_id)
+    await chat_env.chat.set_permission_mode(conv, "auto")  # nothing would ask now
+    await chat_env.chat.approvals.decide(approval.id, "deny")
+    await chat_env.settle(run_id)
+    assert not (chat_env.runtime.root_dir / "notes").exists()
+    assert "the user denied this" in tool_results(chat_env.model.chat_requests[1])[0]
+
+
+async def test_an_approved_call_interrupted_by_a_crash_is_not_applied_again(chat_env: ChatEnv, tmp_path: Path) -> None:
+    """Once approved calls are under way the checkpoint names them: the attempt after a crash
+    tells the model they may have been applied instead of running them a second time. The crash
+    is the database as a kill -9 would leave it while the call runs (a copy of its files then)."""
+    import asyncio
+
+    from polaris_jupyter.config import PolarisConfig
+    from polaris_jupyter.jobs import TaskRegistry
+    from polaris_jupyter.runtime import PolarisRuntime
+    from polaris_jupyter.tools import Tool, default_registry, load_all
+
+    db = Path(chat_env.runtime.config.db_path)
+    crashed = tmp_path / "crashed" / "polaris.db"
+    crashed.parent.mkdir()
+    calls: list[dict[str, Any]] = []
+    forever = asyncio.Event()
+
+    async def slow(args: dict[str, Any], ctx: Any) -> str:
+        calls.append(args)
+        crash_image(db, crashed)  # what is on disk while the approved call runs (no await: nothing moves meanwhile)
+        await forever.wait()
+        return "deployed"
+
+    load_all()
+    default_registry.register(Tool("slowDeploy", "Deploys, slowly.", {"type": "object", "properties": {}}, slow,
+                                   path_params=(), access="execute"))
+    try:
+        chat_env.model.enqueue(Response.tool("slowDeploy", {}))
+        _conv, message_id, run_id = await ask(chat_env, "deploy")
+        [approval] = await waiting(chat_env, run_id)
+        await chat_env.chat.approvals.decide(approval.id, "approve")
+        await until(lambda: len(calls) == 1)
+
+        chat_env.model.enqueue(Response(text="I will check whether it deployed."))
+        config = PolarisConfig(db_path=str(crashed), stream_window_ms=20, max_steps=4)
+        again = PolarisRuntime(config, root_dir=chat_env.runtime.root_dir, registry=TaskRegistry(), clock=chat_env.clock)
+        await again.start()
+        try:
+            final = await again.engine.wait_for(run_id, timeout_s=20)
+            assert final.status is RunStatus.COMPLETED and final.attempt_count == 2  # the crashed attempt counts
+            assert len(calls) == 1  # not run twice
+            [result] = tool_results(chat_env.model.chat_requests[-1])
+            assert "may or may not have been applied" in result
+            message = await again.chat.store.get_message(message_id)
+            assert message is not None and message.content == "I will check whether it deployed."
+            assert message.tool_calls[0]["status"] == "failed"
+        finally:
+            await again.stop()
+    finally:
+        forever.set()
+        default_registry._tools.pop("slowDeploy", None)
