@@ -276,3 +276,28 @@ async def test_an_approved_call_interrupted_by_a_crash_is_not_applied_again(chat
     finally:
         forever.set()
         default_registry._tools.pop("slowDeploy", None)
+
+
+async def test_a_decision_stored_before_a_restart_resumes_the_run_at_start(chat_env: ChatEnv) -> None:
+    """The row says approved but the run had not been resumed (the server died in between):
+    ApprovalService.recover resumes it when the next server starts."""
+    from dataclasses import replace
+
+    from polaris_jupyter.jobs import TaskRegistry
+    from polaris_jupyter.runtime import PolarisRuntime
+
+    chat_env.model.enqueue(Response.tool("writeFile", WRITE), Response(text="Written after the restart."))
+    _conv, _message_id, run_id = await ask(chat_env)
+    [approval] = await waiting(chat_env, run_id)
+    chat_env.chat.approvals.store.put(replace(approval, status=ApprovalStatus.APPROVED))  # decided, not resumed
+    await chat_env.runtime.engine.store.commit()
+    await chat_env.runtime.stop()
+    again = PolarisRuntime(chat_env.runtime.config, root_dir=chat_env.runtime.root_dir, registry=TaskRegistry(),
+                           clock=chat_env.clock)
+    await again.start()
+    try:
+        final = await again.engine.wait_for(run_id, timeout_s=20)
+        assert final.status is RunStatus.COMPLETED
+        assert (chat_env.runtime.root_dir / "notes" / "hello.txt").read_text() == "hello\n"
+    finally:
+        await again.stop()
