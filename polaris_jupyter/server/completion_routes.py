@@ -63,11 +63,16 @@ class CompletionStreamHandler(RouteHandler):
             self.finish()
 
     async def _write_all(self, first: dict[str, Any] | None, events: AsyncGenerator[dict[str, Any], None]) -> None:
+        stream = getattr(self.request.connection, "stream", None)
+        if stream is not None:
+            # Small writes must leave at once, not wait for the client's delayed ACK (Nagle).
+            stream.set_nodelay(True)
         line = first
         try:
             while line is not None:
                 self.write(_line(line))
-                await self.flush()
+                if line.get("type") != "start":  # start goes out with the first piece, in one packet
+                    await self.flush()
                 line = await anext(events, None)
         except StreamClosedError:
             if self._handle is not None:

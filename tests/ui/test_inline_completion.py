@@ -30,6 +30,8 @@ def completions(request: dict[str, Any]) -> Any:
         prompt = str(request.get("prompt", ""))
         if "def area" in prompt and prompt.rstrip().endswith("return"):
             return Response(tokens=[" math", ".pi", " * r", " ** 2"], ttft_s=0.05, delay_s=0.05)
+        if prompt.rstrip().endswith("= slow"):  # a suggestion that takes 20 s to write
+            return Response(tokens=[" x"] * 400, ttft_s=0.05, delay_s=0.05)
         return Response(text="")
     return Response(text="ok")
 
@@ -91,3 +93,30 @@ def test_ghost_text_appears_and_tab_accepts_it(page: Any, lab_server: LabServer,
     )
     assert metrics["counts"].get("COMPLETED", 0) >= 1 and metrics["acceptRate"] is not None
     assert page.polaris_log.unexpected(allow=(r"favicon", r"404")) == []
+
+
+def test_typing_on_aborts_the_suggestion_in_flight(page: Any, lab_server: LabServer, scripted_model: Any) -> None:
+    """The next keystroke aborts the running fetch: the server cancels the completion and the
+    scripted model sees its stream's connection go long before the suggestion was written."""
+    from polaris_jupyter.testing._completion_handler import completion_requests
+
+    url = make_notebook(lab_server.root, "typing.ipynb", "")
+    open_lab(page, lab_server)
+    page.goto(f"{lab_server.url}/{url}?token=x", wait_until="domcontentloaded")
+    editor = page.locator(".jp-NotebookPanel .jp-CodeCell .jp-InputArea-editor .cm-content").first
+    editor.wait_for(timeout=60_000)
+    editor.click()
+    page.keyboard.type("total = slow")
+    page.wait_for_function("() => (document.querySelector('.jp-GhostText')?.textContent || '').includes('x x')",
+                           timeout=30_000)
+    slow = wait_until(lambda: [r for r in completion_requests(scripted_model)
+                               if str((r.body or {}).get("prompt", "")).rstrip().endswith("= slow")], 10, "the slow request")
+    assert not slow[-1].finished  # still streaming while the ghost text grows
+    page.keyboard.type(" + 1")
+    wait_until(lambda: slow[-1].finished, 10, "the slow model stream closed")
+    assert slow[-1].client_disconnected and slow[-1].tokens_sent < 400
+    metrics = wait_until(lambda: (m := lab_server.get("/polaris/api/v1/completions/metrics")[1])
+                         and m["cancelReasons"] and m, 10, "the cancel counted")
+    # "cancelled": the provider aborted its fetch at the keystroke, before the next request (sent
+    # after the debounce) could supersede it on the server.
+    assert "cancelled" in metrics["cancelReasons"]
