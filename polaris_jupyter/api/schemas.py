@@ -176,6 +176,9 @@ COMPONENTS: dict[str, Schema] = {
             "durationMs": NULL_NUM,
             "diff": NULL_STR,
             "approval": nullable(ref("ApprovalRef")),
+            "offset": {"type": "integer", "minimum": 0,
+                       "description": "where the card stands in the message's text: its length in code points "
+                                      "when the call started (absent: above the text)"},
         },
         ("id", "name", "arguments", "status"),
     ),
@@ -277,6 +280,61 @@ COMPONENTS: dict[str, Schema] = {
     ),
 }
 
+# -- steering the model (issue 14): model lists, keys, rules, usage and cost ------------------------
+COMPONENTS.update({
+    "ProviderModels": obj(
+        {"name": STR, "baseUrl": STR, "defaultModel": NULL_STR,
+         "models": array_of(obj({"id": STR}, ("id",))),
+         "error": nullable(STR, description="why the provider could not list its models (never a key)"),
+         "fetchedAt": nullable(NUM, description="epoch seconds of the provider's answer"),
+         "truncated": BOOL},
+        ("name", "models", "error"),
+    ),
+    "ModelList": obj(
+        {"providers": array_of(ref("ProviderModels")),
+         "default": obj({"provider": NULL_STR, "model": NULL_STR, "error": NULL_STR}, ("provider", "model"),
+                        description="what a conversation without its own choice is answered with")},
+        ("providers", "default"),
+    ),
+    "ProviderKey": obj(
+        {
+            "provider": STR,
+            "apiKey": obj({"set": BOOL, "last4": NULL_STR, "source": nullable({"type": "string", "enum": ["env", "stored"]})},
+                          ("set", "last4", "source"), description="the key in use: never the key itself"),
+            "baseUrl": NULL_STR,
+            "baseUrlSource": {"type": "string", "enum": ["env", "stored", "default"]},
+            "stored": obj({"apiKey": BOOL, "last4": NULL_STR, "baseUrl": NULL_STR}, ("apiKey",),
+                          description="what the settings hold (the environment may win over it)"),
+            "envKey": STR,
+            "envBaseUrl": STR,
+            "envWins": array_of(STR, description="environment variables that are set and win over a stored value"),
+            "updatedAt": NULL_NUM,
+        },
+        ("provider", "apiKey", "baseUrlSource", "stored", "envKey", "envBaseUrl", "envWins"),
+    ),
+    "KeyStatus": obj(
+        {"providers": array_of(ref("ProviderKey")), "storage": {"type": "string", "enum": ["file", "keyring"]},
+         "note": NULL_STR},
+        ("providers", "storage"),
+    ),
+    "RuleFile": obj(
+        {"path": STR, "chars": INT, "includedChars": INT, "truncated": BOOL, "note": NULL_STR},
+        ("path", "chars", "includedChars", "truncated"),
+    ),
+    "Rules": obj(
+        {"files": array_of(ref("RuleFile")), "maxChars": INT, "includedChars": INT, "truncated": BOOL},
+        ("files", "maxChars", "includedChars", "truncated"),
+        description="AGENTS.md and .polaris/rules/*.md as the next message's system prompt gets them",
+    ),
+    "TaskUsage": obj(
+        {"runs": INT, "promptTokens": INT, "completionTokens": INT,
+         "costUsd": nullable(NUM, description="estimated, summed over the runs with a known price; null: none known"),
+         "unpricedRuns": INT},
+        ("runs", "promptTokens", "completionTokens", "costUsd", "unpricedRuns"),
+        description="model usage the task's runs reported in their output (output.usage)",
+    ),
+})
+
 # -- notebooks in the chat (issue 13): attached context, kernel variables, proposed cell edits -------
 _CONTEXT_KIND: Schema = {"type": "string", "enum": ["file", "selection", "cell", "outputs", "notebook", "variables"]}
 _INDEX: Schema = {"type": "integer", "minimum": 0}
@@ -337,61 +395,6 @@ COMPONENTS.update({
          "createdAt": STR, "decidedAt": NULL_STR},
         ("id", "runId", "path", "cellIndex", "source", "diff", "status"),
         description="A cell edit the model proposed; Apply writes it (revertible with its run), Discard drops it.",
-    ),
-})
-
-# -- steering the model (issue 14): model lists, keys, rules, usage and cost ------------------------
-COMPONENTS.update({
-    "ProviderModels": obj(
-        {"name": STR, "baseUrl": STR, "defaultModel": NULL_STR,
-         "models": array_of(obj({"id": STR}, ("id",))),
-         "error": nullable(STR, description="why the provider could not list its models (never a key)"),
-         "fetchedAt": nullable(NUM, description="epoch seconds of the provider's answer"),
-         "truncated": BOOL},
-        ("name", "models", "error"),
-    ),
-    "ModelList": obj(
-        {"providers": array_of(ref("ProviderModels")),
-         "default": obj({"provider": NULL_STR, "model": NULL_STR, "error": NULL_STR}, ("provider", "model"),
-                        description="what a conversation without its own choice is answered with")},
-        ("providers", "default"),
-    ),
-    "ProviderKey": obj(
-        {
-            "provider": STR,
-            "apiKey": obj({"set": BOOL, "last4": NULL_STR, "source": nullable({"type": "string", "enum": ["env", "stored"]})},
-                          ("set", "last4", "source"), description="the key in use: never the key itself"),
-            "baseUrl": NULL_STR,
-            "baseUrlSource": {"type": "string", "enum": ["env", "stored", "default"]},
-            "stored": obj({"apiKey": BOOL, "last4": NULL_STR, "baseUrl": NULL_STR}, ("apiKey",),
-                          description="what the settings hold (the environment may win over it)"),
-            "envKey": STR,
-            "envBaseUrl": STR,
-            "envWins": array_of(STR, description="environment variables that are set and win over a stored value"),
-            "updatedAt": NULL_NUM,
-        },
-        ("provider", "apiKey", "baseUrlSource", "stored", "envKey", "envBaseUrl", "envWins"),
-    ),
-    "KeyStatus": obj(
-        {"providers": array_of(ref("ProviderKey")), "storage": {"type": "string", "enum": ["file", "keyring"]},
-         "note": NULL_STR},
-        ("providers", "storage"),
-    ),
-    "RuleFile": obj(
-        {"path": STR, "chars": INT, "includedChars": INT, "truncated": BOOL, "note": NULL_STR},
-        ("path", "chars", "includedChars", "truncated"),
-    ),
-    "Rules": obj(
-        {"files": array_of(ref("RuleFile")), "maxChars": INT, "includedChars": INT, "truncated": BOOL},
-        ("files", "maxChars", "includedChars", "truncated"),
-        description="AGENTS.md and .polaris/rules/*.md as the next message's system prompt gets them",
-    ),
-    "TaskUsage": obj(
-        {"runs": INT, "promptTokens": INT, "completionTokens": INT,
-         "costUsd": nullable(NUM, description="estimated, summed over the runs with a known price; null: none known"),
-         "unpricedRuns": INT},
-        ("runs", "promptTokens", "completionTokens", "costUsd", "unpricedRuns"),
-        description="model usage the task's runs reported in their output (output.usage)",
     ),
 })
 

@@ -169,9 +169,15 @@ class ChatTurn:
     def tool_started(self, call_id: str, name: str, arguments: dict[str, Any]) -> None:
         if self._stream is not None:
             self._stream.close()  # text before a tool card is shown before it
-        call: dict[str, Any] = {"id": call_id, "name": name, "arguments": arguments, "status": "running"}
+        # ``offset``: where the card stands in the text (code points, as deltas count them), so a
+        # reply reads in order: the text before the call, its card, the text after.
+        call: dict[str, Any] = {
+            "id": call_id, "name": name, "arguments": arguments, "status": "running",
+            "offset": len(self._message.content),
+        }
         shown = next((c for c in self._message.tool_calls if c.get("id") == call_id), None)
-        if shown is not None:  # a held call's card (waiting for approval) now runs
+        if shown is not None:  # a held call's card (waiting for approval) now runs, where it was shown
+            call["offset"] = shown.get("offset", call["offset"])
             shown.update(call)
             call = shown
         self._calls[call_id] = call
@@ -208,6 +214,9 @@ class ChatTurn:
     def show_cards(self, cards: list[dict[str, Any]]) -> None:
         """Show (or replace, by id) the cards of a held step, e.g. waiting for approval."""
         self._close_stream()
+        offset = len(self._message.content)
+        for card in cards:  # in place: the gate's checkpoint keeps the same cards
+            card.setdefault("offset", offset)
         by_id = {c["id"]: c for c in cards}
         kept = [by_id.pop(c.get("id"), c) for c in self._message.tool_calls]
         if self._set(tool_calls=[*kept, *by_id.values()]):

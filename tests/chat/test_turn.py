@@ -11,7 +11,7 @@ import pytest
 from polaris_jupyter.chat.store import Message, MessageStatus
 from polaris_jupyter.chat.turn import ChatTurn, OpenMessages
 from polaris_jupyter.jobs import Conflict, FakeClock, RunStatus
-from polaris_jupyter.testing import Response
+from polaris_jupyter.testing import Response, ScriptedToolCall
 from tests.chat.conftest import ChatEnv, until
 
 WORDS = [f"word{i} " for i in range(40)]
@@ -316,3 +316,25 @@ def test_the_bubble_shows_a_model_errors_own_words_and_hides_other_internals() -
         "detail": "KeyError: 'internal'",
         "attempt": 1,
     }
+
+
+@pytest.mark.asyncio
+async def test_tool_cards_record_where_in_the_text_the_model_called_them(chat_env: ChatEnv) -> None:
+    """Text, a tool call, more text: the card's ``offset`` is the text's length in code points when
+    the call started (so the renderer puts the card between the two texts)."""
+    before = "Let me look 🌍 first. "  # an astral character: offsets count code points, like deltas
+    (chat_env.runtime.root_dir / "notes.txt").write_text("hello\n")
+    chat_env.model.enqueue(
+        Response(text=before, tool_calls=[ScriptedToolCall("readFile", {"path": "notes.txt"}, id="call_read")]),
+        Response(text="It says hello."),
+    )
+    conv = await chat_env.chat.create_conversation()
+    message, run_id = await chat_env.chat.post_message(conv.id, "What is in notes.txt?")
+    await chat_env.settle(run_id)
+    [stored] = [m for m in await chat_env.chat.messages_json(conv.id) if m["id"] == message.id]
+    assert stored["content"].startswith(before) and stored["content"].endswith("It says hello.")
+    [card] = stored["toolCalls"]
+    assert card["id"] == "call_read" and card["status"] == "succeeded"
+    assert card["offset"] == len(before) == 21
+    [started] = chat_env.of("toolcall.started", message.id)
+    assert started["toolCall"]["offset"] == len(before)

@@ -6,13 +6,14 @@
 
 import { clear, h } from './dom';
 import { decorateCodeBlock } from './codeBlock';
+import { DecideApproval } from './approvals';
 import { renderAttachmentChips } from './contextChips';
 import { renderProposals } from './proposals';
-import { DecideApproval } from './approvals';
 import { renderMarkdown } from './markdown';
 import { costText } from './modelBar';
+import { replySegments } from './segments';
 import { renderToolCard } from './toolcard';
-import { isActive, isFinalMessage, Message, messageErrorText, MessageStatus } from './types';
+import { isActive, isFinalMessage, Message, messageErrorText, MessageStatus, ToolCall } from './types';
 
 const ROLE_LABEL: Record<string, string> = { user: 'You', assistant: 'Polaris', tool: 'Tool' };
 
@@ -92,21 +93,9 @@ export function renderMessage(el: HTMLElement, m: Message, options: MessageRende
   const oldCards = new Map<string, HTMLElement>();
   el.querySelectorAll<HTMLElement>('.pj-tool[data-tool-id]').forEach(card => oldCards.set(card.dataset.toolId!, card));
 
-  const body = h('div', { className: 'pj-msg-body' });
-  if (m.role === 'tool') {
-    body.appendChild(h('pre', { className: 'pj-msg-tool-output' }, m.content));
-  } else if (m.content) {
-    body.classList.add('pj-markdown');
-    body.innerHTML = renderMarkdown(m.content); // sanitized: see markdown.ts
-    addCopyButtons(body);
-  } else if (m.role === 'assistant' && isActive(m)) {
-    body.appendChild(h('span', { className: 'pj-typing', 'aria-label': 'thinking' }, h('span'), h('span'), h('span')));
-  }
-
-  const parts: HTMLElement[] = [meta];
-  if (m.toolCalls?.length) {
+  const cards = (calls: ToolCall[]): HTMLElement => {
     const tools = h('div', { className: 'pj-msg-tools' });
-    for (const call of m.toolCalls) {
+    for (const call of calls) {
       tools.appendChild(
         renderToolCard(
           call,
@@ -115,7 +104,36 @@ export function renderMessage(el: HTMLElement, m: Message, options: MessageRende
         )
       );
     }
-    parts.push(tools);
+    return tools;
+  };
+
+  // The reply in reading order: text, the cards of the calls made there, the text after
+  // (segments.ts); calls without an offset stand above the text, as before offsets existed.
+  const parts: HTMLElement[] = [meta];
+  const body = h('div', { className: 'pj-msg-body' });
+  const segments = m.role === 'tool' ? [] : replySegments(m.content ?? '', m.toolCalls ?? []);
+  const first = segments[0];
+  if (first?.kind === 'calls' && typeof first.calls[0].offset !== 'number') {
+    parts.push(cards(first.calls)); // replySegments puts the calls without an offset first, alone
+    segments.shift();
+  }
+  if (m.role === 'tool') {
+    body.appendChild(h('pre', { className: 'pj-msg-tool-output' }, m.content));
+  } else if (m.content || segments.length) {
+    body.classList.add('pj-markdown');
+    for (const segment of segments) {
+      if (segment.kind === 'calls') {
+        body.appendChild(cards(segment.calls));
+      } else {
+        const text = h('div', { className: 'pj-msg-text' });
+        text.innerHTML = renderMarkdown(segment.text); // sanitized: see markdown.ts
+        addCopyButtons(text);
+        body.appendChild(text);
+      }
+    }
+  }
+  if (m.role === 'assistant' && isActive(m) && !m.content) {
+    body.appendChild(h('span', { className: 'pj-typing', 'aria-label': 'thinking' }, h('span'), h('span'), h('span')));
   }
   parts.push(body);
   const proposals = renderProposals(m);
