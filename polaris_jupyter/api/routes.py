@@ -168,7 +168,8 @@ ROUTES: tuple[Route, ...] = (
                     "payload": {}, "options": ref("TriggerOptions")}, ("task", "cron")),
           response=ref("Schedule"), status=201, errors=(400, 404)),
     route("delete_schedule", "DELETE", "/schedules/{scheduleId}", "Delete a schedule",
-          status=204, errors=(400, 404)),
+          description="409 for a schedule declared in code (it would be declared again at the next start).",
+          status=204, errors=(400, 404, 409)),
     route("kernel_tasks", "GET", "/kernel-tasks",
           "Kernels connected as task workers, the tasks they define, and tasks waiting for a kernel",
           response=obj({"kernels": array_of({"type": "object"}), "waiting": array_of({"type": "object"})},
@@ -254,6 +255,16 @@ ROUTES: tuple[Route, ...] = (
           response=ref("KeyStatus"), errors=(404,), tag="chat"),
     route("get_rules", "GET", "/rules", "The workspace rules (AGENTS.md, .polaris/rules/*.md) the model is given",
           response=ref("Rules"), tag="chat"),
+    # -- notebooks as background jobs (issue 17) --------------------------------------------------
+    route("run_output", "GET", "/runs/{runId}/outputs/{outputFormat}",
+          "An output file of a run-notebook run: the executed notebook (ipynb) or its HTML, read-only",
+          description="run-notebook writes its outputs to the hidden folder .polaris/jobs/<run id>/, which Jupyter's "
+          "contents API does not serve; clients open them through this. `content` is the notebook as JSON (ipynb) "
+          "or the HTML text. 404 while the run has not written the file.",
+          response=obj({"runId": STR, "format": {"type": "string", "enum": ["ipynb", "html"]}, "path": STR, "name": STR,
+                        "mimetype": STR, "content": {}, "size": {"type": "integer"}, "lastModified": STR},
+                       ("runId", "format", "path", "name", "mimetype", "content", "size", "lastModified")),
+          errors=(400, 404, 413)),
 )
 
 # -- notebooks in the chat (issue 13): kernel variables, proposed cell edits ----------------------
@@ -332,6 +343,16 @@ ROUTES += (
     route("completion_metrics", "GET", "/completions/metrics",
           "Inline completions as an operation of the engine: counts, latency, cache hits, accept rate (in memory)",
           response=ref("CompletionMetrics"), tag="completions"),
+)
+
+# -- @-mentions in the chat input (issue 13): tools/mentions.py --------------------------------------
+ROUTES += (
+    route("mention_files", "GET", "/files", "Workspace files matching what follows an @ in the chat input (fuzzy)",
+          description="The files findFilesByPattern sees (.gitignore and .polarisignore apply), best match first: "
+          "the query in the file name, then in the path, then its characters in order.",
+          query=(Param("query", {"type": "string", "maxLength": 512, "default": ""}),
+                 Param("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 20})),
+          response=obj({"paths": array_of(STR)}, ("paths",)), errors=(400,), tag="chat"),
 )
 
 _BY_OP = {r.op: r for r in ROUTES}

@@ -179,6 +179,11 @@ class PolarisAPI:
     async def revert_run(self, run_id: str, body: dict[str, Any]) -> JSON:
         return {"reverted": await self.chat.revert_run(run_id, force=bool(body.get("force", False)))}
 
+    async def run_output(self, run_id: str, output_format: str) -> JSON:
+        from polaris_jupyter.tasks.notebook_outputs import read_run_output
+
+        return await read_run_output(self.runtime.engine, self.runtime.root_dir, run_id, output_format)
+
     async def run_edits(self, run_id: str) -> JSON:
         await self.runtime.engine.get_run(run_id)
         return {"edits": await self.runtime.journal.edits_for_run(run_id)}
@@ -231,7 +236,6 @@ class PolarisAPI:
             conv = await self.chat.set_permission_mode(conversation_id, body["permissionMode"])
         return conv.to_json()
 
-
     async def delete_conversation(self, conversation_id: str) -> None:
         await self.chat.delete(conversation_id)
 
@@ -258,6 +262,27 @@ class PolarisAPI:
     async def set_model(self, body: dict[str, Any]) -> JSON:
         await self.runtime.models.set_model(body.get("provider"), body.get("model"))
         return await self.runtime.models.snapshot()
+
+    # -- steering the model (issue 14): thin calls into agent.models and chat.rules ---------------
+    async def list_models(self, refresh: bool = False) -> JSON:
+        return await self.runtime.models.list_models(refresh=refresh)
+
+    async def list_keys(self) -> JSON:
+        return await self.runtime.models.keys_view()
+
+    async def put_key(self, provider: str, body: dict[str, Any]) -> JSON:
+        from polaris_jupyter.agent.keys import UNSET
+
+        fields = {"api_key": body.get("apiKey", UNSET), "base_url": body.get("baseUrl", UNSET)}
+        return await self.runtime.models.put_key(provider, **fields)
+
+    async def delete_key(self, provider: str) -> JSON:
+        return await self.runtime.models.delete_key(provider)
+
+    async def get_rules(self) -> JSON:
+        from polaris_jupyter.chat.rules import load_rules
+
+        return (await load_rules(self.runtime.root_dir, self.runtime.config.rules_max_chars)).to_json()
 
     # -- notebooks in the chat (issue 13): kernel variables, proposed cell edits -------------------
     async def kernel_variables(self, kernel_id: str, body: dict[str, Any]) -> JSON:
@@ -291,27 +316,6 @@ class PolarisAPI:
         await announce(self.runtime.engine, proposal)
         return proposal.to_json()
 
-    # -- steering the model (issue 14): thin calls into agent.models and chat.rules ---------------
-    async def list_models(self, refresh: bool = False) -> JSON:
-        return await self.runtime.models.list_models(refresh=refresh)
-
-    async def list_keys(self) -> JSON:
-        return await self.runtime.models.keys_view()
-
-    async def put_key(self, provider: str, body: dict[str, Any]) -> JSON:
-        from polaris_jupyter.agent.keys import UNSET
-
-        fields = {"api_key": body.get("apiKey", UNSET), "base_url": body.get("baseUrl", UNSET)}
-        return await self.runtime.models.put_key(provider, **fields)
-
-    async def delete_key(self, provider: str) -> JSON:
-        return await self.runtime.models.delete_key(provider)
-
-    async def get_rules(self) -> JSON:
-        from polaris_jupyter.chat.rules import load_rules
-
-        return (await load_rules(self.runtime.root_dir, self.runtime.config.rules_max_chars)).to_json()
-
     # -- inline completions (issue 15): thin calls into agent.completions ------------------------
     async def complete(self, body: dict[str, Any]) -> Any:
         """Start a completion; the answer is its :class:`CompletionHandle` (the stream route's
@@ -339,6 +343,11 @@ class PolarisAPI:
 
     async def reload_mcp(self) -> JSON:
         return await self.runtime.mcp.reload()
+
+    async def mention_files(self, query: str = "", limit: int = 20) -> JSON:
+        from polaris_jupyter.tools.mentions import mention_files
+
+        return await mention_files(self.runtime.root_dir, query, limit)
 
     async def list_tools(self) -> JSON:
         from polaris_jupyter.tools import load_all
