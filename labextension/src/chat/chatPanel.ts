@@ -68,7 +68,12 @@ export class ChatPanel {
           void this.loadMessages();
         }
       },
-      { streamWindowMs, toolbar: bar, onReconnect: () => this.stream?.reconnectNow() }
+      {
+        streamWindowMs,
+        toolbar: bar,
+        onReconnect: () => this.stream?.reconnectNow(),
+        mentionFiles: query => this.client.request<{ paths: string[] }>('GET', 'files', undefined, { query, limit: 20 }).then(r => r.paths)
+      }
     );
 
     this.models = sidebarModelBar(client, this.view, {

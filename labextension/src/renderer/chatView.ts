@@ -14,6 +14,7 @@ import { Outbox, QueuedMessage, renderOfflineNote } from './outbox';
 import { applyMessageEvent, eventMessageId, mergeMessage } from './stream';
 import { REVERT_CONFLICT } from './toolcard';
 import { ContextChips } from './contextChips';
+import { MentionMenu } from './mentions';
 import { ChatActions, ChatContext, ChatStatus, Conversation, isActive, Message, PolarisEvent } from './types';
 
 export type ConnectionState = 'connected' | 'connecting' | 'offline' | 'error';
@@ -52,6 +53,8 @@ export interface ChatViewOptions {
   streamWindowMs?: number;
   /** Reconnect at once (a "Reconnect now" button in the offline note); no button without it. */
   onReconnect?: () => void;
+  /** Workspace files for an @-mention (GET /files); without it `@` offers only `@cell`. */
+  mentionFiles?: (query: string) => Promise<string[]>;
 }
 
 export class ChatView {
@@ -66,6 +69,7 @@ export class ChatView {
   private revertStates = new Map<string, string>();
   private context: ChatContext | null = null;
   private chips = new ContextChips();
+  private mentions: MentionMenu;
   private sending = false;
   private busy = false;
   private disposed = false;
@@ -118,6 +122,14 @@ export class ChatView {
       placeholder: options.placeholder ?? 'Ask Polaris…',
       'aria-label': 'Message'
     }) as HTMLTextAreaElement;
+    const mentionFiles = options.mentionFiles;
+    this.mentions = new MentionMenu({
+      input: this.inputEl,
+      files: query => (mentionFiles ? mentionFiles(query) : Promise.resolve([])),
+      // @cell: the active cell as the host offers it (labContext: the selected or active cells)
+      activeCell: () => this.context?.items?.find(item => item.kind === 'cell') ?? null,
+      attach: item => this.chips.add(item)
+    });
     this.sendButton = h('button', { className: 'pj-button pj-button-primary pj-send', type: 'button' }, 'Send') as HTMLButtonElement;
     this.stopButton = h('button', { className: 'pj-button pj-button-danger pj-stop', type: 'button', hidden: true }, 'Stop') as HTMLButtonElement;
 
@@ -136,6 +148,7 @@ export class ChatView {
       { className: 'pj-chat-composer' },
       this.outbox.node,
       this.contextEl,
+      this.mentions.node,
       h('div', { className: 'pj-chat-input-row' }, this.inputEl, h('div', { className: 'pj-chat-buttons' }, this.stopButton, this.sendButton)),
       h('div', { className: 'pj-chat-hint' }, 'Enter to send · Shift+Enter for a new line')
     );
@@ -318,6 +331,9 @@ export class ChatView {
   }
 
   private onKeyDown = (event: KeyboardEvent): void => {
+    if (this.mentions.onKeyDown(event)) {
+      return; // an @-mention was chosen or the list moved: not a send
+    }
     if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       this.submit();
@@ -330,6 +346,8 @@ export class ChatView {
       return;
     }
     const items = this.chips.items();
+    this.chips.clearAdded();
+    this.mentions.close();
     // Nothing kept, nothing sent (not even the open file's name).
     const context = items.length ? { currentFile: this.context?.currentFile ?? items[0].path, items } : undefined;
     this.inputEl.value = '';

@@ -39,6 +39,7 @@ export class ContextChips {
   readonly node: HTMLElement;
   private offered: ContextItem[] = [];
   private removed = new Set<string>();
+  private added: ContextItem[] = [];
 
   constructor() {
     this.node = h('div', { className: 'pj-chips pj-context-chips', role: 'list', 'aria-label': 'Attached context', hidden: true });
@@ -56,9 +57,31 @@ export class ContextChips {
     this.render();
   }
 
-  /** The items the user kept. */
+  /** Attach an item the user chose (an @-mention) to the next message, besides the offered ones. */
+  add(item: ContextItem): void {
+    const key = itemKey(item);
+    this.removed.delete(key);
+    if (!this.added.some(a => itemKey(a) === key)) {
+      this.added.push(item);
+    }
+    this.render();
+  }
+
+  /** The message was sent: what the user added goes with it (the offered items stay offered). */
+  clearAdded(): void {
+    this.added = [];
+    this.render();
+  }
+
+  /** The items the user kept: the offered ones, then the added ones (each once). */
   items(): ContextItem[] {
-    return this.offered.filter(item => !this.removed.has(itemKey(item)));
+    const seen = new Set<string>();
+    return [...this.offered, ...this.added].filter(item => {
+      const key = itemKey(item);
+      const keep = !this.removed.has(key) && !seen.has(key);
+      seen.add(key);
+      return keep;
+    });
   }
 
   private render(): void {
@@ -70,6 +93,7 @@ export class ContextChips {
       const el = chip(item.kind, label, `Sent with your message: ${label}`);
       const remove = h('button', { className: 'pj-chip-remove', type: 'button', 'aria-label': `Remove ${label}`, title: `Do not send ${label}` }, '×');
       remove.addEventListener('click', () => {
+        this.added = this.added.filter(a => itemKey(a) !== itemKey(item));
         this.removed.add(itemKey(item));
         this.render();
       });
