@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="database schema (default $POLARIS_DATABASE_SCHEMA, else polaris_<user>)")
     parser.add_argument("--dead-after", type=float, default=10.0, dest="dead_after_s",
                         help="seconds without a heartbeat after which an executor is dead (default 10)")
+    parser.add_argument("--poll-interval", type=float, default=0.1, dest="poll_s",
+                        help="seconds between DBOS queue polls: half of it is the mean wait of an idle "
+                             "trigger before it starts; lower costs more idle database load (default 0.1)")
     parser.add_argument("--log-level", default="INFO")
     return parser
 
@@ -95,7 +98,7 @@ async def run_worker(args: argparse.Namespace, stop: asyncio.Event | None = None
     config = _config() if args.workspace else None
     engine = PgEngine(
         args.database_url, default_registry, schema=args.schema, executor_id=args.name,
-        pool_size=args.concurrency, dead_after_s=args.dead_after_s, role="worker",
+        pool_size=args.concurrency, dead_after_s=args.dead_after_s, poll_s=args.poll_s, role="worker",
         default_retry=config.retry_policy() if config is not None else None,
     )
     if config is not None:
@@ -134,6 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.concurrency < 1:
         print("polaris-jupyter worker: --concurrency must be at least 1", file=sys.stderr)
+        return 2
+    if not 0.01 <= args.poll_s <= 60:
+        print("polaris-jupyter worker: --poll-interval must be between 0.01 and 60 seconds", file=sys.stderr)
         return 2
     if args.workspace is not None:
         if not os.path.isdir(args.workspace):

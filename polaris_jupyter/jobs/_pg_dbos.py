@@ -1,8 +1,10 @@
 """DBOS as the scale-out engine's dispatcher: one generic workflow, one DBOS queue per queue.
 
 A run is dispatched by enqueueing the workflow ``polaris.run(run_id)`` on a DBOS queue with the
-workflow id ``<run id>.<attempt>``: enqueueing the same id twice is a no-op (DBOS returns the
-existing workflow), so timers and sweeps in several processes may all dispatch a due run. DBOS
+workflow id ``<run id>.<attempt>``, inside the store's transaction that writes the run
+(``DBOSClient.enqueue_in_transaction`` on the store's writer connection, ``_pg_store.py``):
+enqueueing the same id twice is a no-op (DBOS keeps the existing workflow), so timers and
+sweeps in several processes may all dispatch a due run. DBOS
 gives durable queueing, global and per-partition concurrency (a queue with a limit is
 partitioned by concurrency key: one lane per key, as in the embedded engine), per-executor
 concurrency, cancel of queued work, and executor recovery: a dead executor's PENDING workflows
@@ -25,7 +27,8 @@ import secrets
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from dbos import DBOS, EnqueueOptions
+import sqlalchemy as sa
+from dbos import DBOS, DBOSClient, EnqueueOptions
 
 from polaris_jupyter.jobs._models import Run
 
@@ -35,6 +38,8 @@ if TYPE_CHECKING:
 __all__ = ["WORKFLOW_NAME", "DbosDispatcher", "dbos_queue_name"]
 
 WORKFLOW_NAME = "polaris.run"
+#: The DBOS application name of every polaris-jupyter process (workflows are owned by it).
+APP_NAME = "polaris-jupyter"
 log = logging.getLogger("polaris_jupyter.jobs.pg")
 #: The one engine of this process that DBOS hands runs to (DBOS itself is a process singleton).
 _engine: PgEngine | None = None
@@ -73,6 +78,7 @@ class DbosDispatcher:
         self.poll_s = poll_s
         self._queues: set[str] = set()
         self._launched = False
+        self._client: DBOSClient | None = None
 
     def _limit(self, queue: str) -> int | None:
         return self.engine.registry.queue(queue).concurrency_limit
@@ -89,7 +95,7 @@ class DbosDispatcher:
             raise RuntimeError("a PostgreSQL engine already runs in this process (DBOS is one per process)")
         _engine = self.engine
         config: Any = {
-            "name": "polaris-jupyter",
+            "name": APP_NAME,
             "system_database_url": self.url,
             "dbos_system_schema": self.system_schema,
             "executor_id": self.engine.executor_id,
@@ -114,12 +120,18 @@ class DbosDispatcher:
                 _engine = None
                 raise
         self._launched = True
-        for name in listened:
-            task = next(t for t in self.engine.registry.all() if dbos_queue_name(t.queue.name, t.id) == name)
-            await self.ensure_queue(task.queue.name, task.id, executing=True)
+        store = self.engine.store
+        self._client = DBOSClient(system_database_engine=store.sa_engine, dbos_system_schema=self.system_schema,
+                                  application_name=APP_NAME, lazy=True)
+        store.enqueuer = self._enqueue_in
+        for task in self.engine.registry.all():  # every queue known before the first trigger
+            name = dbos_queue_name(task.queue.name, task.id)
+            await self.ensure_queue(task.queue.name, task.id, executing=name in listened)
 
     async def destroy(self) -> None:
         global _engine
+        self.engine.store.enqueuer = None
+        self._client = None  # its engine is the store's: nothing of its own to close
         if self._launched:
             loop = asyncio.get_running_loop()
             with concurrent.futures.ThreadPoolExecutor(1) as pool:
@@ -147,22 +159,35 @@ class DbosDispatcher:
         self._queues.add(name)
         return name
 
-    async def enqueue(self, run: Run, *, handback: bool = False) -> None:
-        name = await self.ensure_queue(run.queue, run.task_id)
+    def has_queue(self, run: Run) -> bool:
+        """Whether the run's DBOS queue is registered (then :meth:`dispatch` needs no await)."""
+        return dbos_queue_name(run.queue, run.task_id) in self._queues
+
+    def dispatch(self, run: Run, *, handback: bool = False) -> None:
+        """Enqueue the run's next attempt in the store's next commit (its queue is registered)."""
         options: EnqueueOptions = {
             "workflow_name": WORKFLOW_NAME,
-            "queue_name": name,
+            "queue_name": dbos_queue_name(run.queue, run.task_id),
             "workflow_id": workflow_id(run, handback=handback),
             "app_version": self.app_version,
         }
         if self._limit(run.queue) is not None:
             options["queue_partition_key"] = f"k:{run.concurrency_key or ''}"
-        await DBOS.enqueue_workflow_with_options_async(options, run.id)
+        self.engine.store.dispatch(options, run.id)
 
-    async def enqueue_many(self, runs: Sequence[Run], *, width: int = 16) -> None:
-        """Enqueue in parallel (each enqueue is one insert on DBOS's own connection pool)."""
-        for start in range(0, len(runs), width):
-            await asyncio.gather(*(self.enqueue(r) for r in runs[start : start + width]))
+    async def enqueue(self, run: Run, *, handback: bool = False) -> None:
+        """Register the run's queue if needed, dispatch it, and commit."""
+        await self.ensure_queue(run.queue, run.task_id)
+        self.dispatch(run, handback=handback)
+        await self.engine.store.commit()
+
+    def _enqueue_in(self, conn: sa.Connection, items: Sequence[tuple[EnqueueOptions, str]]) -> None:
+        """The store's enqueuer (writer thread, inside the batch's transaction)."""
+        client = self._client
+        if client is None:
+            raise RuntimeError("DBOS is not launched in this process: runs cannot be enqueued")
+        for options, run_id in items:
+            client.enqueue_in_transaction(conn, options, run_id)
 
     async def cancel(self, run: Run) -> None:
         """Drop the run's waiting workflow from its DBOS queue (best effort: a workflow that is

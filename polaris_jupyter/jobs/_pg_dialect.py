@@ -231,9 +231,11 @@ def pg_row(cursor: Any) -> Callable[[Sequence[Any]], PgRow]:
 
 
 class BoolAsInt(Dumper):
-    """Send ``True``/``False`` as ``1``/``0`` (int8): the parts' integer flag columns."""
+    """Send ``True``/``False`` as ``'1'``/``'0'`` of no declared type, so PostgreSQL reads them
+    as the column needs: an integer (the parts' flag columns, as SQLite stores a bool) or a
+    boolean (DBOS's columns, written on the same connection)."""
 
-    oid = 20  # int8
+    oid = 0  # unknown: the server infers the type from the column or operator
 
     def dump(self, obj: Any) -> bytes:
         return b"1" if obj else b"0"

@@ -94,7 +94,6 @@ class PgEngine(Engine):
         self._slots: asyncio.Semaphore | None = None
         self._accepting = asyncio.Event()
         self._pending_dispatch: list[Run] = []
-        self._dispatch_lock: asyncio.Lock | None = None
         self._handback: list[Run] = []
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self.keeper = Keeper(self)
@@ -105,7 +104,6 @@ class PgEngine(Engine):
             return
         self.loop = asyncio.get_running_loop()
         self._slots = asyncio.Semaphore(self.pool_size)
-        self._dispatch_lock = asyncio.Lock()
         self._accepting = asyncio.Event()
         await self.store.open()
         try:
@@ -225,28 +223,25 @@ class PgEngine(Engine):
 
     # -- dispatch -------------------------------------------------------------------------------
     def _pump(self) -> None:
+        """Ready runs are dispatched in the store's next commit: with the run's own row when it
+        was just triggered (one transaction), else with whatever that commit carries."""
         if not self._started or self._stopping:
             return
         while self._ready:
             run = self._active.get(self._ready.popleft())
             if run is None or run.status not in (RunStatus.QUEUED, RunStatus.REATTEMPTING) or run.waiting_reason:
                 continue
-            self._pending_dispatch.append(run)
+            if self.dispatcher.has_queue(run):
+                self.dispatcher.dispatch(run)
+            else:
+                self._pending_dispatch.append(run)  # a task registered after start: its queue first
 
     async def _flush_dispatch(self) -> None:
-        assert self._dispatch_lock is not None
-        async with self._dispatch_lock:
-            runs, self._pending_dispatch = self._pending_dispatch, []
-            if not runs:
-                return
-            await self.store.commit()
-            await self.dispatcher.enqueue_many(runs)
-            # Rows a worker holds are being claimed (which marks them too): skip, never wait.
-            self.store.execute(
-                "UPDATE runs SET dispatched_at = ? WHERE id IN "
-                "(SELECT id FROM runs WHERE id = ANY(?) AND dispatched_at IS NULL ORDER BY id FOR UPDATE SKIP LOCKED)",
-                (time.time(), [r.id for r in runs]),
-            )
+        runs, self._pending_dispatch = self._pending_dispatch, []
+        for run in runs:
+            await self.dispatcher.ensure_queue(run.queue, run.task_id)
+            self.dispatcher.dispatch(run)
+        await self.store.commit()
 
     async def _dispatch(self, run: Run) -> None:
         self._pending_dispatch.append(run)

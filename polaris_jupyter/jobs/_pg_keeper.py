@@ -36,6 +36,7 @@ import time
 from typing import TYPE_CHECKING
 
 from polaris_jupyter.jobs._models import Run, RunStatus
+from polaris_jupyter.jobs._rows import row_to_run
 
 if TYPE_CHECKING:
     from polaris_jupyter.jobs._pg_engine import PgEngine
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 __all__ = ["Keeper"]
 
 log = logging.getLogger("polaris_jupyter.jobs.pg")
+#: A queued run without a dispatch this long is one whose process died before dispatching it.
+_UNDISPATCHED_GRACE_S = 10.0
 _RELEASE = (
     "UPDATE runs SET executor_id = NULL, dispatched_at = NULL WHERE id = ? AND status = 'EXECUTING' "
     "AND attempt_count = ? AND executor_id = ?"
@@ -64,7 +67,8 @@ class Keeper:
 
     def start(self) -> None:
         self.beat_ok_at = time.monotonic()
-        self._tasks = [asyncio.create_task(self._loop(), name="polaris-pg-keeper"),
+        self._tasks = [asyncio.create_task(self._beat_loop(), name="polaris-pg-heartbeat"),
+                       asyncio.create_task(self._sweep_loop(), name="polaris-pg-sweep"),
                        asyncio.create_task(self._watch(), name="polaris-pg-lease")]
 
     async def stop(self) -> None:
@@ -113,21 +117,29 @@ class Keeper:
             del self.fenced[run_id]
 
     # -- heartbeat, reaping, sweep ---------------------------------------------------------------
-    async def _loop(self) -> None:
-        last_sweep = time.monotonic()  # start() just did what a sweep does (recover, load schedules)
+    async def _beat_loop(self) -> None:
+        """Heartbeat and reaping only: nothing slow runs here, so a long sweep never stalls it."""
         while True:
             try:
-                sweep = time.monotonic() - last_sweep >= self.engine.sweep_s
-                await self.once(sweep=sweep)
-                if sweep:
-                    last_sweep = time.monotonic()
+                await self.once()
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.warning("keeper pass failed; retrying", exc_info=True)
+                log.warning("heartbeat failed; retrying", exc_info=True)
             await asyncio.sleep(self.engine.heartbeat_s)
 
-    async def once(self, *, sweep: bool) -> None:
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.engine.sweep_s)  # start() just did what a sweep does
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("sweep failed; retrying", exc_info=True)
+
+    async def once(self) -> None:
+        """One heartbeat: stamp the row (fence if it was reaped), release fenced runs, reap."""
         engine = self.engine
         issued_at, now_s = time.monotonic(), time.time()
         alive = await engine.store.pg_write(lambda c: self._beat(c, now_s))
@@ -145,38 +157,33 @@ class Keeper:
         )
         for executor in dead:
             await engine.dispatcher.recover(executor)
-        if sweep:
-            await self._sweep()
 
     def _beat(self, c: PgConnection, now_s: float) -> bool:
         return bool(c.execute("UPDATE workers SET last_seen = ? WHERE executor_id = ?",
                               (now_s, self.engine.executor_id)).rowcount)
 
-    async def _sweep(self) -> None:
+    async def sweep(self) -> None:
+        """Schedules changed elsewhere; due delays, retries and ttl expiries of processes that
+        died; queued runs left undispatched (a process died between a claim and its dispatch)."""
         engine = self.engine
-        await engine.schedules.reload()  # created, changed or deleted by other processes
+        await engine.schedules.reload()
         now = engine.clock.now()
         rows = await engine.store.query(
-            "SELECT id FROM runs WHERE (status = 'DELAYED' AND delay_until <= ?) "
+            "SELECT * FROM runs WHERE (status = 'DELAYED' AND delay_until <= ?) "
             "OR (status = 'REATTEMPTING' AND next_attempt_at <= ?) "
             "OR (status IN ('QUEUED','DELAYED') AND attempt_count = 0 AND ttl_s IS NOT NULL "
             "    AND COALESCE(delay_until, created_at) + ttl_s <= ?) "
             "OR (status = 'QUEUED' AND dispatched_at IS NULL AND waiting_reason IS NULL AND updated_at < ?) "
             "ORDER BY num LIMIT 500",
-            (now, now - engine.sweep_s, now, now - engine.sweep_s),
+            (now, now - engine.sweep_s, now, now - _UNDISPATCHED_GRACE_S),
         )
         for row in rows:
-            await self._sweep_one(row["id"])
-
-    async def _sweep_one(self, run_id: str) -> None:
-        engine = self.engine
-        stored = await engine.store.get_run(run_id)
-        if stored is None:
-            return
-        if stored.status is RunStatus.QUEUED and (stored.expires_at is None or engine.clock.now() < stored.expires_at):
-            await engine._dispatch(stored)
-        else:
-            await engine._fire(run_id, "ttl")
+            run = row_to_run(row)
+            if run.status is RunStatus.QUEUED and (run.expires_at is None or now < run.expires_at):
+                engine._pending_dispatch.append(run)
+            else:
+                await engine._fire(run.id, "ttl")
+        await engine._flush_dispatch()  # one commit for every re-dispatch
 
 
 def _release(run: Run, executor_id: str, c: PgConnection) -> int:

@@ -12,6 +12,11 @@ differences that several processes sharing one database need:
   one recorded (the ``WHERE`` of the upsert): a process holding a stale copy cannot undo a
   cancel, an expiry, or a newer attempt of another worker.
 - Everything lives in one PostgreSQL schema (``search_path``), one per user on a shared server.
+- A run's DBOS workflow is enqueued in the same transaction as the run (:meth:`PgStore.dispatch`):
+  DBOS's tables are in the same database, and DBOS enqueues into a caller's transaction
+  (``DBOSClient.enqueue_in_transaction``) given a SQLAlchemy connection, which here wraps the
+  writer's own psycopg connection. A trigger is thus one commit, a batch of 1,000 one too, and
+  a committed run is always on its queue.
 """
 
 from __future__ import annotations
@@ -19,11 +24,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import psycopg
+import sqlalchemy as sa
+from sqlalchemy.pool import StaticPool
 
 from polaris_jupyter.jobs._models import FINAL_STATUSES, Event
 from polaris_jupyter.jobs._pg_dialect import BoolAsInt, pg_row, pg_schema_of, pg_sql
@@ -44,6 +52,10 @@ _UPSERT_RUN_PG = (
     f"WHERE runs.status NOT IN ({_FINAL}) AND runs.attempt_count <= EXCLUDED.attempt_count"
 )
 _DEADLOCK_RETRIES = 5
+#: Marks a queued dispatch (a run's DBOS workflow to enqueue) among the queued statements.
+_DISPATCH: Any = object()
+#: What enqueues a batch of dispatches on the writer's SQLAlchemy connection (the dispatcher's).
+Enqueuer = Callable[[sa.Connection, list[Any]], None]
 _INSERT_EVENT_PG = (
     "INSERT INTO events (seq, run_id, run_seq, conversation_id, type, data, ts) VALUES (%s,%s,%s,%s,%s,%s,%s)"
 )
@@ -82,6 +94,11 @@ class PgStore(SqliteStore):
         self.channel = f"polaris_events_{schema}"[:63]
         self._pw: psycopg.Connection[Any] | None = None
         self._pr: psycopg.Connection[Any] | None = None
+        #: SQLAlchemy over the writer connection (DBOS writes through it, in our transactions).
+        self.sa_engine: sa.Engine | None = None
+        self._sa: sa.Connection | None = None
+        #: Set by the dispatcher: enqueues the workflows of a batch's dispatches.
+        self.enqueuer: Enqueuer | None = None
 
     def connect(self, *, autocommit: bool) -> psycopg.Connection[Any]:
         """A new blocking connection on this store's schema (rows as ``PgRow``)."""
@@ -120,19 +137,33 @@ class PgStore(SqliteStore):
         conn = self.connect(autocommit=True)
         try:
             applied = migrate_pg(conn, self.schema, parts, where=self.path)
+            # Autocommit as psycopg sees it: transactions are the batch's own (conn.transaction()).
+            self.sa_engine = sa.create_engine(
+                "postgresql+psycopg://", creator=lambda: conn, poolclass=StaticPool, isolation_level="AUTOCOMMIT"
+            )
+            self._sa = self.sa_engine.connect()
         except BaseException:
             conn.close()
             raise
         return conn, applied
 
+    def _close_writer_pg(self) -> None:
+        if self._sa is not None:
+            self._sa.close()
+        if self._pw is not None:
+            self._pw.close()
+        self._sa = self.sa_engine = None
+
     async def close(self) -> None:
         if self._loop is None:
             return
         await self.flush()
-        for executor, conn in ((self._writer, self._pw), (self._reader, self._pr)):
-            if executor is not None and conn is not None:
-                await self._loop.run_in_executor(executor, conn.close)
-                executor.shutdown(wait=True)
+        if self._writer is not None:
+            await self._loop.run_in_executor(self._writer, self._close_writer_pg)
+            self._writer.shutdown(wait=True)
+        if self._reader is not None and self._pr is not None:
+            await self._loop.run_in_executor(self._reader, self._pr.close)
+            self._reader.shutdown(wait=True)
         self._writer = self._reader = None
         self._pw = self._pr = None
         self._loop = None
@@ -168,6 +199,25 @@ class PgStore(SqliteStore):
     async def schema_versions(self) -> dict[str, int]:
         return await self.read(lambda c: pg_versions(c.raw))
 
+    # -- dispatch: a run's workflow enqueued in the transaction that writes the run ---------------
+    def dispatch(self, options: Any, run_id: str) -> None:
+        """Enqueue the workflow described by ``options`` (DBOS ``EnqueueOptions``, argument
+        ``run_id``) in the next commit, with the writes queued before it; the run's
+        ``dispatched_at`` is set in the same transaction."""
+        self._ops.append((_DISPATCH, (options, run_id)))
+        self._kick()
+
+    def _dispatch_group(self, cur: psycopg.Cursor[Any], items: list[tuple[Any, str]]) -> None:
+        if self.enqueuer is None or self._sa is None:
+            raise RuntimeError("the store has no dispatcher: runs cannot be enqueued")
+        self.enqueuer(self._sa, items)
+        # Rows a worker holds are being claimed (which marks them too): skip, never wait.
+        cur.execute(
+            "UPDATE runs SET dispatched_at = %s WHERE id IN (SELECT id FROM runs WHERE id = ANY(%s) "
+            "AND dispatched_at IS NULL ORDER BY id FOR UPDATE SKIP LOCKED)",
+            (time.time(), [run_id for _, run_id in items]),
+        )
+
     # -- the write batch (writer thread) ---------------------------------------------------------
     def _write_batch(
         self, runs: list[tuple[Any, ...]], ops: list[tuple[str, tuple[Any, ...]]], events: list[Event]
@@ -181,17 +231,26 @@ class PgStore(SqliteStore):
                 with conn.transaction(), conn.cursor() as cur:
                     if runs:
                         cur.executemany(_UPSERT_RUN_PG, runs)
-                    _execute_grouped_pg(wrapped, cur, ops)
+                    _execute_grouped_pg(wrapped, cur, ops, self._dispatch_group)
                     if events:
                         self._insert_events(cur, events)
                 return
-            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
-                if attempt == _DEADLOCK_RETRIES:
+            except Exception as exc:
+                self._reset_sa()
+                cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc  # DBOS's writes come wrapped
+                retry = isinstance(cause, (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure))
+                if not retry or attempt == _DEADLOCK_RETRIES:
                     raise
                 log.info("store batch hit a deadlock; retrying (%d)", attempt)
                 for sql, params in ops:
                     if sql is _CALL:
                         params[1].clear()
+
+    def _reset_sa(self) -> None:
+        """After a failed batch: SQLAlchemy's view of the connection back to no transaction."""
+        if self._sa is not None:
+            with contextlib.suppress(Exception):
+                self._sa.rollback()
 
     def _insert_events(self, cur: psycopg.Cursor[Any], events: list[Event]) -> None:
         """Number ``events`` under the counter's row lock (held to commit) and insert them."""
@@ -236,8 +295,12 @@ class PgStore(SqliteStore):
         return int(rows[0]["m"]) if rows else 0
 
 
-def _execute_grouped_pg(wrapped: PgConnection, cur: psycopg.Cursor[Any], ops: list[tuple[str, tuple[Any, ...]]]) -> None:
-    """The SQLite store's ``_execute_grouped`` on psycopg: same order, same batching."""
+def _execute_grouped_pg(
+    wrapped: PgConnection, cur: psycopg.Cursor[Any], ops: list[tuple[str, tuple[Any, ...]]],
+    dispatch: Callable[[psycopg.Cursor[Any], list[Any]], None],
+) -> None:
+    """The SQLite store's ``_execute_grouped`` on psycopg: same order, same batching; a run of
+    dispatches is enqueued together."""
     i = 0
     while i < len(ops):
         sql = ops[i][0]
@@ -247,6 +310,8 @@ def _execute_grouped_pg(wrapped: PgConnection, cur: psycopg.Cursor[Any], ops: li
         if sql is _CALL:
             for _, (fn, outcome) in ops[i:j]:
                 _run_call_pg(wrapped, fn, outcome)
+        elif sql is _DISPATCH:
+            dispatch(cur, [p for _, p in ops[i:j]])
         elif j - i == 1:
             params = ops[i][1]
             cur.execute(pg_sql(sql, bound=bool(params)), params or None)  # type: ignore[arg-type]
