@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from polaris_jupyter.jobs import RunStatus
 from tests.ui.conftest import LabServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -56,7 +57,7 @@ def test_sidebar_icon_opens_chat_and_runs(page: Any, lab_server: LabServer, arti
     sidebar.locator(".pj-tab-runs").click()
     runs = sidebar.locator(".pj-view-runs")
     runs.locator(".pj-runs-table").wait_for(state="visible", timeout=10_000)
-    assert runs.locator(".pj-status-filter option").count() == 11  # "All" + 10 statuses
+    assert runs.locator(".pj-status-filter option").count() == 1 + len(RunStatus)  # "All" + every status
     page.wait_for_function(
         "() => document.querySelector('#polaris-sidebar .pj-runs-table tbody tr')"
         " || !document.querySelector('#polaris-sidebar .pj-runs-history .pj-banner').hidden",
