@@ -33,9 +33,9 @@ from polaris_jupyter.tasks.generate import GenerationService
 from polaris_jupyter.tasks.generate import install as install_generation
 from polaris_jupyter.tasks.run_notebook import register_run_notebook
 from polaris_jupyter.tools.edits import SqliteEditJournal
-from polaris_jupyter.tools.sandbox import protect_private_path
 from polaris_jupyter.tools.mcp import McpManager
 from polaris_jupyter.tools.notebook_proposals import SqliteProposals
+from polaris_jupyter.tools.sandbox import protect_private_path
 
 if TYPE_CHECKING:
     from polaris_jupyter.server.kernel_routes import KernelWorkers
