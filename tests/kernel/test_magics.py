@@ -4,6 +4,8 @@ UsageError, never a traceback)."""
 
 from __future__ import annotations
 
+import contextlib
+
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +39,8 @@ def ip(local_client: Polaris) -> Iterator[Any]:
     import ipywidgets
 
     for widget in list(ipywidgets.Widget.widgets.values()):
-        widget.close()
+        with contextlib.suppress(KeyError):  # a comm the kernel's manager already dropped
+            widget.close()
 
 
 def run(ip: Any, source: str) -> tuple[Any, CapturedIO]:
