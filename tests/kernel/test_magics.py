@@ -5,7 +5,6 @@ UsageError, never a traceback)."""
 from __future__ import annotations
 
 import contextlib
-
 import time
 from collections.abc import Iterator
 from pathlib import Path
