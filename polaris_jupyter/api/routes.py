@@ -111,7 +111,7 @@ ROUTES: tuple[Route, ...] = (
     Route("openapi", "GET", "/polaris/api/openapi.json", "This document", response={"type": "object"}, tag="service"),
     route("events", "GET", "/events", "WebSocket: every event (or one run's / conversation's), resumable by since",
           websocket=True, tag="service",
-          query=(Param("run", STR), Param("conversation", STR), Param("since", {"type": "integer", "minimum": 0})),
+          query=(Param("run", STR), Param("conversation", STR), Param("since", {"type": "integer", "minimum": 0, "maximum": 2**62})),
           description="Each text frame is one Event as JSON. Reconnect with since=<last seq seen> to miss nothing; "
           "a client that cannot keep up is closed with code 4000 and resumes the same way."),
     # -- tasks and runs ---------------------------------------------------------------------------
@@ -144,7 +144,7 @@ ROUTES: tuple[Route, ...] = (
           body=obj({"resume": BOOL}), body_required=False,
           response=obj({"id": STR}, ("id",)), errors=(400, 404, 409)),
     route("run_events", "GET", "/runs/{runId}/events", "Events of a run after a per-run sequence number",
-          query=(Param("since", {"type": "integer", "minimum": 0, "default": 0}),
+          query=(Param("since", {"type": "integer", "minimum": 0, "maximum": 2**62, "default": 0}),
                  Param("limit", {"type": "integer", "minimum": 1, "maximum": 10_000, "default": 1000})),
           response=obj({"events": array_of(ref("Event")), "lastSeq": {"type": "integer"}}, ("events", "lastSeq")),
           errors=(400, 404)),
