@@ -126,6 +126,38 @@ class PolarisConfig(Configurable):
         "variables) is sent within about this many tokens; larger items are cut with a note "
         "(env POLARIS_CONTEXT_TOKEN_BUDGET).",
     )
+    # -- steering the model (issue 14): keys, model lists, prices, rules ----------------------
+    keys_path = Unicode(
+        config=True,
+        help="File holding provider keys and base URLs entered in the UI, readable by the server's user "
+        "only (mode 0600); environment variables win over it (env POLARIS_KEYS_PATH; default keys.json "
+        "next to db_path, i.e. <jupyter data dir>/polaris/keys.json).",
+    )
+    key_storage = Unicode(
+        config=True,
+        help="Where API keys entered in the UI are kept: 'file' (keys_path, mode 0600), 'keyring' (the "
+        "system keyring through the optional keyring package; base URLs stay in the file) or 'auto' "
+        "(keyring when a usable backend exists, else the file) (env POLARIS_KEY_STORAGE; default file).",
+    )
+    models_cache_ttl_s = Float(
+        config=True,
+        help="How long a provider's model list (GET /models) is cached, in seconds (env POLARIS_MODELS_CACHE_TTL_S).",
+    )
+    models_timeout_s = Float(
+        config=True,
+        help="Time limit of one provider's GET /models when listing models, in seconds (env POLARIS_MODELS_TIMEOUT_S).",
+    )
+    prices = Dict(
+        config=True,
+        help='Estimated prices in USD per million tokens, {"provider/model": {"inputPerMTok": 0.15, '
+        '"outputPerMTok": 0.6}}; "provider/*" matches every model of a provider. Merged over built-in '
+        "estimates; a model in neither has an unknown cost (null, never 0) (env POLARIS_PRICES as JSON).",
+    )
+    rules_max_chars = Int(
+        config=True,
+        help="AGENTS.md and .polaris/rules/*.md are added to the system prompt up to this many characters "
+        "in all; the rest is cut with a note (env POLARIS_RULES_MAX_CHARS).",
+    )
     # -- MCP servers (issue 14 item 5; files: tools/mcp_config.py) ---------------------------
     mcp_call_timeout_s = Float(
         config=True,
@@ -167,38 +199,6 @@ class PolarisConfig(Configurable):
         config=True,
         help="A tool call waiting for approval longer than this is denied, in seconds; 0 waits for ever "
         "(env POLARIS_APPROVAL_TIMEOUT_S; default 3600). The waiting run holds no worker meanwhile.",
-    )
-    # -- steering the model (issue 14): keys, model lists, prices, rules ----------------------
-    keys_path = Unicode(
-        config=True,
-        help="File holding provider keys and base URLs entered in the UI, readable by the server's user "
-        "only (mode 0600); environment variables win over it (env POLARIS_KEYS_PATH; default keys.json "
-        "next to db_path, i.e. <jupyter data dir>/polaris/keys.json).",
-    )
-    key_storage = Unicode(
-        config=True,
-        help="Where API keys entered in the UI are kept: 'file' (keys_path, mode 0600), 'keyring' (the "
-        "system keyring through the optional keyring package; base URLs stay in the file) or 'auto' "
-        "(keyring when a usable backend exists, else the file) (env POLARIS_KEY_STORAGE; default file).",
-    )
-    models_cache_ttl_s = Float(
-        config=True,
-        help="How long a provider's model list (GET /models) is cached, in seconds (env POLARIS_MODELS_CACHE_TTL_S).",
-    )
-    models_timeout_s = Float(
-        config=True,
-        help="Time limit of one provider's GET /models when listing models, in seconds (env POLARIS_MODELS_TIMEOUT_S).",
-    )
-    prices = Dict(
-        config=True,
-        help='Estimated prices in USD per million tokens, {"provider/model": {"inputPerMTok": 0.15, '
-        '"outputPerMTok": 0.6}}; "provider/*" matches every model of a provider. Merged over built-in '
-        "estimates; a model in neither has an unknown cost (null, never 0) (env POLARIS_PRICES as JSON).",
-    )
-    rules_max_chars = Int(
-        config=True,
-        help="AGENTS.md and .polaris/rules/*.md are added to the system prompt up to this many characters "
-        "in all; the rest is cut with a note (env POLARIS_RULES_MAX_CHARS).",
     )
     # -- inline completions (issue 15; files: agent/completions*.py) -------------------------
     completion_max_tokens = Int(
