@@ -18,6 +18,8 @@ import tornado.web
 from polaris_jupyter.testing._script import (
     ChunkWriter,
     Response,
+    bad_request,
+    check_envelope,
     completion_body,
     compute_usage,
     tool_call_events,
@@ -33,39 +35,32 @@ class _Gone(Exception):
     """The client went away or the server is stopping: stop writing."""
 
 
-def _bad_request(message: str, param: str | None = None) -> Response:
-    return Response(status=400, error_message=message, error_type="invalid_request_error", error_param=param)
-
-
 def validate_request(body: Any, server: ScriptedModelServer) -> Response | None:
     """The checks real servers make that our client must pass; None when the request is fine."""
-    if not isinstance(body, dict):
-        return _bad_request("The request body must be a JSON object.")
-    if not server.validate:
-        return None
-    if not body.get("model"):
-        return _bad_request("you must provide a model parameter", "model")
+    envelope = check_envelope(body, validate=server.validate)
+    if envelope is not None or not server.validate:
+        return envelope
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        return _bad_request("'messages' must be a non-empty array.", "messages")
+        return bad_request("'messages' must be a non-empty array.", "messages")
     if "tool_choice" in body and not body.get("tools"):
-        return _bad_request("Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' "
+        return bad_request("Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' "
                             "are specified.", "tool_choice")
     known_ids: set[str] = set()
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict) or "role" not in msg:
-            return _bad_request(f"messages[{i}] must be an object with a 'role'.", f"messages[{i}]")
+            return bad_request(f"messages[{i}] must be an object with a 'role'.", f"messages[{i}]")
         calls = msg.get("tool_calls") or []
         for call in calls:
             known_ids.add(str(call.get("id")))
         if calls and msg.get("content") is None and server.reject_null_content:
-            return _bad_request(f"messages[{i}].content must be a string, got null.", f"messages[{i}]")
+            return bad_request(f"messages[{i}].content must be a string, got null.", f"messages[{i}]")
         if msg["role"] == "tool" and msg.get("tool_call_id") not in known_ids:
-            return _bad_request(f"Invalid parameter: messages[{i}] with role 'tool' must be a response to a "
+            return bad_request(f"Invalid parameter: messages[{i}] with role 'tool' must be a response to a "
                                 "preceding message with 'tool_calls'.", f"messages[{i}]")
     if (server.reject_streaming_tools and body.get("stream") and body.get("tools")
             and body.get("tool_choice") in (None, "auto")):
-        return _bad_request("Cannot use tools with stream")
+        return bad_request("Cannot use tools with stream")
     return None
 
 

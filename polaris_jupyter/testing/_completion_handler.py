@@ -18,7 +18,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from polaris_jupyter.testing._chat_handler import ChatCompletionsHandler, _Gone
-from polaris_jupyter.testing._script import Response, estimate_tokens
+from polaris_jupyter.testing._script import Response, bad_request, check_envelope, estimate_tokens
 
 if TYPE_CHECKING:
     from polaris_jupyter.testing._server import RecordedRequest, ScriptedModelServer
@@ -33,30 +33,23 @@ def completion_requests(server: ScriptedModelServer) -> list[RecordedRequest]:
     return [r for r in list(server.requests) if r.path == COMPLETIONS_PATH]
 
 
-def _bad_request(message: str, param: str | None = None) -> Response:
-    return Response(status=400, error_message=message, error_type="invalid_request_error", error_param=param)
-
-
 def validate_completion_request(body: Any, server: ScriptedModelServer) -> Response | None:
     """The checks a real server makes on a completions body; None when it is fine."""
-    if not isinstance(body, dict):
-        return _bad_request("The request body must be a JSON object.")
-    if not server.validate:
-        return None
-    if not body.get("model"):
-        return _bad_request("you must provide a model parameter", "model")
+    envelope = check_envelope(body, validate=server.validate)
+    if envelope is not None or not server.validate:
+        return envelope
     prompt = body.get("prompt")
     if not isinstance(prompt, str) and not (isinstance(prompt, list) and all(isinstance(p, str) for p in prompt)):
-        return _bad_request("'prompt' must be a string or an array of strings.", "prompt")
+        return bad_request("'prompt' must be a string or an array of strings.", "prompt")
     if "suffix" in body and body["suffix"] is not None and not isinstance(body["suffix"], str):
-        return _bad_request("'suffix' must be a string.", "suffix")
+        return bad_request("'suffix' must be a string.", "suffix")
     max_tokens = body.get("max_tokens")
     if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
-        return _bad_request("'max_tokens' must be a positive integer.", "max_tokens")
+        return bad_request("'max_tokens' must be a positive integer.", "max_tokens")
     stop = body.get("stop")
     if stop is not None and not isinstance(stop, str) and not (
             isinstance(stop, list) and len(stop) <= 4 and all(isinstance(s, str) for s in stop)):
-        return _bad_request("'stop' must be a string or an array of at most 4 strings.", "stop")
+        return bad_request("'stop' must be a string or an array of at most 4 strings.", "stop")
     return None
 
 

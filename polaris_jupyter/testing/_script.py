@@ -20,6 +20,8 @@ __all__ = [
     "Responder",
     "Response",
     "ScriptedToolCall",
+    "bad_request",
+    "check_envelope",
     "echo_responder",
     "load_script",
     "lorem_tokens",
@@ -178,6 +180,23 @@ class Response:
 
 
 Responder = Callable[[dict[str, Any]], "Response | Awaitable[Response | None] | None"]
+
+
+def bad_request(message: str, param: str | None = None) -> Response:
+    """A 400 ``invalid_request_error`` as OpenAI-compatible servers send it."""
+    return Response(status=400, error_message=message, error_type="invalid_request_error", error_param=param)
+
+
+def check_envelope(body: Any, *, validate: bool) -> Response | None:
+    """What every route checks first: a JSON object, and (when validating) a ``model``.
+
+    None means "go on with the route's own checks"; ``validate=False`` skips them all.
+    """
+    if not isinstance(body, dict):
+        return bad_request("The request body must be a JSON object.")
+    if validate and not body.get("model"):
+        return bad_request("you must provide a model parameter", "model")
+    return None
 
 
 def echo_responder(request: dict[str, Any]) -> Response:

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import socket
-import sys
 import time
-import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -35,16 +32,11 @@ from polaris_jupyter.jobs import is_retryable
 from polaris_jupyter.testing import Response, ScriptedModelServer
 from polaris_jupyter.tools.base import Tool, ToolContext, ToolRegistry
 from tests.agent._tools import OBJ
+from tests.agent._toy_model import free_port, install_toy_model
 
 USER = [{"role": "user", "content": "hi"}]
 TOOLS = [{"type": "function", "function": {"name": "readFile", "parameters": {"type": "object"}}}]
 WRONG_KEY = "sk-wrong-0123456789abcdefXYZ"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def where(server: ScriptedModelServer) -> str:
@@ -67,27 +59,7 @@ async def drain(stream: Any) -> str:
 def toy_model(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedModelServer]:
     """The bundled model, installed, served by a scripted server: any request it gets is a bug
     unless the bundled model was pinned, alone, or enabled as a fallback."""
-    toy = ScriptedModelServer.start_in_thread(default=lambda _body: Response(text="toy hallucination"))
-
-    class Shared:
-        model_name = "smol"
-        running = True
-
-        async def ensure_started(self) -> str:
-            return toy.base_url
-
-        async def stop(self) -> None:
-            pass
-
-    shared = Shared()
-    fake = types.ModuleType("polaris_jupyter.agent.local_model")
-    fake.get_local_model_server = lambda: shared  # type: ignore[attr-defined]
-    fake.bundled_model_available = lambda: True  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "polaris_jupyter.agent.local_model", fake)
-    monkeypatch.setattr(providers, "DEFAULT_LOCAL_BASE_URL", f"http://127.0.0.1:{free_port()}/v1")
-    for name in ("CEREBRAS_API_KEY", "OPENROUTER_API_KEY", "POLARIS_PROVIDER", "POLARIS_MODEL",
-                 "POLARIS_LOCAL_BASE_URL", "POLARIS_BUNDLED_FALLBACK", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
+    toy = install_toy_model(monkeypatch)
     yield toy
     toy.stop()
 

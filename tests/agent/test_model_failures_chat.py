@@ -6,9 +6,6 @@ unknown usage is null."""
 from __future__ import annotations
 
 import asyncio
-import socket
-import sys
-import types
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,19 +13,13 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from polaris_jupyter.agent import providers
 from polaris_jupyter.config import PolarisConfig
 from polaris_jupyter.jobs import FakeClock, RunStatus, TaskRegistry
 from polaris_jupyter.runtime import PolarisRuntime
 from polaris_jupyter.testing import Response, ScriptedModelServer
+from tests.agent._toy_model import install_toy_model
 
 WRONG_KEY = "sk-wrong-0123456789abcdefXYZ"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -36,27 +27,7 @@ def model(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedModelServer]:
     """OpenAI configured at a scripted server that wants ``sk-right``; the bundled model is
     "installed" (served by a toy server that must never be asked); nothing else is configured."""
     server = ScriptedModelServer.start_in_thread(api_key="sk-right")
-    toy = ScriptedModelServer.start_in_thread(default=lambda _body: Response(text="toy hallucination"))
-
-    class Shared:
-        model_name = "smol"
-        running = True
-
-        async def ensure_started(self) -> str:
-            return toy.base_url
-
-        async def stop(self) -> None:
-            pass
-
-    shared = Shared()
-    fake = types.ModuleType("polaris_jupyter.agent.local_model")
-    fake.get_local_model_server = lambda: shared  # type: ignore[attr-defined]
-    fake.bundled_model_available = lambda: True  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "polaris_jupyter.agent.local_model", fake)
-    monkeypatch.setattr(providers, "DEFAULT_LOCAL_BASE_URL", f"http://127.0.0.1:{free_port()}/v1")
-    for name in ("CEREBRAS_API_KEY", "OPENROUTER_API_KEY", "POLARIS_PROVIDER", "POLARIS_MODEL",
-                 "POLARIS_LOCAL_BASE_URL", "POLARIS_BUNDLED_FALLBACK"):
-        monkeypatch.delenv(name, raising=False)
+    toy = install_toy_model(monkeypatch)
     monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-right")
     monkeypatch.setenv("OPENAI_MODEL", "scripted-1")
