@@ -7,13 +7,15 @@
  *
  * The buttons sit in the cell's output wrapper, next to (not inside) the output area, so
  * re-rendered outputs do not take them away; cells are rescanned at most once a frame when the
- * current notebook's content changes.
+ * current notebook's content changes. The same two actions are in the cell toolbar of the active
+ * cell when it raised (cellToolbar.ts); a rescan or a new active cell re-checks them.
  */
 
 import type { ILabShell, JupyterFrontEnd } from '@jupyterlab/application';
 import type { Widget } from '@lumino/widgets';
 
 import { PolarisClient } from '../api';
+import { registerCellToolbarCommands } from './cellToolbar';
 import { followFileChange } from './followEdits';
 import { h } from '../renderer/dom';
 import { Proposal, setProposalClient } from '../renderer/proposals';
@@ -34,7 +36,17 @@ interface CellLike {
 
 interface NotebookPanelLike extends Widget {
   context: { path: string; model: { dirty: boolean }; revert(): Promise<void> };
-  content: { widgets: readonly CellLike[]; model: { contentChanged: { connect(fn: () => void): boolean; disconnect(fn: () => void): boolean } } | null };
+  content: {
+    widgets: readonly CellLike[];
+    activeCell: CellLike | null;
+    activeCellChanged: SignalLike;
+    model: { contentChanged: SignalLike } | null;
+  };
+}
+
+interface SignalLike {
+  connect(fn: () => void): boolean;
+  disconnect(fn: () => void): boolean;
 }
 
 const ACTIONS_CLASS = 'pj-error-actions';
@@ -82,8 +94,15 @@ export function installExplainFix(app: JupyterFrontEnd, labShell: ILabShell, cli
     app.shell.activateById(sidebarId);
     void chat.sendIntent(text, failedCellContext(panel.context.path, index, cell, outputs), intent, title);
   };
+  const toolbar = registerCellToolbarCommands(app.commands, () => {
+    const panel = asNotebookPanel(labShell.currentWidget);
+    const cell = panel?.content.activeCell;
+    return panel && cell && errorOutputs(cell) ? (intent: Intent) => ask(panel, cell, intent) : null;
+  });
+  const refreshToolbar = toolbar.refresh;
 
   const scan = (panel: NotebookPanelLike): void => {
+    refreshToolbar();
     for (const cell of panel.content.widgets) {
       const wrapper = cell.node.querySelector<HTMLElement>('.jp-Cell-outputWrapper');
       const existing = cell.node.querySelector<HTMLElement>(`.${ACTIONS_CLASS}`);
@@ -117,12 +136,15 @@ export function installExplainFix(app: JupyterFrontEnd, labShell: ILabShell, cli
   };
   const follow = (): void => {
     const panel = asNotebookPanel(labShell.currentWidget);
+    refreshToolbar();
     if (panel === watched) {
       return;
     }
     watched?.content.model?.contentChanged.disconnect(soon);
+    watched?.content.activeCellChanged.disconnect(refreshToolbar);
     watched = panel;
     panel?.content.model?.contentChanged.connect(soon);
+    panel?.content.activeCellChanged.connect(refreshToolbar);
     void (panel as any)?.context.ready?.then(soon);
     soon();
   };
@@ -131,6 +153,8 @@ export function installExplainFix(app: JupyterFrontEnd, labShell: ILabShell, cli
   return () => {
     labShell.currentChanged.disconnect(follow);
     watched?.content.model?.contentChanged.disconnect(soon);
+    watched?.content.activeCellChanged.disconnect(refreshToolbar);
+    toolbar.dispose();
     setProposalClient(null);
   };
 }
