@@ -171,6 +171,9 @@ class Backend(abc.ABC):
     async def retry_message(self, message_id: str) -> dict[str, Any]:
         return dict(await self.call("retry_message", path={"messageId": message_id}))
 
+    async def mention_files(self, query: str = "", limit: int = 20) -> list[str]:
+        return list((await self.call("mention_files", query={"query": query, "limit": limit}))["paths"])
+
     # -- config and generation ------------------------------------------------------------------
     async def config(self) -> dict[str, Any]:
         return dict(await self.call("get_config"))

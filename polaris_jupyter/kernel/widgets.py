@@ -9,6 +9,11 @@ the browser sends ``{"kind": "request", "id", "action", "args"}``. What must sur
 Streaming forwards the server's events (text arrives as deltas, never the whole text again),
 batched so that a panel sends at most ``1 / BATCH_WINDOW_S`` messages per second: far below the
 kernel's iopub rate limit however fast the model writes.
+
+Context (issue 13): the panel offers what its kernel knows as removable chips above the input
+(``context_items``, a traitlet re-offered after each cell: the notebook, the last error, the
+kernel's variables; see :mod:`~polaris_jupyter.kernel._context`); what the chips keep is sent
+with the message. Typing ``@`` asks the ``files`` action for workspace files to attach.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +30,9 @@ import anywidget
 from traitlets import Bool, Dict, Int, List, Unicode
 
 from polaris_jupyter.kernel._base import PolarisError
+from polaris_jupyter.kernel._context import KernelContext, kernel_context
 from polaris_jupyter.kernel._progress import ProgressState
+from polaris_jupyter.kernel.paths import _server_root
 
 if TYPE_CHECKING:
     from polaris_jupyter.kernel.client import Polaris
@@ -40,8 +48,10 @@ BATCH_WINDOW_S = 0.05
 UNSYNCED_SNAPSHOT_INTERVAL_S = 0.5
 CHAT_EVENT_TYPES = frozenset(
     {"message.created", "message.delta", "message.status", "toolcall.started", "toolcall.finished", "run.reverted",
-     "approval.decided"}
+     "approval.decided", "proposal.updated"}
 )
+#: Workspace files one @-mention lists at most.
+MAX_MENTION_FILES = 50
 
 
 def _bundle(name: str) -> Any:
@@ -171,6 +181,14 @@ async def _batched(stream: Any, window_s: float) -> Any:
 SNAPSHOT_MESSAGES = 50
 
 
+def _kernel_context(client: Polaris) -> KernelContext | None:
+    """What this kernel offers a chat panel. The workspace: the server's root (remote), else the
+    in-kernel engine's; the server reaches this kernel's variables only when it started it (remote)."""
+    remote = client.mode == "remote"
+    root = (_server_root() if remote else getattr(client.backend, "root_dir", None)) or os.getcwd()
+    return kernel_context(root=str(root), offer_variables=remote)
+
+
 class ChatPanel(_PolarisWidget):
     """The chat panel: conversation picker, streamed messages, tool cards, Stop/Retry/Revert."""
 
@@ -184,15 +202,19 @@ class ChatPanel(_PolarisWidget):
     #: The latest snapshot (last SNAPSHOT_MESSAGES messages), synced with the widget state so a
     #: view renders at once, even while the kernel is busy and cannot answer a refresh request.
     snapshot = Dict().tag(sync=True)
+    #: What the kernel offers as context (``ContextItem`` wire form): the chips above the input.
+    context_items = List(Dict()).tag(sync=True)
 
     def __init__(self, client: Polaris, conversation_id: str | None = None, **kwargs: Any) -> None:
-        super().__init__(client, **kwargs)
+        self._context = _kernel_context(client)  # offered from the first state the view gets
+        super().__init__(client, context_items=self._context.items() if self._context else [], **kwargs)
         self._status: dict[str, Any] = {}
         self.call = client.call
         cid = conversation_id or client.current_conversation()
         self.call(self._switch(cid))
         self.call(self._snapshot())
         self.status_text = "" if client.mode == "remote" else "engine in this kernel"
+        self._unwatch = self._context.watch(self._offer) if self._context is not None else None
 
     def __repr__(self) -> str:
         # The text/plain fallback: what a saved output shows once its kernel is gone (JupyterLab
@@ -201,6 +223,18 @@ class ChatPanel(_PolarisWidget):
             f"ChatPanel(conversation={self.conversation_id!r}) — not connected: re-run this cell to reconnect "
             "the panel (it needs a running kernel and JupyterLab, Notebook or VS Code)"
         )
+
+    def _offer(self) -> None:
+        """Re-offer the kernel's context (a traitlet: synced only when it changed)."""
+        items = self._context.items() if self._context is not None else []
+        if items != self.context_items:
+            self.context_items = items
+
+    def close(self) -> None:
+        if getattr(self, "_unwatch", None) is not None:
+            self._unwatch()  # type: ignore[misc]
+            self._unwatch = None
+        super().close()
 
     async def _switch(self, conversation_id: str) -> dict[str, Any]:
         backend = self._client.backend
@@ -263,6 +297,28 @@ class ChatPanel(_PolarisWidget):
             return await self._client.backend.post_message(self.conversation_id, text, context)
         finally:
             self.busy = False
+
+    # the context chips (re-offered when the panel renders) and the @-mention list
+    async def _do_context(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._offer()
+        return {"items": self.context_items}
+
+    async def _do_files(self, args: dict[str, Any]) -> dict[str, Any]:
+        query, limit = args.get("query"), args.get("limit")
+        limit = max(1, min(limit, MAX_MENTION_FILES)) if isinstance(limit, int) else 20
+        return {"paths": await self._client.backend.mention_files(query if isinstance(query, str) else "", limit)}
+
+    # the proposal cards of a Fix (renderer/proposals.ts): list a run's, Apply, Discard
+    async def _do_proposals(self, args: dict[str, Any]) -> dict[str, Any]:
+        return dict(await self._client.backend.call("run_proposals", path={"runId": str(args.get("runId") or "")}))
+
+    async def _do_apply_proposal(self, args: dict[str, Any]) -> dict[str, Any]:
+        path = {"proposalId": str(args.get("proposalId") or "")}
+        return dict(await self._client.backend.call("apply_proposal", path=path))
+
+    async def _do_discard_proposal(self, args: dict[str, Any]) -> dict[str, Any]:
+        path = {"proposalId": str(args.get("proposalId") or "")}
+        return dict(await self._client.backend.call("discard_proposal", path=path))
 
     async def _do_stop(self, args: dict[str, Any]) -> dict[str, Any]:
         return await self._client.backend.cancel_message(str(args.get("messageId") or ""))
