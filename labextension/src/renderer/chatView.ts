@@ -15,6 +15,7 @@ import { applyMessageEvent, eventMessageId, mergeMessage } from './stream';
 import { REVERT_CONFLICT } from './toolcard';
 import { ContextChips } from './contextChips';
 import { MentionMenu } from './mentions';
+import { installFileDrop } from './fileDrop';
 import { ChatActions, ChatContext, ChatStatus, Conversation, isActive, Message, PolarisEvent } from './types';
 
 export type ConnectionState = 'connected' | 'connecting' | 'offline' | 'error';
@@ -70,6 +71,8 @@ export class ChatView {
   private context: ChatContext | null = null;
   private chips = new ContextChips();
   private mentions: MentionMenu;
+  /** Files dragged from the file browser attach as chips (fileDrop.ts). */
+  private stopFileDrop: () => void;
   private sending = false;
   private busy = false;
   private disposed = false;
@@ -153,6 +156,7 @@ export class ChatView {
       h('div', { className: 'pj-chat-hint' }, 'Enter to send · Shift+Enter for a new line')
     );
     this.node = h('div', { className: 'pj-chat' }, header, this.offlineEl, this.bannerEl, this.listEl, composer);
+    this.stopFileDrop = installFileDrop({ target: this.node, noteHost: composer, attach: item => this.chips.add(item) });
     el.appendChild(this.node);
 
     this.inputEl.addEventListener('keydown', this.onKeyDown);
@@ -316,6 +320,7 @@ export class ChatView {
       clearTimeout(this.retryTimer);
     }
     this.inputEl.removeEventListener('keydown', this.onKeyDown);
+    this.stopFileDrop();
     this.node.remove();
     this.entries.clear();
   }
