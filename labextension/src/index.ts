@@ -18,6 +18,7 @@ import { followLabContext } from './chat/labContext';
 import { generateProject } from './generateDialog';
 import { notebookJobPlugin, OPEN_RUN } from './notebookJob';
 import { errorText } from './renderer/chatView';
+import { setFolderRevealer } from './renderer/paths';
 import { RunsDashboard } from './runs/dashboard';
 import { OPEN_TOOLS, toolsPlugin } from './settings/toolsPlugin';
 import { PolarisSidebar } from './sidebar';
@@ -147,6 +148,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       installLabCodeActions(app, labShell);
       installExplainFix(app, labShell, client, sidebar.chat, sidebar.id);
       installFollowEdits(app, labShell, client);
+      // A generated project's folder: `Show in file browser` (renderer/progress.ts).
+      setFolderRevealer(folder => void app.commands.execute('filebrowser:go-to-path', { path: folder }));
     }
 
     if (settingRegistry) {

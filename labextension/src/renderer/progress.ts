@@ -1,9 +1,11 @@
 /**
  * ProgressView: live view of a project generation run (generation.* events):
- * steps with their state, a progress bar, and files as they are written.
+ * steps with their state, a progress bar, and files as they are written. Where the host can
+ * (the lab, paths.ts), each file's path opens it and the project folder has `Show in file browser`.
  */
 
 import { clear, formatDuration, h } from './dom';
+import { linkPath, revealFolderButton } from './paths';
 import { isFinalRun, PolarisEvent } from './types';
 
 export type StepState = 'pending' | 'started' | 'finished' | 'failed' | 'skipped';
@@ -27,6 +29,8 @@ export interface ProgressSnapshot {
   total: number;
   status: string;
   runId?: string | null;
+  /** The project's folder in the workspace (the run's `path`). */
+  folder?: string | null;
   log?: { level: 'info' | 'error'; message: string }[];
 }
 
@@ -47,6 +51,7 @@ export class ProgressView {
   private stepsEl: HTMLElement;
   private filesEl: HTMLElement;
   private logEl: HTMLElement;
+  private folderEl: HTMLElement;
   private disposed = false;
 
   constructor(el: HTMLElement) {
@@ -56,11 +61,13 @@ export class ProgressView {
     this.stepsEl = h('ol', { className: 'pj-progress-steps' });
     this.filesEl = h('ul', { className: 'pj-progress-files' });
     this.logEl = h('div', { className: 'pj-progress-log' });
+    this.folderEl = h('div', { className: 'pj-progress-folder' });
     this.node = h(
       'div',
       { className: 'pj-progress' },
       h('div', { className: 'pj-progress-header' }, h('span', { className: 'pj-progress-title' }, 'Generating project'), this.statusEl, this.countEl),
       h('div', { className: 'pj-progress-bar', role: 'progressbar' }, this.barEl),
+      this.folderEl,
       h(
         'div',
         { className: 'pj-progress-columns' },
@@ -81,6 +88,7 @@ export class ProgressView {
       total: snapshot.total ?? snapshot.steps?.length ?? 0,
       status: snapshot.status ?? 'QUEUED',
       runId: snapshot.runId ?? null,
+      folder: snapshot.folder ?? null,
       log: snapshot.log ? [...snapshot.log] : []
     };
     this.render();
@@ -170,6 +178,16 @@ export class ProgressView {
     this.statusEl.textContent = status.toLowerCase().replace(/_/g, ' ');
     this.statusEl.className = `pj-badge pj-badge-${status.toLowerCase()}`;
 
+    if (this.folderEl.dataset.folder !== (this.state.folder ?? '')) {
+      // Built once per folder, not on every event: a click is not lost to a re-render.
+      this.folderEl.dataset.folder = this.state.folder ?? '';
+      clear(this.folderEl);
+      const reveal = revealFolderButton(this.state.folder);
+      if (reveal) {
+        this.folderEl.append(h('code', { className: 'pj-muted' }, this.state.folder ?? ''), reveal);
+      }
+    }
+
     clear(this.stepsEl);
     for (const step of steps) {
       this.stepsEl.appendChild(
@@ -195,7 +213,7 @@ export class ProgressView {
     });
     clear(this.filesEl);
     for (const file of files) {
-      const details = h('details', { 'data-path': file.path }, h('summary', null, h('code', null, file.path)));
+      const details = h('details', { 'data-path': file.path }, h('summary', null, linkPath(h('code', null, file.path), file.path)));
       details.open = openPaths.has(file.path);
       if (file.preview) {
         details.appendChild(h('pre', { className: 'pj-file-preview' }, file.preview));

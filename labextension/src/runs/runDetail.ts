@@ -263,7 +263,8 @@ export class RunDetailView {
       const holder = h('div', { className: 'pj-run-progress' });
       this.progress?.dispose();
       this.progress = new ProgressView(holder);
-      this.progress.setSnapshot({ status: run.status, runId: run.id });
+      const folder = (run.payload as { path?: unknown } | null)?.path;
+      this.progress.setSnapshot({ status: run.status, runId: run.id, folder: typeof folder === 'string' ? folder : null });
       this.progress.applyEvents(generation);
       this.progress.setSnapshot({ ...this.progress.getSnapshot(), status: run.status });
       parts.push(section('progress', 'Progress', holder, true));
