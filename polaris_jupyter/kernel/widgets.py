@@ -294,9 +294,11 @@ class ChatPanel(_PolarisWidget):
         context = args.get("context") if isinstance(args.get("context"), dict) else None
         self.busy = True
         try:
-            return await self._client.backend.post_message(self.conversation_id, text, context)
+            accepted = await self._client.backend.post_message(self.conversation_id, text, context)
         finally:
             self.busy = False
+        await self._snapshot()  # as the sidebar does: the server's order (its events name the answer first)
+        return accepted
 
     # the context chips (re-offered when the panel renders) and the @-mention list
     async def _do_context(self, args: dict[str, Any]) -> dict[str, Any]:

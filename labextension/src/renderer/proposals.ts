@@ -117,3 +117,6 @@ function update(proposal: Proposal): void {
   }
   document.querySelectorAll<HTMLElement>(`.pj-proposal[data-proposal-id="${CSS.escape(proposal.id)}"]`).forEach(old => old.replaceWith(card(proposal)));
 }
+
+/** A proposal changed elsewhere (a `proposal.updated` event): its cached list and cards. */
+export const proposalUpdated = update;

@@ -2,15 +2,24 @@
  * The notebook chat panel: an anywidget ESM module over the shared ChatView.
  *
  * Synced traitlets read here: conversation_id, conversations [{id, title}],
- * status_text, busy. Streaming arrives as custom messages (see comm.ts).
+ * status_text, busy, context_items (what the kernel offers as context chips:
+ * its notebook, the last error, its variables; re-offered after each cell).
+ * Streaming arrives as custom messages (see comm.ts). `@` lists workspace
+ * files through the `files` action; a Fix's proposal cards use the
+ * `proposals` / `apply_proposal` / `discard_proposal` actions.
  */
 
 import { ChatView, errorText, NEW_CHAT_TITLE } from '../renderer/chatView';
+import type { ContextItem } from '../renderer/contextChips';
 import { clear, h } from '../renderer/dom';
 import { ModelBar } from '../renderer/modelBar';
 import { PermissionModeControl } from '../renderer/permissionMode';
+import { Proposal, ProposalClient, proposalUpdated, setProposalClient } from '../renderer/proposals';
 import { Conversation, Message, PolarisEvent } from '../renderer/types';
 import { AnyModel, CommClient, KernelMessage } from './comm';
+
+/** The proposal clients of the panels rendered in this page, newest last. */
+const livePanels: ProposalClient[] = [];
 
 interface RenderProps {
   model: AnyModel;
@@ -40,7 +49,19 @@ function render({ model, el }: RenderProps): () => void {
     resync: () => {
       void refresh();
     }
-  }, { toolbar });
+  }, {
+    toolbar,
+    mentionFiles: query => comm.request('files', { query, limit: 20 }).then((r: { paths?: string[] }) => r?.paths ?? [])
+  });
+  // A Fix's proposal cards (renderer/proposals.ts) through this panel's kernel (the newest
+  // panel of the page while it lives; the cards are per page).
+  const proposals: ProposalClient = {
+    list: runId => comm.request('proposals', { runId }).then((r: { proposals?: Proposal[] }) => r?.proposals ?? []),
+    apply: proposalId => comm.request('apply_proposal', { proposalId }),
+    discard: proposalId => comm.request('discard_proposal', { proposalId })
+  };
+  livePanels.push(proposals);
+  setProposalClient(proposals);
   // the model picker, rules and usage line (renderer/modelBar.ts) over the kernel's comm
   const models = new ModelBar({
     source: {
@@ -64,7 +85,14 @@ function render({ model, el }: RenderProps): () => void {
         view.setStatus(message.status);
       }
     } else if (message.kind === 'events') {
-      view.applyEvents((message.events as PolarisEvent[]) ?? []);
+      const events = (message.events as PolarisEvent[]) ?? [];
+      view.applyEvents(events);
+      for (const event of events) {
+        const proposal = event.type === 'proposal.updated' ? (event.data?.proposal as Proposal | undefined) : undefined;
+        if (proposal?.id) {
+          proposalUpdated(proposal); // applied or discarded elsewhere (the sidebar, another panel)
+        }
+      }
     }
   };
   comm = new CommClient(model, onMessage);
@@ -106,6 +134,12 @@ function render({ model, el }: RenderProps): () => void {
   const renderBusy = (): void => {
     view.setBusy(Boolean(model.get('busy')));
   };
+  // The chips above the input: what the kernel offers (the user's removals are kept by the view).
+  const renderContext = (): void => {
+    const items: ContextItem[] = model.get('context_items') ?? [];
+    const notebook = items.find(item => item.kind === 'notebook');
+    view.setContext(items.length ? { currentFile: notebook?.path, items } : null);
+  };
 
   picker.addEventListener('change', () => {
     comm.request('select_conversation', { conversationId: picker.value }).catch(error => view.showError(errorText(error)));
@@ -118,7 +152,8 @@ function render({ model, el }: RenderProps): () => void {
     ['change:conversations', renderConversations],
     ['change:conversation_id', renderConversations],
     ['change:status_text', renderStatus],
-    ['change:busy', renderBusy]
+    ['change:busy', renderBusy],
+    ['change:context_items', renderContext]
   ];
   for (const [event, handler] of traits) {
     model.on(event, handler);
@@ -126,7 +161,9 @@ function render({ model, el }: RenderProps): () => void {
   renderConversations();
   renderStatus();
   renderBusy();
+  renderContext();
   void refresh();
+  comm.request('context').catch(() => undefined); // re-offered as a traitlet change; a busy kernel answers later
   void models.refresh();
 
   return () => {
@@ -134,6 +171,10 @@ function render({ model, el }: RenderProps): () => void {
       model.off(event, handler);
     }
     comm.dispose();
+    if (livePanels.includes(proposals)) {
+      livePanels.splice(livePanels.indexOf(proposals), 1);
+    }
+    setProposalClient(livePanels[livePanels.length - 1] ?? null);
     models.dispose();
     view.dispose();
     el.classList.remove('pj-widget', 'pj-chat-widget');
