@@ -18,6 +18,28 @@ import type { ChatContext } from '../renderer/types';
 /** At most this many selected cells are offered (each is its own chip). */
 const MAX_SELECTED_CELLS = 8;
 
+/**
+ * Each gather is one User Timing measure of this name (always on: one `performance.measure` per
+ * publish, at most once a frame; `detail.items` is how many items it gathered);
+ * bench/context_gather_browser.py reads them. The buffer is
+ * cleared after this many, so a long session does not grow it.
+ */
+export const GATHER_MEASURE = 'polaris:context-gather';
+const MAX_GATHER_MEASURES = 1000;
+let gatherMeasures = 0;
+
+function measureGather(startMs: number, items: number): void {
+  try {
+    if (++gatherMeasures > MAX_GATHER_MEASURES) {
+      performance.clearMeasures(GATHER_MEASURE);
+      gatherMeasures = 1;
+    }
+    performance.measure(GATHER_MEASURE, { start: startMs, end: performance.now(), detail: { items } });
+  } catch {
+    // A browser without measure options: no figure, the context is still published.
+  }
+}
+
 type AnySignal = ISignal<any, any>;
 
 interface CellLike {
@@ -128,7 +150,10 @@ export function followLabContext(labShell: ILabShell, target: { setContext(conte
     frame = 0;
     const widget = labShell.currentWidget;
     const doc = asDocument(widget);
-    target.setContext(doc ? { currentFile: doc.context.path, items: contextItemsOf(widget) } : null);
+    const startMs = performance.now();
+    const items = doc ? contextItemsOf(widget) : [];
+    measureGather(startMs, items.length);
+    target.setContext(doc ? { currentFile: doc.context.path, items } : null);
   };
   const soon = (): void => {
     if (!frame) {
