@@ -3,7 +3,7 @@
 The kernel offers its notebook (from the session name the Jupyter server gives it), the last cell
 that raised (source + traceback inline) and, where the server started the kernel, its variables;
 the offer is a synced traitlet, re-sent after each cell. A send carries the items to the model
-(the scripted model's recorded request). The panel's ``files`` action lists workspace files.
+(the scripted model's recorded request). The panel's ``files`` action lists workspace files; its proposal actions serve a Fix's cards.
 """
 
 from __future__ import annotations
@@ -21,9 +21,12 @@ import pytest
 from jupyter_client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
+from polaris_jupyter.kernel import Polaris
 from polaris_jupyter.kernel._context import notebook_path
+from polaris_jupyter.kernel.widgets import ChatPanel
 from polaris_jupyter.testing import Response, ScriptedModelServer
 from tests.kernel.conftest import FOREIGN_ENV
+from tests.kernel.test_widgets import Browser, browser, final_status  # noqa: F401  (fixture)
 from tests.live_server import LiveServer
 
 pytestmark = pytest.mark.slow
@@ -259,3 +262,32 @@ def test_server_kernel_offers_its_variables_and_the_model_gets_them(server_kerne
     turn = user_turn(model)
     assert "monthly_sales" in turn and "list" in turn
     assert NOTEBOOK_MARKER not in turn
+
+
+# ---- proposal cards in the panel (in-process engine, the browser played by the test) ---------
+
+
+def test_panel_lists_proposals_and_forwards_their_updates(local_client: Polaris, model: ScriptedModelServer,
+                                                          browser: Browser, workspace: Path) -> None:  # noqa: F811
+    write_notebook(workspace / "fix.ipynb")
+    model.enqueue(Response.tool("proposeCellEdit", {"path": "fix.ipynb", "index": 0, "source": "total = 11"}),
+                  Response(text="Proposed."))
+    panel = ChatPanel(local_client)
+    try:
+        sent = browser.request(panel, "send", text="Fix it")["data"]
+        browser.wait_for(lambda: final_status(browser, sent["messageId"]) == "completed")
+        listed = browser.request(panel, "proposals", runId=sent["runId"])
+        [proposal] = listed["data"]["proposals"]
+        assert proposal["status"] == "pending" and proposal["source"] == "total = 11"
+
+        # Discarded elsewhere (the sidebar, another panel): the panel hears of it and redraws the card.
+        local_client.call(local_client.backend.call("discard_proposal", path={"proposalId": proposal["id"]}))
+        browser.wait_for(lambda: [e["data"]["proposal"]["status"] for e in browser.events()
+                                  if e["type"] == "proposal.updated"] == ["discarded"])
+        refused = browser.request(panel, "apply_proposal", proposalId=proposal["id"])
+        assert refused["ok"] is False and refused["status"] == 409 and "discarded" in refused["error"]
+        assert NOTEBOOK_MARKER in (workspace / "fix.ipynb").read_text()  # nothing written
+        missing = browser.request(panel, "proposals", runId="run_missing")
+        assert missing["ok"] is False and missing["status"] == 404
+    finally:
+        panel.close()

@@ -6,6 +6,7 @@ test-artifacts/."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from polaris_jupyter.testing import Response
 from tests.ui.conftest import LabServer
 from tests.ui.test_notebook_panel import make_notebook, wait_kernel_idle
 from tests.ui.test_sidebar_smoke import ALLOWED_ERRORS, open_lab
@@ -109,4 +111,24 @@ def test_panel_chips_and_mentions(page: Any, lab_server: LabServer, scripted_mod
     panel.get_by_role("button", name="Send").click()
     turn = user_turn(scripted_model, 2)
     assert "Revenue grew." in turn and MARKER not in turn
+    panel.locator(".pj-msg-assistant.pj-msg-status-completed").nth(1).wait_for(timeout=30_000)
+
+    # A fix proposed in the panel shows its card as in the sidebar: the diff, Apply writes the cell.
+    fixed = "count = 1\nmonthly_sales[0] / count"
+    scripted_model.enqueue(
+        Response.tool("proposeCellEdit", {"path": "sales.ipynb", "index": 1, "source": fixed, "explanation": "count must not be 0"}),
+        Response(text="Set count to 1, then run the cell again."),
+    )
+    box.fill("Fix it")
+    box.press("Enter")
+    proposal = panel.locator(".pj-proposal")
+    proposal.wait_for(timeout=30_000)
+    assert "Proposed edit: cell 2 of sales.ipynb" in proposal.inner_text()
+    assert "+count = 1" in proposal.locator(".pj-diff-add").all_inner_texts()
+    assert "-count = 0" in proposal.locator(".pj-diff-del").all_inner_texts()
+    proposal.get_by_role("button", name="Apply").click()
+    panel.locator(".pj-proposal-applied").wait_for(timeout=15_000)
+    saved = json.loads((lab_server.root / "sales.ipynb").read_text())
+    assert "".join(saved["cells"][1]["source"]) == fixed
+    panel.screenshot(path=str(artifacts_dir / "notebook-panel-proposal.png"))
     assert not page.polaris_log.unexpected(ALLOWED_ERRORS)
