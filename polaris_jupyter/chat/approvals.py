@@ -246,12 +246,17 @@ class ApprovalService:
         return self.engine.resume(run_id)
 
     async def recover(self) -> None:
-        """At start: WAITING chat runs whose approvals were all decided (before a restart) go on."""
+        """At start: WAITING chat runs whose approvals were all decided (before a restart) go on.
+        Read from the store, not the engine's memory: on PostgreSQL any process may have
+        suspended them (a resume there is a compare-and-set, so several servers may all ask)."""
         from polaris_jupyter.chat.service import PROCESS_MESSAGE_TASK_ID
 
-        for run in self.engine.active_runs():
-            if run.status is RunStatus.WAITING and run.task_id == PROCESS_MESSAGE_TASK_ID:
-                await self.resume_if_decided(run.id)
+        rows = await self.engine.store.query(
+            "SELECT DISTINCT r.id AS id FROM runs r JOIN approvals a ON a.run_id = r.id WHERE r.status = ? AND r.task_id = ?",
+            (RunStatus.WAITING.value, PROCESS_MESSAGE_TASK_ID),
+        )
+        for row in rows:
+            await self.resume_if_decided(row["id"])
 
     # -- internals -------------------------------------------------------------------------------
     async def _run_ended(self, run_id: str) -> bool:

@@ -4,7 +4,9 @@ A run is dispatched by enqueueing the workflow ``polaris.run(run_id)`` on a DBOS
 workflow id ``<run id>.<attempt>``, inside the store's transaction that writes the run
 (``DBOSClient.enqueue_in_transaction`` on the store's writer connection, ``_pg_store.py``):
 enqueueing the same id twice is a no-op (DBOS keeps the existing workflow), so timers and
-sweeps in several processes may all dispatch a due run. DBOS
+sweeps in several processes may all dispatch a due run. A run suspended at a wait point
+(WAITING) ends its workflow; its resume, a row-locked compare-and-set in any process, enqueues
+a continuation ``<run id>.<attempt>.w<token>`` in the same transaction. DBOS
 gives durable queueing, global and per-partition concurrency (a queue with a limit is
 partitioned by concurrency key: one lane per key, as in the embedded engine), per-executor
 concurrency, cancel of queued work, and executor recovery: a dead executor's PENDING workflows
@@ -102,6 +104,10 @@ class DbosDispatcher:
             "application_version": self.app_version,
             "log_level": "WARNING",
             "sys_db_pool_size": 20,
+            # No "SELECT 1" before every checkout (DBOS checks out a connection several times per
+            # workflow): a connection the server dropped fails its statement, SQLAlchemy discards
+            # the pool's stale connections and DBOS retries connection errors (its db_retry).
+            "db_engine_kwargs": {"pool_pre_ping": False},
             "notification_listener_polling_interval_sec": 0.1,
         }
         listened = self.listened_queues()
@@ -163,17 +169,27 @@ class DbosDispatcher:
         """Whether the run's DBOS queue is registered (then :meth:`dispatch` needs no await)."""
         return dbos_queue_name(run.queue, run.task_id) in self._queues
 
-    def dispatch(self, run: Run, *, handback: bool = False) -> None:
-        """Enqueue the run's next attempt in the store's next commit (its queue is registered)."""
+    def _options(self, run: Run, wf_id: str) -> EnqueueOptions:
         options: EnqueueOptions = {
             "workflow_name": WORKFLOW_NAME,
             "queue_name": dbos_queue_name(run.queue, run.task_id),
-            "workflow_id": workflow_id(run, handback=handback),
+            "workflow_id": wf_id,
             "app_version": self.app_version,
         }
         if self._limit(run.queue) is not None:
             options["queue_partition_key"] = f"k:{run.concurrency_key or ''}"
-        self.engine.store.dispatch(options, run.id)
+        return options
+
+    def dispatch(self, run: Run, *, handback: bool = False) -> None:
+        """Enqueue the run's next attempt in the store's next commit (its queue is registered)."""
+        self.engine.store.dispatch(self._options(run, workflow_id(run, handback=handback)), run.id)
+
+    def enqueue_continuation(self, run: Run) -> None:
+        """Enqueue the continuation of a released WAITING run (the same attempt) in the write
+        transaction running now (writer thread): ``<run>.<attempt>.w<token>``, a fresh id per
+        resume, since one attempt may wait and go on several times."""
+        wf_id = f"{run.id}.{run.attempt_count}.w{secrets.token_hex(4)}"
+        self.engine.store.enqueue_now(self._options(run, wf_id), run.id)
 
     async def enqueue(self, run: Run, *, handback: bool = False) -> None:
         """Register the run's queue if needed, dispatch it, and commit."""

@@ -14,12 +14,22 @@ process that set them, and a sweep in every process picks up those of processes 
 Each process heartbeats a ``workers`` row; one whose row goes stale for ``dead_after_s`` is dead,
 and a live one resumes its DBOS workflows, whose runs then count the lost attempt as CRASHED and
 retry (or end CRASHED) on whichever worker dequeues them.
+
+Wait points (:class:`~polaris_jupyter.jobs.Suspend`, an approval): the attempt ends in WAITING
+in the process that ran it, and its workflow ends. :meth:`PgEngine.resume`, in any process,
+releases the run with a row-locked compare-and-set that enqueues its continuation in the same
+transaction (``resume_run``), so it goes on exactly once, as the same attempt, on whichever
+executor dequeues it; a resume that arrives while the attempt is still on its way to
+suspending is kept on the row and applied by the executor right after it wrote WAITING. The
+suspension's timeout is a timer in the suspending process and in the sweep of every process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -30,16 +40,25 @@ from contextvars import ContextVar
 from typing import Any
 
 from polaris_jupyter._version import __version__
+from polaris_jupyter.errors import Unavailable
 from polaris_jupyter.jobs._clock import Clock
 from polaris_jupyter.jobs._context import RunContext
-from polaris_jupyter.jobs._engine import DAY_S, BatchHandle, Engine, RunHandle, _Lane
+from polaris_jupyter.jobs._engine import DAY_S, BatchHandle, Engine, RunHandle, _Lane, call_hook
 from polaris_jupyter.jobs._models import Attempt, RetryPolicy, Run, RunNotFound, RunStatus, TriggerOptions
 from polaris_jupyter.jobs._pg_dbos import DbosDispatcher
 from polaris_jupyter.jobs._pg_events import PgEventBus
 from polaris_jupyter.jobs._pg_keeper import Keeper
 from polaris_jupyter.jobs._pg_schedules import PgScheduleManager
 from polaris_jupyter.jobs._pg_store import PgConnection, PgStore
-from polaris_jupyter.jobs._pg_transitions import GuardRefused, advance_run, cancel_run, claim_key, claim_run
+from polaris_jupyter.jobs._pg_transitions import (
+    GuardRefused,
+    advance_run,
+    cancel_run,
+    claim_key,
+    claim_run,
+    claim_runs,
+    resume_run,
+)
 from polaris_jupyter.jobs._registry import TaskDef, TaskRegistry
 from polaris_jupyter.jobs._rows import row_to_run
 from polaris_jupyter.jobs.backends import default_schema
@@ -96,6 +115,12 @@ class PgEngine(Engine):
         self._pending_dispatch: list[Run] = []
         self._handback: list[Run] = []
         self._side_tasks: set[asyncio.Task[Any]] = set()
+        #: Tasks registered after start (a kernel's): no DBOS queue of theirs is listened to here.
+        self._late_tasks: set[str] = set()
+        #: Claims of dispatched runs waiting for the next claim batch (one transaction for all).
+        self._claims: list[tuple[str, bool, asyncio.Future[Any]]] = []
+        self._claimer: asyncio.Task[None] | None = None
+        self._claiming: collections.Counter[str] = collections.Counter()
         self.keeper = Keeper(self)
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -155,7 +180,7 @@ class PgEngine(Engine):
         (free = no row, or a row whose heartbeat is stale), so a restarted worker takes its
         old id back and DBOS recovers what it left."""
         now = time.time()
-        tasks = json.dumps(sorted(t.id for t in self.registry.all()))
+        tasks = json.dumps(sorted(t.id for t in self.registry.all()) if self.execute_tasks else [])
         upsert = (
             "INSERT INTO workers (executor_id, host, pid, tasks, started_at, last_seen) VALUES (?,?,?,?,?,?) "
             "ON CONFLICT (executor_id) DO UPDATE SET host=EXCLUDED.host, pid=EXCLUDED.pid, tasks=EXCLUDED.tasks, "
@@ -171,15 +196,42 @@ class PgEngine(Engine):
                 return candidate
         raise RuntimeError("no free executor id")
 
+    # -- tasks registered while running (a kernel's) ------------------------------------------------
+    def register(self, definition: TaskDef) -> TaskDef:
+        """As embedded; but a task registered after start cannot be executed here: DBOS listens
+        to the queues a process had at launch (``DBOS.listen_queues`` precedes ``launch``)."""
+        if self._started:
+            self._late_tasks.add(definition.id)
+        return super().register(definition)
+
+    async def _check_servable(self, task_id: str) -> None:
+        """Refuse to trigger a task registered after start (e.g. defined in a kernel) unless a
+        live process executes it, rather than leave a run QUEUED that nothing will dequeue."""
+        if task_id not in self._late_tasks:
+            return
+        alive_since = time.time() - self.dead_after_s
+        rows = await self.store.query("SELECT tasks FROM workers WHERE last_seen > ? AND executor_id <> ?",
+                                      (alive_since, self.executor_id))
+        if any(task_id in json.loads(r["tasks"] or "[]") for r in rows):
+            return
+        raise Unavailable(
+            f"task {task_id!r} was defined after this server started (a task defined in a kernel?) and no live "
+            "worker executes it: on PostgreSQL a run is executed only by processes that had its task when they "
+            "started. Define it in a module listed in the server's task_modules or a worker's --task-modules, "
+            "or use the embedded SQLite engine (no database_url) for kernel-defined tasks."
+        )
+
     # -- trigger: the row is committed and its workflow enqueued when this returns ---------------
     async def trigger(self, task_id: str, payload: Any = None, options: TriggerOptions | None = None,
                       **kw: Any) -> RunHandle:
+        await self._check_servable(task_id)
         handle = await super().trigger(task_id, payload, options, **kw)
         await self._flush_dispatch()
         self._settle(handle.id)
         return handle
 
     async def batch_trigger(self, task_id: str, items: Sequence[tuple[Any, TriggerOptions | None]]) -> BatchHandle:
+        await self._check_servable(task_id)
         batch = await super().batch_trigger(task_id, items)
         await self._flush_dispatch()
         for handle in batch.runs:
@@ -247,6 +299,37 @@ class PgEngine(Engine):
         self._pending_dispatch.append(run)
         await self._flush_dispatch()
 
+    # -- wait points: resumed by a compare-and-set on the row, from any process ------------------
+    def resume(self, run_id: str) -> bool:
+        """Continue a WAITING run wherever it was suspended (see the module docstring); the
+        row-locked resume is committed by an owned task (:meth:`resume_waiting` awaits it).
+        True: requested (the row decides whether anything was waiting)."""
+        self._own(self.resume_waiting(run_id), f"polaris-resume-{run_id}")
+        return True
+
+    async def resume_waiting(self, run_id: str) -> str:
+        """:meth:`resume`, awaited: ``resumed``, ``requested`` (still executing towards its
+        suspension: it goes on once suspended), ``already``, ``final``, ``missing``, ``not-waiting``."""
+        return await self._wake(run_id, "resume")
+
+    async def _wake(self, run_id: str, cause: str) -> str:
+        enqueue = self._enqueue_continuation
+        outcome, _row = await self.store.pg_write(lambda c: resume_run(c, run_id, self.clock.now(), enqueue, cause=cause))
+        return str(outcome)
+
+    def _enqueue_continuation(self, c: PgConnection, row: Any) -> None:
+        self.dispatcher.enqueue_continuation(row_to_run(row))
+
+    def _own(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_done)
+
+    def _side_done(self, task: asyncio.Task[Any]) -> None:
+        self._side_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed", task.get_name(), exc_info=task.exception())
+
     # -- execution (called by the DBOS workflow, on this engine's loop) --------------------------
     async def execute_dispatched(self, run_id: str) -> str:
         """Claim ``run_id`` and run its next attempt here; what happened, for DBOS's record."""
@@ -255,14 +338,11 @@ class PgEngine(Engine):
         async with self._slots:
             if self._stopping:
                 stored = await self.store.get_run(run_id)
-                if stored is not None and stored.status in (RunStatus.QUEUED, RunStatus.REATTEMPTING):
+                if stored is not None and (stored.status in (RunStatus.QUEUED, RunStatus.REATTEMPTING)
+                                           or (stored.status is RunStatus.WAITING and not stored.waiting_reason)):
                     self._handback.append(stored)
                 return "handed back"
-            running_here = run_id in self._tasks
-            outcome, row = await self.store.pg_write(
-                lambda c: claim_run(c, run_id, self.executor_id or "", self.clock.now(), running_here,
-                                    time.time() - self.dead_after_s)
-            )
+            outcome, row = await self._claim(run_id)
             if row is None:
                 return outcome
             run = row_to_run(row)
@@ -289,7 +369,54 @@ class PgEngine(Engine):
             self._tasks[run.id] = task
             await asyncio.shield(task)
             await self.store.commit()
+            if run.status is RunStatus.WAITING:  # a resume may have come while it was getting there
+                await self._wake(run.id, "suspended")
             return run.status.value
+
+    async def _claim(self, run_id: str) -> Any:
+        """``claim_run`` in the next claim batch: the runs DBOS hands over together are claimed
+        in one transaction, with one statement for the usual case (``claim_runs``). A run with
+        a claim in flight here counts as running here (a second workflow of it is a duplicate)."""
+        assert self.loop is not None
+        fut: asyncio.Future[Any] = self.loop.create_future()
+        self._claims.append((run_id, run_id in self._tasks or self._claiming[run_id] > 0, fut))
+        self._claiming[run_id] += 1
+        if self._claimer is None or self._claimer.done():
+            self._claimer = asyncio.create_task(self._claim_batches(), name="polaris-pg-claims")
+            self._side_tasks.add(self._claimer)
+            self._claimer.add_done_callback(self._side_done)
+        try:
+            return await fut
+        finally:
+            self._claiming[run_id] -= 1
+            if self._claiming[run_id] <= 0:
+                del self._claiming[run_id]
+
+    async def _claim_batches(self) -> None:
+        while self._claims:
+            batch, self._claims = self._claims, []
+            items = [(run_id, here) for run_id, here, _ in batch]
+            executor, now, alive_since = self.executor_id or "", self.clock.now(), time.time() - self.dead_after_s
+            try:
+                results = await self.store.pg_write(functools.partial(claim_runs, items=items, executor_id=executor,
+                                                                      now=now, alive_since=alive_since))
+            except Exception:
+                log.warning("claiming %d runs together failed; claiming them one at a time", len(batch), exc_info=True)
+                for run_id, here, fut in batch:
+                    try:
+                        one = await self.store.pg_write(functools.partial(
+                            claim_run, run_id=run_id, executor_id=executor, now=now, running_here=here,
+                            alive_since=alive_since))
+                    except Exception as exc:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    else:
+                        if not fut.done():
+                            fut.set_result(one)
+                continue
+            for (_, _, fut), result in zip(batch, results, strict=True):
+                if not fut.done():
+                    fut.set_result(result)
 
     def _finish(self, run: Run, status: RunStatus, *, output: Any = None, error: dict[str, Any] | None = None) -> None:
         """As embedded, except for an attempt this process fenced (``_pg_keeper.py``): its run
@@ -335,6 +462,9 @@ class PgEngine(Engine):
                 return  # the timer of an earlier arming (the reload re-armed it): the current one is due later
             await self.schedules.fire(ref)
             return
+        if kind == "wait":  # a suspension's timeout: the task sees the deadline and decides
+            await self._wake(ref, "due")
+            return
         outcome, row = await self.store.pg_write(lambda c: advance_run(c, ref, self.clock.now()))
         if row is None:
             return
@@ -359,12 +489,15 @@ class PgEngine(Engine):
         EXECUTING runs are DBOS's: it re-runs this executor's own workflows at launch, and the
         keeper resumes those of dead executors."""
         rows = await self.store.query(
-            "SELECT * FROM runs WHERE status IN ('QUEUED','DELAYED','REATTEMPTING') ORDER BY num"
+            "SELECT * FROM runs WHERE status IN ('QUEUED','DELAYED','REATTEMPTING') "
+            "OR (status = 'WAITING' AND waiting_reason IS NOT NULL AND next_attempt_at IS NOT NULL) ORDER BY num"
         )
         now = self.clock.now()
         for row in rows:
             run = row_to_run(row)
-            if run.status is RunStatus.DELAYED and run.delay_until is not None:
+            if run.status is RunStatus.WAITING and run.next_attempt_at is not None:
+                self._add_timer(run.next_attempt_at, run.id, "wait")
+            elif run.status is RunStatus.DELAYED and run.delay_until is not None:
                 self._add_timer(run.delay_until, run.id, "delay")
             elif run.status is RunStatus.REATTEMPTING:
                 self._add_timer(run.next_attempt_at or now, run.id, "retry")
@@ -385,6 +518,9 @@ class PgEngine(Engine):
             raise RunNotFound(f"no run with id {run_id!r}")
         run = row_to_run(row)
         if outcome == "canceled":
+            if run.status is RunStatus.WAITING and (definition := self.registry.get(run.task_id)) is not None:
+                # Suspended half way through an attempt: its on_cancel cleans up what it holds (as embedded)
+                await call_hook(definition.on_cancel, run.payload, RunContext(self, run, run.attempt_count))
             self._finish(self._active.get(run_id) or run, RunStatus.CANCELED, error=dict(_CANCELED))
             await self.store.commit()
             await self.dispatcher.cancel(run)
@@ -399,9 +535,7 @@ class PgEngine(Engine):
 
     def _on_event(self, event: Any) -> None:
         if event.type == "run.cancel_requested" and event.run_id in self._tasks:
-            task = asyncio.create_task(self.cancel(event.run_id), name=f"polaris-cancel-{event.run_id}")
-            self._side_tasks.add(task)
-            task.add_done_callback(self._side_tasks.discard)
+            self._own(self.cancel(event.run_id), f"polaris-cancel-{event.run_id}")
 
     async def wait_for(self, run_id: str, timeout_s: float | None = None) -> Run:
         """Wait until the run is final, wherever it executes (its final status event)."""
@@ -422,7 +556,7 @@ class PgEngine(Engine):
         while True:
             await self._flush_dispatch()
             rows = await self.store.query(
-                "SELECT COUNT(*) AS n FROM runs WHERE status IN ('QUEUED','EXECUTING') AND waiting_reason IS NULL"
+                "SELECT COUNT(*) AS n FROM runs WHERE status IN ('QUEUED','EXECUTING','WAITING') AND waiting_reason IS NULL"
             )
             if int(rows[0]["n"]) == 0 and self._executing == 0:
                 return

@@ -14,8 +14,8 @@ reaping of dead executors, and the sweep for work of processes that died.
   run still recorded as this executor's attempt is released (owner cleared, compare-and-set on
   attempt and owner) and dispatched, so whichever worker takes it counts the lost attempt as
   CRASHED and retries it. The process then takes its executor id back and goes on.
-- **Sweep** (every ``sweep_s``): delays, retries and ttl expiries due in processes that died,
-  queued runs never dispatched, and the schedules table (``_pg_schedules.py``).
+- **Sweep** (every ``sweep_s``): delays, retries, wait-point timeouts and ttl expiries due in
+  processes that died, queued runs never dispatched, and the schedules table (``_pg_schedules.py``).
 
 What a lease cannot do: interrupt code that does not yield. A fenced attempt stops at its next
 ``await``. While the event loop itself is stalled (a long synchronous call, a paused or swapped
@@ -174,13 +174,16 @@ class Keeper:
             "OR (status IN ('QUEUED','DELAYED') AND attempt_count = 0 AND ttl_s IS NOT NULL "
             "    AND COALESCE(delay_until, created_at) + ttl_s <= ?) "
             "OR (status = 'QUEUED' AND dispatched_at IS NULL AND waiting_reason IS NULL AND updated_at < ?) "
+            "OR (status = 'WAITING' AND waiting_reason IS NOT NULL AND next_attempt_at <= ?) "
             "ORDER BY num LIMIT 500",
-            (now, now - engine.sweep_s, now, now - _UNDISPATCHED_GRACE_S),
+            (now, now - engine.sweep_s, now, now - _UNDISPATCHED_GRACE_S, now - engine.sweep_s),
         )
         for row in rows:
             run = row_to_run(row)
             if run.status is RunStatus.QUEUED and (run.expires_at is None or now < run.expires_at):
                 engine._pending_dispatch.append(run)
+            elif run.status is RunStatus.WAITING:
+                await engine._fire(run.id, "wait")
             else:
                 await engine._fire(run.id, "ttl")
         await engine._flush_dispatch()  # one commit for every re-dispatch

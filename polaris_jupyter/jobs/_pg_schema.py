@@ -11,7 +11,8 @@ key/value) plus what several processes sharing one database need:
 - ``workers``: one heartbeat row per live executor (``_pg_engine.py``); a row gone stale marks
   an executor dead, whose DBOS workflows another worker then resumes.
 - ``runs.executor_id`` / ``runs.dispatched_at``: who executes the run's current attempt, and
-  when its DBOS workflow was enqueued.
+  when its DBOS workflow was enqueued; ``runs.resume_requested_at``: a wait point's resume
+  that arrived before the attempt had suspended.
 
 Parts that keep tables (schedules, chat, the edit journal, approvals, proposals) register
 their one SQLite schema with the store; the PostgreSQL store renders it (``_pg_dialect.py``:
@@ -109,7 +110,11 @@ _SQLITE_SHIMS: tuple[str, ...] = (
 
 #: The store's own tables on PostgreSQL; its version is kept in ``schema_versions`` under
 #: ``"store"`` (PostgreSQL has no ``user_version``).
-PG_CORE_SCHEMA = Schema(CORE_SCHEMA_NAME, migrations=(_CORE_BASELINE, _SQLITE_SHIMS), dialect="postgresql")
+#: A resume that reached a run still executing towards its wait point (``_pg_transitions.py``);
+#: not one of the run's columns, so the run's own upsert never overwrites it.
+_RESUME_REQUESTS: tuple[AddColumn, ...] = (AddColumn("runs", "resume_requested_at", "DOUBLE PRECISION"),)
+PG_CORE_SCHEMA = Schema(CORE_SCHEMA_NAME, migrations=(_CORE_BASELINE, _SQLITE_SHIMS, _RESUME_REQUESTS),
+                        dialect="postgresql")
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 

@@ -207,6 +207,13 @@ class PgStore(SqliteStore):
         self._ops.append((_DISPATCH, (options, run_id)))
         self._kick()
 
+    def enqueue_now(self, options: Any, run_id: str) -> None:
+        """Enqueue a workflow inside the transaction running now (a ``write(fn)`` callback on
+        the writer thread): for a transition that enqueues only if its compare-and-set won."""
+        if self.enqueuer is None or self._sa is None:
+            raise RuntimeError("the store has no dispatcher: runs cannot be enqueued")
+        self.enqueuer(self._sa, [(options, run_id)])
+
     def _dispatch_group(self, cur: psycopg.Cursor[Any], items: list[tuple[Any, str]]) -> None:
         if self.enqueuer is None or self._sa is None:
             raise RuntimeError("the store has no dispatcher: runs cannot be enqueued")

@@ -17,11 +17,13 @@ from polaris_jupyter.jobs._models import FINAL_STATUSES, KEY_RELEASING_STATUSES,
 from polaris_jupyter.jobs._pg_store import _UPSERT_RUN_PG, PgConnection
 from polaris_jupyter.jobs._rows import _dumps, run_to_row
 
-__all__ = ["GuardRefused", "advance_run", "cancel_run", "claim_key", "claim_run"]
+__all__ = ["Enqueue", "GuardRefused", "advance_run", "cancel_run", "claim_key", "claim_run", "claim_runs", "resume_run"]
 
 _FINAL = {s.value for s in FINAL_STATUSES}
 _RELEASING = tuple(s.value for s in KEY_RELEASING_STATUSES)
 Outcome = tuple[str, Any]
+#: Enqueues the continuation of a released WAITING run (its row) in the caller's transaction.
+Enqueue = Callable[[PgConnection, Any], None]
 
 
 class GuardRefused(Exception):
@@ -99,8 +101,10 @@ def claim_run(
       executor's previous life): it counts as CRASHED and the next one starts here;
     - ``crashed``: same, but no attempt is left (the run ends CRASHED);
     - ``expired``: the run never started and its ttl has passed;
-    - ``missing`` / ``final`` / ``duplicate`` (a live executor runs it) / ``early`` (not due):
-      nothing to do."""
+    - ``continue``: a WAITING run released by :func:`resume_run` goes on as the same attempt
+      (row: EXECUTING, same attempt number, owner);
+    - ``missing`` / ``final`` / ``duplicate`` (a live executor runs it) / ``early`` (not due, or
+      WAITING and not released): nothing to do."""
     row = _locked(c, run_id)
     if row is None:
         return "missing", None
@@ -117,6 +121,14 @@ def claim_run(
         ).fetchone():
             return "duplicate", None
         crashed = True
+    elif status == "WAITING":
+        if row["waiting_reason"] is not None:
+            return "early", None
+        c.execute(
+            "UPDATE runs SET status = 'EXECUTING', next_attempt_at = NULL, updated_at = ?, executor_id = ? WHERE id = ?",
+            (now, executor_id, run_id),
+        )
+        return "continue", row
     elif status == "DELAYED" and row["delay_until"] is not None and row["delay_until"] > now:
         return "early", None
     elif status == "REATTEMPTING" and row["next_attempt_at"] is not None and row["next_attempt_at"] > now + 1e-6:
@@ -129,10 +141,48 @@ def claim_run(
         return "crashed", row
     c.execute(
         "UPDATE runs SET status = 'EXECUTING', attempt_count = attempt_count + 1, started_at = COALESCE(started_at, ?), "
-        "next_attempt_at = NULL, updated_at = ?, executor_id = ?, dispatched_at = COALESCE(dispatched_at, ?) WHERE id = ?",
+        "next_attempt_at = NULL, updated_at = ?, executor_id = ?, dispatched_at = COALESCE(dispatched_at, ?), "
+        "resume_requested_at = NULL WHERE id = ?",
         (now, now, executor_id, now, run_id),
     )
     return ("restart" if crashed else "start"), row
+
+
+#: :func:`claim_runs`' one statement for the usual case: a queued run (not expired) or a due
+#: retry starts here; returns the rows as they were before (``old``).
+_CLAIM_READY = (
+    "WITH old AS (SELECT * FROM runs WHERE id = ANY(%s) ORDER BY id FOR UPDATE) "
+    "UPDATE runs r SET status = 'EXECUTING', attempt_count = r.attempt_count + 1, "
+    "started_at = COALESCE(r.started_at, %s), next_attempt_at = NULL, updated_at = %s, executor_id = %s, "
+    "dispatched_at = COALESCE(r.dispatched_at, %s), resume_requested_at = NULL FROM old WHERE r.id = old.id AND ("
+    "(old.status = 'QUEUED' AND NOT (old.attempt_count = 0 AND old.ttl_s IS NOT NULL "
+    "     AND %s >= COALESCE(old.delay_until, old.created_at) + old.ttl_s)) "
+    "OR (old.status = 'REATTEMPTING' AND (old.next_attempt_at IS NULL OR old.next_attempt_at <= %s))"
+    ") RETURNING old.*"
+)
+
+
+def claim_runs(
+    c: PgConnection, *, items: list[tuple[str, bool]], executor_id: str, now: float, alive_since: float
+) -> list[Outcome]:
+    """:func:`claim_run` for many ``(run_id, running_here)`` at once, in one transaction: the
+    usual case (queued or due for a retry: ``start``) is one statement for all of them; every
+    other run goes through :func:`claim_run`. Same outcomes, in the order of ``items``."""
+    ids = sorted({run_id for run_id, _ in items})
+    started = {row["id"]: row for row in c.raw.execute(_CLAIM_READY, (ids, now, now, executor_id, now, now, now + 1e-6))}
+    out: list[Outcome] = []
+    claimed: set[str] = set()
+    for run_id, running_here in items:
+        row = started.pop(run_id, None)
+        if row is not None:
+            out.append(("start", row))
+        elif run_id in claimed:  # a second workflow of a run this batch just took
+            out.append(("duplicate", None))
+        else:
+            out.append(claim_run(c, run_id, executor_id, now, running_here, alive_since))
+        if out[-1][1] is not None:
+            claimed.add(run_id)
+    return out
 
 
 def advance_run(c: PgConnection, run_id: str, now: float) -> Outcome:
@@ -168,3 +218,43 @@ def cancel_run(c: PgConnection, run_id: str, now: float) -> Outcome:
         (_dumps({"name": "Canceled", "message": "the run was canceled"}), now, now, run_id),
     )
     return "canceled", row
+
+
+def resume_run(c: PgConnection, run_id: str, now: float, enqueue: Enqueue, *, cause: str = "resume") -> Outcome:
+    """Continue a run suspended at a wait point, exactly once, whichever process asks.
+
+    ``cause`` is ``resume`` (the owner of the wait point decided), ``due`` (its timeout passed:
+    a timer or a sweep) or ``suspended`` (its executor just wrote WAITING and checks for a
+    resume that arrived while the attempt was on its way there). Outcomes:
+
+    - ``resumed``: the run was WAITING and not yet released; now it is (``waiting_reason``
+      cleared) and its continuation is enqueued in this transaction (``enqueue``), so a
+      released run always has a workflow and a second resume finds nothing to do;
+    - ``requested``: (``resume`` only) the attempt is still EXECUTING towards its suspension;
+      the request is kept in ``resume_requested_at`` (a column the run's upsert never writes),
+      and applied by its executor once the WAITING status is committed (``suspended``);
+    - ``already`` (released before), ``early`` (not due / nothing requested), ``final``,
+      ``missing``, ``not-waiting``."""
+    row = _locked(c, run_id)
+    if row is None:
+        return "missing", None
+    status = row["status"]
+    if status in _FINAL:
+        return "final", None
+    if status == "EXECUTING" and cause == "resume":
+        c.execute("UPDATE runs SET resume_requested_at = ? WHERE id = ?", (now, run_id))
+        return "requested", row
+    if status != "WAITING":
+        return "not-waiting", None
+    if row["waiting_reason"] is None:
+        return "already", None
+    if cause == "due" and (row["next_attempt_at"] is None or row["next_attempt_at"] > now + 1e-6):
+        return "early", None
+    if cause == "suspended" and row["resume_requested_at"] is None:
+        return "early", None
+    c.execute(
+        "UPDATE runs SET waiting_reason = NULL, resume_requested_at = NULL, updated_at = ? WHERE id = ?",
+        (now, run_id),
+    )
+    enqueue(c, row)
+    return "resumed", row
