@@ -59,7 +59,8 @@ def test_explain_and_fix_a_failed_cell(page: Any, lab_server: LabServer, artifac
     assert [a["kind"] for a in explain["context"]["attachments"]] == ["cell", "outputs", "variables"]
     assert "ZeroDivisionError" in explain["context"]["block"] and "total / count" in explain["context"]["block"]
 
-    failed.get_by_role("button", name="Fix with Polaris").click()
+    # Under the error output (the cell, now active, has the same button in its cell toolbar).
+    failed.locator(".pj-error-actions").get_by_role("button", name="Fix with Polaris").click()
     proposal = sidebar.locator(".pj-proposal")
     proposal.wait_for(timeout=30_000)
     assert messages_with_intent(lab_server, "fix")["content"].startswith("Fix the error in cell 2")
