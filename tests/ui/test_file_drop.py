@@ -114,3 +114,38 @@ def test_a_file_dragged_from_the_file_browser_attaches(page: Any, lab_server: La
     assert chips.locator(".pj-chip-label").count() == 0  # a dropped file goes with one message
     page.screenshot(path=str(artifacts_dir / "file-drop-sent.png"))
     assert not page.polaris_log.unexpected(ALLOWED_ERRORS)
+
+
+def test_a_file_dropped_on_the_notebook_chat_panel_attaches(page: Any, lab_server: LabServer, scripted_model: Any,
+                                                             artifacts_dir: Path) -> None:
+    """The notebook's ChatPanel (%polaris, the widget bundle) is the same ChatView: a file
+    dropped on it is a chip, and the message sent through the kernel carries its content."""
+    from tests.ui.test_notebook_panel import make_notebook, wait_kernel_idle
+
+    marker = "PANEL-DROP-MARKER-51c2"
+    (lab_server.root / "panel-notes.txt").write_text(f"for the panel: {marker}\n")
+    open_lab(page, lab_server)
+    page.goto(lab_server.lab_url(make_notebook(lab_server.root, "drop.ipynb", "%load_ext polaris_jupyter\n%polaris")),
+              wait_until="domcontentloaded")
+    cell = page.locator(".jp-NotebookPanel .jp-CodeCell").first
+    cell.wait_for(timeout=60_000)
+    wait_kernel_idle(lab_server, "drop.ipynb")
+    cell.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
+    panel = page.locator(".jp-OutputArea .pj-chat-widget")
+    panel.locator(".pj-chat").wait_for(state="visible", timeout=90_000)
+    if not page.locator(".jp-FileBrowser .jp-DirListing").is_visible():
+        page.locator('.jp-SideBar .lm-TabBar-tab[data-id="filebrowser"]').click()
+    item = page.locator(".jp-FileBrowser .jp-DirListing-content .jp-DirListing-item", has_text="panel-notes.txt")
+    item.wait_for(timeout=15_000)
+
+    box = panel.locator("textarea.pj-chat-input")
+    drag(page, item, box)
+    panel.locator(".pj-context-chips").get_by_role("button", name="Remove panel-notes.txt").wait_for(timeout=5_000)
+    page.screenshot(path=str(artifacts_dir / "file-drop-notebook-panel.png"))
+    box.click()
+    box.fill("And these notes?")
+    panel.locator("button.pj-send").click()
+    panel.locator(".pj-msg-assistant.pj-msg-status-completed").wait_for(timeout=30_000)
+    assert "panel-notes.txt" in model_saw(scripted_model, marker)
+    assert not page.polaris_log.unexpected(ALLOWED_ERRORS)
