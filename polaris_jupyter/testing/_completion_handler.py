@@ -114,7 +114,7 @@ class TextCompletionsHandler(ChatCompletionsHandler):
         try:
             response = self._check_auth() or validate_completion_request(body, self.server)
             if response is None:
-                response = await self.server.next_response(body)
+                response = await self.server.next_response(body, route="completions")
             rec.response = response
             if response.is_error:
                 await self._serve(rec, response, body)  # the chat route's error answers

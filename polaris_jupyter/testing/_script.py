@@ -88,6 +88,9 @@ class Response:
     a server's quirks (SSE comments, multi-line data, JSON where SSE was asked for).
     ``send_usage=False`` is a server that reports no usage at all (llama.cpp ignores
     ``stream_options.include_usage``; the full completion has no ``usage`` either).
+    ``route`` (``"chat"`` or ``"completions"``) keeps a reply for that route: a request of the
+    other route passes it over (a UI test's ghost-text request while typing must not take the
+    chat turn's scripted tool call); None serves either.
     """
 
     text: str = ""
@@ -110,6 +113,7 @@ class Response:
     argument_chunk_chars: int = 8
     headers: dict[str, str] = field(default_factory=dict)
     raw_events: list[str] | None = None
+    route: str | None = None
 
     # -- convenience constructors -------------------------------------------------------------
     @classmethod
@@ -137,6 +141,8 @@ class Response:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown response field(s) {sorted(unknown)}; allowed: {sorted(known)}")
+        if data.get("route") not in (None, "chat", "completions"):
+            raise ValueError(f"route must be 'chat', 'completions' or null, got {data.get('route')!r}")
         kwargs = dict(data)
         try:
             kwargs["tool_calls"] = [

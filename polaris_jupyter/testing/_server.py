@@ -131,13 +131,15 @@ class ScriptedModelServer:
             self.requests.clear()
             self.token_sent_times.clear()
 
-    async def next_response(self, request: dict[str, Any]) -> Response:
+    async def next_response(self, request: dict[str, Any], route: str = "chat") -> Response:
+        """The first queued reply for ``route`` (untagged replies serve both), else the responder's."""
         with self._lock:
-            if self._queue:
-                response = self._queue.popleft()
-                if self.repeat_script:
-                    self._queue.append(response)
-                return response
+            for i, response in enumerate(self._queue):
+                if response.route in (None, route):
+                    del self._queue[i]
+                    if self.repeat_script:
+                        self._queue.append(response)
+                    return response
         for fn in (self.responder, self.default):
             if fn is None:
                 continue

@@ -80,3 +80,18 @@ async def test_a_responder_can_tell_completions_from_chat(scripted_model: Script
         completion = await c.completions.create(model="m", prompt="p", suffix="s")
         chat = await c.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
     assert completion.choices[0].text == "infill" and chat.choices[0].message.content == "chat"
+
+
+@pytest.mark.asyncio
+async def test_a_reply_kept_for_the_chat_route_is_passed_over_by_completions(scripted_model: ScriptedModelServer) -> None:
+    """A UI test types in an editor (ghost text) while its chat turn is scripted: the completion
+    must not take the turn's reply (the tool call), and the chat request still gets it."""
+    scripted_model.enqueue(Response(text="chat reply", route="chat"), Response(text=" ghost"))
+    async with client(scripted_model) as c:
+        done = await c.completions.create(model="m", prompt="x =")
+        assert done.choices[0].text == " ghost"
+        chat = await c.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+        assert chat.choices[0].message.content == "chat reply"
+    assert scripted_model.pending == 0
+    with pytest.raises(ValueError, match="route must be"):
+        Response.from_dict({"text": "x", "route": "embeddings"})

@@ -107,7 +107,10 @@ class ScriptedModelProcess:
 
     def start(self, timeout_s: float = 30) -> ScriptedModelProcess:
         script_path = self.workdir / "model-script.json"
-        script_path.write_text(json.dumps({"responses": self.script, "repeat": True}))
+        # The chat turn's replies are the chat route's: ghost text asked for while a test types
+        # in an editor gets the default reply, never the turn's scripted tool call.
+        responses = [{"route": "chat", **entry} for entry in self.script]
+        script_path.write_text(json.dumps({"responses": responses, "repeat": True}))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "polaris_jupyter.testing", "--port", "0", "--script", str(script_path), *self.extra_args],
             stdout=subprocess.PIPE,
