@@ -45,6 +45,16 @@ def user_turn(model: Any, count: int, timeout_s: float = 30) -> str:
     return str(next(m["content"] for m in reversed(messages) if m["role"] == "user"))
 
 
+def attachments(lab_server: LabServer) -> list[dict[str, Any]]:
+    """What the user messages carried (a failure says why an item was not sent)."""
+    _, conversations = lab_server.get("/polaris/api/v1/conversations")
+    found = []
+    for conversation in (conversations or {}).get("data", []):
+        _, messages = lab_server.get(f"/polaris/api/v1/conversations/{conversation['id']}/messages")
+        found += [a for m in (messages or {}).get("data", []) for a in (m.get("context") or {}).get("attachments", [])]
+    return found
+
+
 def run_cell(page: Any, index: int) -> None:
     cell = page.locator(".jp-NotebookPanel .jp-CodeCell").nth(index)
     cell.locator(".jp-InputArea-editor").click()
@@ -85,7 +95,7 @@ def test_panel_chips_and_mentions(page: Any, lab_server: LabServer, scripted_mod
     turn = user_turn(scripted_model, 1)
     assert "count = 0\nmonthly_sales[0] / count" in turn  # the failing cell's source
     assert "ZeroDivisionError" in turn and "division by zero" in turn  # its traceback
-    assert "monthly_sales" in turn and "list" in turn  # the kernel's variables (inspected by the server)
+    assert "monthly_sales" in turn and "list" in turn, attachments(lab_server)  # the variables, inspected by the server
     assert MARKER not in turn, "the removed notebook chip was sent"
     assert "Why does this fail?" in turn
     roles = panel.locator(".pj-chat-messages > .pj-msg").evaluate_all(
