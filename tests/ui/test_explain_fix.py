@@ -14,6 +14,7 @@ import pytest
 
 from tests.ui.conftest import LabServer
 from tests.ui.test_chat_context import write_notebook
+from tests.ui.test_notebook_panel import wait_kernel_idle
 from tests.ui.test_sidebar_smoke import ALLOWED_ERRORS, open_lab
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -46,6 +47,8 @@ def test_explain_and_fix_a_failed_cell(page: Any, lab_server: LabServer, artifac
     page.goto(lab_server.lab_url(write_notebook(lab_server.root, "fix.ipynb")), wait_until="domcontentloaded")
     failed = page.locator(".jp-NotebookPanel .jp-CodeCell").nth(1)
     failed.get_by_role("button", name="Explain error").wait_for(timeout=60_000)
+    # The variables come from the notebook's kernel: a kernel still starting has none to give.
+    wait_kernel_idle(lab_server, "fix.ipynb")
     # Only the cell that raised has them.
     assert page.locator(".jp-NotebookPanel .jp-CodeCell").nth(0).get_by_role("button", name="Explain error").count() == 0
     page.screenshot(path=str(artifacts_dir / "explain-fix-buttons.png"))
