@@ -8,6 +8,7 @@ the cell ran in it, not in a fresh kernel.
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -190,3 +191,26 @@ async def test_inspection_code_is_the_fixed_snippet_and_names_are_only_data(work
     assert not (workspace / "pwned").exists()
     doc = await variables_for_api(kernels, root=workspace, path="nb.ipynb", names=[])
     assert doc["kernelId"] == kernel.kernel_id and doc["variables"] == []
+
+
+@pytest.mark.asyncio
+async def test_a_kernel_busy_for_a_moment_is_waited_for_not_refused() -> None:
+    """A comm message (the notebook ChatPanel's Send) keeps the kernel busy for milliseconds: a
+    run asked meanwhile waits for idle; one busy beyond the grace is refused."""
+
+    class Reached(Exception):
+        pass
+
+    class BrieflyBusy:
+        execution_state = "busy"
+
+        def client(self) -> Any:
+            raise Reached  # past the busy check: the run would start here
+
+    manager = BrieflyBusy()
+    asyncio.get_running_loop().call_later(0.2, setattr, manager, "execution_state", "idle")
+    with pytest.raises(Reached):
+        await execute(KernelHandle("k-brief", manager), "1", timeout_s=5)
+    manager.execution_state = "busy"
+    with pytest.raises(KernelBusy):
+        await execute(KernelHandle("k-busy", manager), "1", timeout_s=5)
