@@ -262,9 +262,10 @@ class ChatService:
         assistant.run_id = handle.id
         if self.open_messages.turn(assistant.id) is None:  # a started turn wrote the row (and run id) itself
             self.store.put_message(assistant)
-        self.engine.emit("message.created", {"message": assistant.to_json()}, run_id=handle.id, conversation_id=conversation_id)
+        # The question before its answer: a live view appends in event order.
         for message in extra:
             self.engine.emit("message.created", {"message": message.to_json()}, conversation_id=conversation_id)
+        self.engine.emit("message.created", {"message": assistant.to_json()}, run_id=handle.id, conversation_id=conversation_id)
         await self.engine.store.commit()
         return handle
 
