@@ -141,4 +141,14 @@ def test_panel_chips_and_mentions(page: Any, lab_server: LabServer, scripted_mod
     saved = json.loads((lab_server.root / "sales.ipynb").read_text())
     assert "".join(saved["cells"][1]["source"]) == fixed
     panel.screenshot(path=str(artifacts_dir / "notebook-panel-proposal.png"))
+    # The open notebook follows the applied proposal (proposal.updated, chat/followEdits.ts): it
+    # reloads, or, with unsaved changes (the cells run here), a notice offers Reload / Keep mine.
+    notice = page.locator(".jp-toast-container, .Toastify").get_by_role("button", name="Reload")
+    shown = "() => document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell')[1]?.querySelector('.cm-content')?.innerText"
+    deadline = time.monotonic() + 15
+    while not page.evaluate(f"{shown}.includes('count = 1')"):
+        assert time.monotonic() < deadline, "the open notebook did not follow the applied proposal"
+        if notice.count():
+            notice.first.click()
+        page.wait_for_timeout(200)
     assert not page.polaris_log.unexpected(ALLOWED_ERRORS)

@@ -16,7 +16,6 @@ import type { Widget } from '@lumino/widgets';
 
 import { PolarisClient } from '../api';
 import { registerCellToolbarCommands } from './cellToolbar';
-import { followFileChange } from './followEdits';
 import { h } from '../renderer/dom';
 import { Proposal, setProposalClient } from '../renderer/proposals';
 import type { ContextItem } from '../renderer/contextChips';
@@ -78,8 +77,8 @@ export function installExplainFix(app: JupyterFrontEnd, labShell: ILabShell, cli
   setProposalClient({
     list: runId => client.request<{ proposals: Proposal[] }>('GET', `runs/${encodeURIComponent(runId)}/proposals`).then(r => r.proposals ?? []),
     apply: id => client.request<Proposal>('POST', `proposals/${encodeURIComponent(id)}/apply`, {}),
-    discard: id => client.request<Proposal>('POST', `proposals/${encodeURIComponent(id)}/discard`, {}),
-    applied: proposal => followFileChange(labShell, proposal.path)
+    discard: id => client.request<Proposal>('POST', `proposals/${encodeURIComponent(id)}/discard`, {})
+    // the open notebook follows an applied proposal through its proposal.updated event (followEdits.ts)
   });
 
   const ask = (panel: NotebookPanelLike, cell: CellLike, intent: Intent): void => {

@@ -2,7 +2,8 @@
  * Open documents follow the agent (issue 13 items 7 and 9): when a tool call of any chat writes
  * a file (a finished call with a diff) that is open in JupyterLab, the editor reloads it if it has
  * no unsaved changes; with unsaved changes a notice offers Reload / Keep mine. Tool cards' paths
- * open the file (`docmanager:open`). One event stream of its own, all conversations.
+ * open the file (`docmanager:open`). An applied cell proposal (`proposal.updated`) is followed the
+ * same way, whichever view applied it. One event stream of its own, all conversations.
  */
 
 import type { ILabShell, JupyterFrontEnd } from '@jupyterlab/application';
@@ -52,6 +53,17 @@ export function installFollowEdits(app: JupyterFrontEnd, labShell: ILabShell, cl
   const stream = new EventStream({
     client,
     onEvent: event => {
+      if (event.type === 'proposal.updated') {
+        // An applied proposal wrote its cell, from whichever view applied it (the sidebar, a
+        // notebook's ChatPanel through its kernel, another browser): the open notebook follows.
+        const proposal = event.data?.proposal as { id?: string; status?: string; path?: string } | undefined;
+        const key = `proposal:${proposal?.id}`;
+        if (proposal?.status === 'applied' && typeof proposal.path === 'string' && !seen.has(key)) {
+          seen.add(key);
+          followFileChange(labShell, proposal.path);
+        }
+        return;
+      }
       if (event.type !== 'toolcall.finished') {
         return;
       }
