@@ -54,8 +54,8 @@ class PolarisConfig(Configurable):
     )
     retention_days = Float(
         config=True,
-        help="Finished runs and their events older than this are deleted by the daily cleanup "
-        "task (env POLARIS_RETENTION_DAYS; 0 keeps everything).",
+        help="Finished runs older than this are deleted by the daily cleanup task, with their "
+        "events, logs, file edits, cell proposals and approvals (env POLARIS_RETENTION_DAYS; 0 keeps everything).",
     )
     conversation_retention_days = Float(
         config=True,

@@ -17,24 +17,33 @@ import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from polaris_jupyter.agent.completions import CompletionService, CompletionSettings
 from polaris_jupyter.agent.models import ModelService
 from polaris_jupyter.api import PolarisAPI
+from polaris_jupyter.chat.approvals import APPROVALS_SCHEMA
 from polaris_jupyter.chat.remote import follow_remote_answers
 from polaris_jupyter.chat.service import ChatService
 from polaris_jupyter.chat.service import install as install_chat
 from polaris_jupyter.config import PolarisConfig
-from polaris_jupyter.jobs import Clock, Engine, TaskRegistry, default_registry
+from polaris_jupyter.jobs import (
+    Clock,
+    Engine,
+    RunContext,
+    Schema,
+    TaskRegistry,
+    default_registry,
+    delete_rows_of_deleted_runs,
+)
 from polaris_jupyter.jobs.backends import engine_for
 from polaris_jupyter.tasks.cleanup import CleanupStep, register_cleanup
 from polaris_jupyter.tasks.generate import GenerationService
 from polaris_jupyter.tasks.generate import install as install_generation
 from polaris_jupyter.tasks.run_notebook import register_run_notebook
-from polaris_jupyter.tools.edits import SqliteEditJournal
+from polaris_jupyter.tools.edits import EDITS_SCHEMA, SqliteEditJournal
 from polaris_jupyter.tools.mcp import McpManager
-from polaris_jupyter.tools.notebook_proposals import SqliteProposals
+from polaris_jupyter.tools.notebook_proposals import PROPOSALS_SCHEMA, SqliteProposals
 from polaris_jupyter.tools.sandbox import protect_private_path
 
 if TYPE_CHECKING:
@@ -46,6 +55,12 @@ __all__ = ["PolarisRuntime", "TaskModuleError"]
 log = logging.getLogger("polaris_jupyter")
 #: Lines of an import error's traceback kept for /health and the runs dashboard.
 TRACEBACK_TAIL_LINES = 12
+#: The parts' tables with rows per run (column ``run_id``): pruned with their runs by cleanup.
+RUN_ROW_TABLES: tuple[tuple[Schema, str], ...] = (
+    (PROPOSALS_SCHEMA, "cell_proposals"),
+    (EDITS_SCHEMA, "file_edits"),
+    (APPROVALS_SCHEMA, "approvals"),
+)
 
 
 @dataclass(frozen=True)
@@ -103,6 +118,7 @@ class PolarisRuntime:
         self.notebook_kernels: NotebookKernels | None = None
         #: Cell edits the model proposed (proposeCellEdit), applied or discarded through the API.
         self.proposals = SqliteProposals(self.engine.store)
+        self.cleanup_steps.append(self._delete_rows_of_deleted_runs)
         self.api = PolarisAPI(self)
 
     @property
@@ -126,6 +142,16 @@ class PolarisRuntime:
         await self.mcp.start()  # reads mcp.json; the servers connect in the background
         self._started = True
         log.info("polaris: engine started (db %s, pool %d)", self.engine.store.path, self.engine.pool_size)
+
+    async def _delete_rows_of_deleted_runs(self, _ctx: RunContext) -> dict[str, Any]:
+        """Cleanup step: the parts' per-run rows (proposals, file edits, approvals) of runs that
+        retention or a user deleted; runs still kept, WAITING ones included, keep theirs."""
+        store = self.engine.store
+        deleted: dict[str, int] = {}
+        for schema, table in RUN_ROW_TABLES:
+            await store.ensure_schema(schema)
+            deleted[table] = await delete_rows_of_deleted_runs(store, table)
+        return {"deletedRunRows": deleted}
 
     def _import_task_modules(self) -> None:
         """Import ``task_modules``; one that fails is reported (log, /health) and the rest work."""

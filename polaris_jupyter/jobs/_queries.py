@@ -184,3 +184,18 @@ async def delete_finished_before(store: SqliteStore, cutoff: float) -> int:
         store.execute(f"DELETE FROM runs WHERE id IN ({selector})", (cutoff, *statuses))
         await store.commit()
     return count
+
+
+async def delete_rows_of_deleted_runs(store: SqliteStore, table: str) -> int:
+    """Delete a part's per-run rows (proposals, file edits, approvals) whose run is gone.
+
+    Retention deletes runs (:func:`delete_finished_before`, a user's delete); the parts that keep
+    rows per run do not hold them for ever after: nothing can revert, apply or decide for a run
+    that no longer exists. The part's schema must exist (``store.ensure_schema``)."""
+    orphans = f"FROM {table} WHERE run_id NOT IN (SELECT id FROM runs)"
+    rows = await store.query(f"SELECT COUNT(*) AS n {orphans}")
+    count = int(rows[0]["n"])
+    if count:
+        store.execute(f"DELETE {orphans}")
+        await store.commit()
+    return count

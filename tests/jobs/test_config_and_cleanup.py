@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 from traitlets.config import Config
 
+from polaris_jupyter.chat.approvals import Approval, ApprovalStatus
 from polaris_jupyter.config import PolarisConfig
 from polaris_jupyter.jobs import FakeClock, RunContext, RunStatus, TaskRegistry, TriggerOptions, task
 from polaris_jupyter.runtime import PolarisRuntime
+from polaris_jupyter.tools.notebook_proposals import Proposal
 
 
 def test_settings_come_from_env_and_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -59,8 +61,21 @@ async def test_cleanup_deletes_old_finished_runs_and_their_events(tmp_path: Path
         clock.advance(2 * 86400)
         recent = await engine.trigger_and_wait("old")
         pending = await engine.trigger("old", None, TriggerOptions(delay_s=10 * 86400))
+        # Rows the parts keep per run: they go with their run, and only then.
+        for run_id in (first.run.id, recent.run.id):
+            await runtime.proposals.record(Proposal(f"p-{run_id}", run_id, None, "a.ipynb", 0, None, "code", "x",
+                                                    "y", "-x\n+y", "why", "pending", "2026-01-01T00:00:00Z"))
+            await runtime.journal.record(run_id, "a.txt", b"old", b"new", "-old\n+new")
+            runtime.chat.approvals.store.put(Approval(f"a-{run_id}", run_id, 1, None, None, f"c-{run_id}", "writeFile",
+                                                      {"path": "a.txt"}, None, "write", ApprovalStatus.PENDING, 0.0))
+        await engine.store.commit()
         result = await engine.trigger_and_wait("cleanup")
         assert result.ok and result.output["deletedRuns"] == 1
+        assert result.output["deletedRunRows"] == {"cell_proposals": 1, "file_edits": 1, "approvals": 1}
+        assert await runtime.proposals.for_run(first.run.id) == []
+        assert [p.id for p in await runtime.proposals.for_run(recent.run.id)] == [f"p-{recent.run.id}"]
+        assert await runtime.chat.approvals.store.for_run(first.run.id) == []
+        assert len(await runtime.chat.approvals.store.for_run(recent.run.id)) == 1
         assert await engine.store.get_run(first.run.id) is None
         assert await engine.store.run_events(first.run.id, 0) == []
         assert await engine.store.logs(first.run.id) == []
