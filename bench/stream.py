@@ -7,7 +7,9 @@ full accumulated text to SQLite and sends the full text to its WebSocket subscri
 
 Reported: reply bytes, bytes to the subscriber, bytes written to the store, updates, lag
 p50/p99 between a token leaving the model server and reaching the subscriber, CPU seconds of
-the serving process. The last line is one JSON object.
+the serving process; and the lag again with a 50-cell notebook attached as context (the
+message carries a ``notebook`` item: the server reads, renders and budgets it before the
+turn, ``bench/context_block.py`` builds the notebook). The last line is one JSON object.
 
     python bench/stream.py --tokens 8000 --tokens-per-s 2000
 """
@@ -32,6 +34,7 @@ from tornado.websocket import websocket_connect
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.context_block import make_notebook  # noqa: E402
 from polaris_jupyter.testing import Response, ScriptedModelServer, lorem_tokens  # noqa: E402
 from tests.live_server import LiveServer  # noqa: E402
 
@@ -62,9 +65,12 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def run_polaris(model: ScriptedModelServer, tokens: list[str], tokens_per_s: float, workdir: Path) -> dict[str, Any]:
+async def run_polaris(model: ScriptedModelServer, tokens: list[str], tokens_per_s: float, workdir: Path,
+                      context: dict[str, Any] | None = None) -> dict[str, Any]:
     root = workdir / "root"
-    root.mkdir(exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
+    if context is not None:
+        make_notebook(root / "analysis.ipynb")
     env = {
         "OPENAI_BASE_URL": model.base_url,
         "OPENAI_API_KEY": "sk-bench",
@@ -86,7 +92,11 @@ async def run_polaris(model: ScriptedModelServer, tokens: list[str], tokens_per_
         model.enqueue(Response(tokens=tokens, tokens_per_s=tokens_per_s))
         requests_before = len(model.requests)
         cpu_before = cpu_seconds(server.proc.pid)  # type: ignore[union-attr]
-        server.request("POST", f"/polaris/api/v1/conversations/{conv['id']}/messages", {"content": "Write a long answer."})
+        body: dict[str, Any] = {"content": "Write a long answer."}
+        if context is not None:
+            body["context"] = context
+        status, answer = server.request("POST", f"/polaris/api/v1/conversations/{conv['id']}/messages", body)
+        assert status == 202, (status, answer)
         frames: list[tuple[float, int]] = []
         bytes_to_subscriber = 0
         updates = 0
@@ -105,7 +115,11 @@ async def run_polaris(model: ScriptedModelServer, tokens: list[str], tokens_per_
         ws.close()
         _, health_after = server.request("GET", "/polaris/api/v1/health")
         request = model.requests[requests_before]
+        sent = json.dumps((request.body or {}).get("messages"))
+        if context is not None:
+            assert "analysis.ipynb" in sent, "the context did not reach the model"
         return {
+            "request_chars": len(sent),
             "bytes_to_subscriber": bytes_to_subscriber,
             "store_bytes": health_after["storeBytesWritten"] - health["storeBytesWritten"],
             "updates": updates,
@@ -208,8 +222,10 @@ async def main_async(args: argparse.Namespace) -> None:
     model = ScriptedModelServer.start_in_thread()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            ours = await run_polaris(model, tokens, args.tokens_per_s, Path(tmp))
+            ours = await run_polaris(model, tokens, args.tokens_per_s, Path(tmp) / "plain")
             seed = await run_seed(model, tokens, args.tokens_per_s, Path(tmp))
+            with_context = await run_polaris(model, tokens, args.tokens_per_s, Path(tmp) / "context",
+                                             {"items": [{"kind": "notebook", "path": "analysis.ipynb"}]})
     finally:
         model.stop()
     print(f"reply: {args.tokens} tokens, {reply_bytes:,} bytes at {args.tokens_per_s:,.0f} tokens/s")
@@ -225,6 +241,9 @@ async def main_async(args: argparse.Namespace) -> None:
     for name, result in (("polaris", ours), ("seed", seed)):
         lags = result["lags"]
         print(f"lag {name:8} p50 {pct(lags, 0.5):7.1f} ms   p99 {pct(lags, 0.99):7.1f} ms   (median {statistics.median(lags):.1f})")
+    lags = with_context["lags"]
+    print(f"lag polaris + 50-cell notebook context ({with_context['request_chars']:,} chars to the model, "
+          f"{ours['request_chars']:,} without) p50 {pct(lags, 0.5):7.1f} ms   p99 {pct(lags, 0.99):7.1f} ms")
     print(
         f"targets: bytes to subscriber <= 1.2x reply ({ours['bytes_to_subscriber'] / reply_bytes:.2f}x), "
         f"lag p99 <= 150 ms ({pct(ours['lags'], 0.99):.0f}), CPU <= 0.5x seed ({ours['cpu_s'] / max(seed['cpu_s'], 1e-9):.2f}x)"
@@ -245,6 +264,9 @@ async def main_async(args: argparse.Namespace) -> None:
                 "seed_lag_p99_ms": round(pct(seed["lags"], 0.99), 1),
                 "cpu_s": round(ours["cpu_s"], 3),
                 "seed_cpu_s": round(seed["cpu_s"], 3),
+                "context_request_chars": with_context["request_chars"],
+                "context_lag_p50_ms": round(pct(with_context["lags"], 0.5), 1),
+                "context_lag_p99_ms": round(pct(with_context["lags"], 0.99), 1),
             }
         )
     )
