@@ -302,7 +302,8 @@ class ChatTurn:
             await inputs.gate.hold(stop)  # raises Suspend: the run waits, holding no worker
         except asyncio.CancelledError:
             self._close_stream()
-            self.cancel("the run was cancelled")
+            if not self._ctx.stopping:  # a server stopping interrupts: the next one answers on
+                self.cancel("the run was cancelled")
             raise
         except Exception as exc:
             self._close_stream()

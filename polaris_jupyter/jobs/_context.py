@@ -64,6 +64,12 @@ class RunContext:
     def tags(self) -> list[str]:
         return self.run.tags
 
+    @property
+    def stopping(self) -> bool:
+        """The process is shutting down: a ``CancelledError`` now interrupts the attempt (the run
+        resumes after the restart, as after a crash) rather than cancelling the run."""
+        return self.engine.stopping
+
     # -- checkpoints: durable progress of a multi-step task ------------------------------------
     def checkpoint(self, key: str) -> Any:
         """The value saved under ``key`` by this run (or an earlier attempt / resumed run)."""

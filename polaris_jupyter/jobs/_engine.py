@@ -188,6 +188,12 @@ class Engine:
         self._timer_task = asyncio.create_task(self._timer_loop(), name="polaris-timers")
         await self.schedules.start()
 
+    @property
+    def stopping(self) -> bool:
+        """The engine is stopping: a cancelled attempt is interrupted (resumed after restart),
+        not canceled, so a task must not treat its CancelledError as the user's cancel."""
+        return self._stopping
+
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Stop timers, interrupt running attempts (they resume after restart), close the store."""
         if not self._started:
