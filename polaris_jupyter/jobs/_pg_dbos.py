@@ -89,7 +89,8 @@ class DbosDispatcher:
         """The DBOS queues of this process's tasks (none when it does not execute tasks)."""
         if not self.engine.execute_tasks:
             return []
-        return sorted({dbos_queue_name(t.queue.name, t.id) for t in self.engine.registry.all()})
+        local = [self.engine.local.queue] if self.engine.local.serves else []
+        return sorted({dbos_queue_name(t.queue.name, t.id) for t in self.engine.registry.all()}) + local
 
     async def launch(self) -> None:
         global _engine
@@ -133,6 +134,10 @@ class DbosDispatcher:
         for task in self.engine.registry.all():  # every queue known before the first trigger
             name = dbos_queue_name(task.queue.name, task.id)
             await self.ensure_queue(task.queue.name, task.id, executing=name in listened)
+        if self.engine.local.serves:  # tasks registered after start (_pg_local.py)
+            await DBOS.register_queue_async(self.engine.local.queue, worker_concurrency=self.engine.pool_size,
+                                            polling_interval_sec=self.poll_s, on_conflict="always_update")
+            self._queues.add(self.engine.local.queue)
 
     async def destroy(self) -> None:
         global _engine
@@ -151,6 +156,8 @@ class DbosDispatcher:
     async def ensure_queue(self, queue: str, task_id: str, *, executing: bool = False) -> str:
         """Register the DBOS queue of ``queue``/``task_id`` once; executing processes set its
         limits, others only create it when missing."""
+        if self.engine.local.is_local(task_id):
+            return self.engine.local.queue
         name = dbos_queue_name(queue, task_id)
         if name in self._queues:
             return name
@@ -165,18 +172,26 @@ class DbosDispatcher:
         self._queues.add(name)
         return name
 
+    def queue_of(self, run: Run) -> str:
+        """The DBOS queue of the run: its task's, or this process's own for a task registered
+        after start (``_pg_local.py``)."""
+        if self.engine.local.is_local(run.task_id):
+            return self.engine.local.queue
+        return dbos_queue_name(run.queue, run.task_id)
+
     def has_queue(self, run: Run) -> bool:
         """Whether the run's DBOS queue is registered (then :meth:`dispatch` needs no await)."""
-        return dbos_queue_name(run.queue, run.task_id) in self._queues
+        return self.queue_of(run) in self._queues
 
     def _options(self, run: Run, wf_id: str) -> EnqueueOptions:
+        queue_name = self.queue_of(run)
         options: EnqueueOptions = {
             "workflow_name": WORKFLOW_NAME,
-            "queue_name": dbos_queue_name(run.queue, run.task_id),
+            "queue_name": queue_name,
             "workflow_id": wf_id,
             "app_version": self.app_version,
         }
-        if self._limit(run.queue) is not None:
+        if self._limit(run.queue) is not None and queue_name == dbos_queue_name(run.queue, run.task_id):
             options["queue_partition_key"] = f"k:{run.concurrency_key or ''}"
         return options
 

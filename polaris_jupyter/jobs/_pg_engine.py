@@ -27,9 +27,7 @@ suspension's timeout is a timer in the suspending process and in the sweep of ev
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import functools
 import json
 import logging
 import os
@@ -40,14 +38,15 @@ from contextvars import ContextVar
 from typing import Any
 
 from polaris_jupyter._version import __version__
-from polaris_jupyter.errors import Unavailable
 from polaris_jupyter.jobs._clock import Clock
 from polaris_jupyter.jobs._context import RunContext
 from polaris_jupyter.jobs._engine import DAY_S, BatchHandle, Engine, RunHandle, _Lane, call_hook
 from polaris_jupyter.jobs._models import Attempt, RetryPolicy, Run, RunNotFound, RunStatus, TriggerOptions
+from polaris_jupyter.jobs._pg_claims import ClaimBatcher
 from polaris_jupyter.jobs._pg_dbos import DbosDispatcher
 from polaris_jupyter.jobs._pg_events import PgEventBus
 from polaris_jupyter.jobs._pg_keeper import Keeper
+from polaris_jupyter.jobs._pg_local import LocalTasks
 from polaris_jupyter.jobs._pg_schedules import PgScheduleManager
 from polaris_jupyter.jobs._pg_store import PgConnection, PgStore
 from polaris_jupyter.jobs._pg_transitions import (
@@ -55,8 +54,6 @@ from polaris_jupyter.jobs._pg_transitions import (
     advance_run,
     cancel_run,
     claim_key,
-    claim_run,
-    claim_runs,
     resume_run,
 )
 from polaris_jupyter.jobs._registry import TaskDef, TaskRegistry
@@ -115,12 +112,8 @@ class PgEngine(Engine):
         self._pending_dispatch: list[Run] = []
         self._handback: list[Run] = []
         self._side_tasks: set[asyncio.Task[Any]] = set()
-        #: Tasks registered after start (a kernel's): no DBOS queue of theirs is listened to here.
-        self._late_tasks: set[str] = set()
-        #: Claims of dispatched runs waiting for the next claim batch (one transaction for all).
-        self._claims: list[tuple[str, bool, asyncio.Future[Any]]] = []
-        self._claimer: asyncio.Task[None] | None = None
-        self._claiming: collections.Counter[str] = collections.Counter()
+        self.local = LocalTasks(self)
+        self.claims = ClaimBatcher(self)
         self.keeper = Keeper(self)
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -196,42 +189,24 @@ class PgEngine(Engine):
                 return candidate
         raise RuntimeError("no free executor id")
 
-    # -- tasks registered while running (a kernel's) ------------------------------------------------
+    # -- tasks registered while running (a kernel's): _pg_local.py ---------------------------------
     def register(self, definition: TaskDef) -> TaskDef:
-        """As embedded; but a task registered after start cannot be executed here: DBOS listens
-        to the queues a process had at launch (``DBOS.listen_queues`` precedes ``launch``)."""
-        if self._started:
-            self._late_tasks.add(definition.id)
-        return super().register(definition)
-
-    async def _check_servable(self, task_id: str) -> None:
-        """Refuse to trigger a task registered after start (e.g. defined in a kernel) unless a
-        live process executes it, rather than leave a run QUEUED that nothing will dequeue."""
-        if task_id not in self._late_tasks:
-            return
-        alive_since = time.time() - self.dead_after_s
-        rows = await self.store.query("SELECT tasks FROM workers WHERE last_seen > ? AND executor_id <> ?",
-                                      (alive_since, self.executor_id))
-        if any(task_id in json.loads(r["tasks"] or "[]") for r in rows):
-            return
-        raise Unavailable(
-            f"task {task_id!r} was defined after this server started (a task defined in a kernel?) and no live "
-            "worker executes it: on PostgreSQL a run is executed only by processes that had its task when they "
-            "started. Define it in a module listed in the server's task_modules or a worker's --task-modules, "
-            "or use the embedded SQLite engine (no database_url) for kernel-defined tasks."
-        )
+        """As embedded; after start the task is local to this process (``_pg_local.py``)."""
+        registered = super().register(definition)
+        self.local.registered(definition.id)
+        return registered
 
     # -- trigger: the row is committed and its workflow enqueued when this returns ---------------
     async def trigger(self, task_id: str, payload: Any = None, options: TriggerOptions | None = None,
                       **kw: Any) -> RunHandle:
-        await self._check_servable(task_id)
+        await self.local.check_servable(task_id)
         handle = await super().trigger(task_id, payload, options, **kw)
         await self._flush_dispatch()
         self._settle(handle.id)
         return handle
 
     async def batch_trigger(self, task_id: str, items: Sequence[tuple[Any, TriggerOptions | None]]) -> BatchHandle:
-        await self._check_servable(task_id)
+        await self.local.check_servable(task_id)
         batch = await super().batch_trigger(task_id, items)
         await self._flush_dispatch()
         for handle in batch.runs:
@@ -283,6 +258,8 @@ class PgEngine(Engine):
             run = self._active.get(self._ready.popleft())
             if run is None or run.status not in (RunStatus.QUEUED, RunStatus.REATTEMPTING) or run.waiting_reason:
                 continue
+            if self.local.held(run):
+                continue
             if self.dispatcher.has_queue(run):
                 self.dispatcher.dispatch(run)
             else:
@@ -291,6 +268,8 @@ class PgEngine(Engine):
     async def _flush_dispatch(self) -> None:
         runs, self._pending_dispatch = self._pending_dispatch, []
         for run in runs:
+            if self.local.held(run):
+                continue
             await self.dispatcher.ensure_queue(run.queue, run.task_id)
             self.dispatcher.dispatch(run)
         await self.store.commit()
@@ -342,9 +321,9 @@ class PgEngine(Engine):
                                            or (stored.status is RunStatus.WAITING and not stored.waiting_reason)):
                     self._handback.append(stored)
                 return "handed back"
-            outcome, row = await self._claim(run_id)
+            outcome, row = await self.claims.claim(run_id)
             if row is None:
-                return outcome
+                return str(outcome)
             run = row_to_run(row)
             if outcome == "expired":
                 self._finish(run, RunStatus.EXPIRED, error=dict(_EXPIRED))
@@ -372,51 +351,6 @@ class PgEngine(Engine):
             if run.status is RunStatus.WAITING:  # a resume may have come while it was getting there
                 await self._wake(run.id, "suspended")
             return run.status.value
-
-    async def _claim(self, run_id: str) -> Any:
-        """``claim_run`` in the next claim batch: the runs DBOS hands over together are claimed
-        in one transaction, with one statement for the usual case (``claim_runs``). A run with
-        a claim in flight here counts as running here (a second workflow of it is a duplicate)."""
-        assert self.loop is not None
-        fut: asyncio.Future[Any] = self.loop.create_future()
-        self._claims.append((run_id, run_id in self._tasks or self._claiming[run_id] > 0, fut))
-        self._claiming[run_id] += 1
-        if self._claimer is None or self._claimer.done():
-            self._claimer = asyncio.create_task(self._claim_batches(), name="polaris-pg-claims")
-            self._side_tasks.add(self._claimer)
-            self._claimer.add_done_callback(self._side_done)
-        try:
-            return await fut
-        finally:
-            self._claiming[run_id] -= 1
-            if self._claiming[run_id] <= 0:
-                del self._claiming[run_id]
-
-    async def _claim_batches(self) -> None:
-        while self._claims:
-            batch, self._claims = self._claims, []
-            items = [(run_id, here) for run_id, here, _ in batch]
-            executor, now, alive_since = self.executor_id or "", self.clock.now(), time.time() - self.dead_after_s
-            try:
-                results = await self.store.pg_write(functools.partial(claim_runs, items=items, executor_id=executor,
-                                                                      now=now, alive_since=alive_since))
-            except Exception:
-                log.warning("claiming %d runs together failed; claiming them one at a time", len(batch), exc_info=True)
-                for run_id, here, fut in batch:
-                    try:
-                        one = await self.store.pg_write(functools.partial(
-                            claim_run, run_id=run_id, executor_id=executor, now=now, running_here=here,
-                            alive_since=alive_since))
-                    except Exception as exc:
-                        if not fut.done():
-                            fut.set_exception(exc)
-                    else:
-                        if not fut.done():
-                            fut.set_result(one)
-                continue
-            for (_, _, fut), result in zip(batch, results, strict=True):
-                if not fut.done():
-                    fut.set_result(result)
 
     def _finish(self, run: Run, status: RunStatus, *, output: Any = None, error: dict[str, Any] | None = None) -> None:
         """As embedded, except for an attempt this process fenced (``_pg_keeper.py``): its run
@@ -495,6 +429,10 @@ class PgEngine(Engine):
         now = self.clock.now()
         for row in rows:
             run = row_to_run(row)
+            if run.expires_at is not None and run.attempt_count == 0:
+                self._add_timer(run.expires_at, run.id, "ttl")
+            if self.registry.get(run.task_id) is None:
+                continue  # dispatched by the processes that have its task (a kernel's: when it claims it)
             if run.status is RunStatus.WAITING and run.next_attempt_at is not None:
                 self._add_timer(run.next_attempt_at, run.id, "wait")
             elif run.status is RunStatus.DELAYED and run.delay_until is not None:
@@ -503,8 +441,6 @@ class PgEngine(Engine):
                 self._add_timer(run.next_attempt_at or now, run.id, "retry")
             elif row["dispatched_at"] is None and not run.waiting_reason:
                 self._pending_dispatch.append(run)
-            if run.expires_at is not None and run.attempt_count == 0:
-                self._add_timer(run.expires_at, run.id, "ttl")
         await self._flush_dispatch()
 
     # -- cancel, wait, drain, events ----------------------------------------------------------

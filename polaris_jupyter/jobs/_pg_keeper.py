@@ -180,6 +180,9 @@ class Keeper:
         )
         for row in rows:
             run = row_to_run(row)
+            expired = run.expires_at is not None and run.attempt_count == 0 and now >= run.expires_at
+            if engine.registry.get(run.task_id) is None and not expired:
+                continue  # dispatched by the processes that have its task (_pg_local.py)
             if run.status is RunStatus.QUEUED and (run.expires_at is None or now < run.expires_at):
                 engine._pending_dispatch.append(run)
             elif run.status is RunStatus.WAITING:

@@ -92,7 +92,8 @@ def _expire(c: PgConnection, row: Any, now: float) -> Outcome:
 
 
 def claim_run(
-    c: PgConnection, run_id: str, executor_id: str, now: float, running_here: bool, alive_since: float
+    c: PgConnection, run_id: str, executor_id: str, now: float, running_here: bool, alive_since: float,
+    known: list[str] | None = None, gone: dict[str, str] | None = None,
 ) -> Outcome:
     """Decide what a dispatched workflow does with ``run_id`` on ``executor_id``:
 
@@ -104,13 +105,21 @@ def claim_run(
     - ``continue``: a WAITING run released by :func:`resume_run` goes on as the same attempt
       (row: EXECUTING, same attempt number, owner);
     - ``missing`` / ``final`` / ``duplicate`` (a live executor runs it) / ``early`` (not due, or
-      WAITING and not released): nothing to do."""
+      WAITING and not released): nothing to do;
+    - ``absent``: the run's task is not one of ``known`` (the tasks of this process): it is
+      not started here; a queued run keeps a reason saying so (``gone[task]`` when given: why
+      its task went away, e.g. its kernel)."""
     row = _locked(c, run_id)
     if row is None:
         return "missing", None
     status = row["status"]
     if status in _FINAL:
         return "final", None
+    if known is not None and row["task_id"] not in known:
+        if status == "QUEUED":
+            reason = (gone or {}).get(row["task_id"]) or f"dequeued by {executor_id}, which does not have task {row['task_id']!r}"
+            c.execute("UPDATE runs SET waiting_reason = ? WHERE id = ?", (reason, run_id))
+        return "absent", None
     crashed = False
     if status == "EXECUTING":
         owner = row["executor_id"]
@@ -158,18 +167,20 @@ _CLAIM_READY = (
     "(old.status = 'QUEUED' AND NOT (old.attempt_count = 0 AND old.ttl_s IS NOT NULL "
     "     AND %s >= COALESCE(old.delay_until, old.created_at) + old.ttl_s)) "
     "OR (old.status = 'REATTEMPTING' AND (old.next_attempt_at IS NULL OR old.next_attempt_at <= %s))"
-    ") RETURNING old.*"
+    ") AND old.task_id = ANY(%s) RETURNING old.*"
 )
 
 
 def claim_runs(
-    c: PgConnection, *, items: list[tuple[str, bool]], executor_id: str, now: float, alive_since: float
+    c: PgConnection, *, items: list[tuple[str, bool]], executor_id: str, now: float, alive_since: float,
+    known: list[str], gone: dict[str, str] | None = None,
 ) -> list[Outcome]:
     """:func:`claim_run` for many ``(run_id, running_here)`` at once, in one transaction: the
     usual case (queued or due for a retry: ``start``) is one statement for all of them; every
     other run goes through :func:`claim_run`. Same outcomes, in the order of ``items``."""
     ids = sorted({run_id for run_id, _ in items})
-    started = {row["id"]: row for row in c.raw.execute(_CLAIM_READY, (ids, now, now, executor_id, now, now, now + 1e-6))}
+    params = (ids, now, now, executor_id, now, now, now + 1e-6, known)
+    started = {row["id"]: row for row in c.raw.execute(_CLAIM_READY, params)}
     out: list[Outcome] = []
     claimed: set[str] = set()
     for run_id, running_here in items:
@@ -179,7 +190,7 @@ def claim_runs(
         elif run_id in claimed:  # a second workflow of a run this batch just took
             out.append(("duplicate", None))
         else:
-            out.append(claim_run(c, run_id, executor_id, now, running_here, alive_since))
+            out.append(claim_run(c, run_id, executor_id, now, running_here, alive_since, known, gone))
         if out[-1][1] is not None:
             claimed.add(run_id)
     return out

@@ -1,7 +1,8 @@
 """Tasks registered while the engine runs (a kernel's, through the kernel-worker socket) on
-PostgreSQL: DBOS listens only to the queues a process had when it launched, so such a run
-would wait QUEUED forever. Triggering one is refused with a 503 that says why and what to do,
-writing nothing, unless a live worker executes that task (then it runs there)."""
+PostgreSQL: DBOS listens only to the queues a process named when it launched. A Jupyter server
+that executes tasks runs them through a queue of its own (``jobs/_pg_local.py``); a process
+without one (a worker, ``execute_tasks=False``) refuses the trigger with a 503 that says why
+and what to do, writing nothing, unless a live worker executes that task (then it runs there)."""
 
 from __future__ import annotations
 
@@ -25,13 +26,22 @@ async def _noop(payload: Any, ctx: RunContext) -> str:
 async def test_a_task_registered_after_start_is_refused_at_trigger_time(make_engine: Any, registry: TaskRegistry) -> None:
     engine = await make_engine()
     engine.register(TaskDef(id="kernel-task", fn=_noop))  # what KernelWorkers.claim does
-    with pytest.raises(Unavailable, match=r"'kernel-task' was defined after this server started.*task-modules") as err:
+    with pytest.raises(Unavailable, match=r"'kernel-task' was defined after this process started.*task-modules") as err:
         await engine.trigger("kernel-task", {"x": 1})
     assert err.value.http_status == 503
     with pytest.raises(Unavailable):
         await engine.batch_trigger("kernel-task", [({"x": 2}, None)])
     rows = await engine.store.query("SELECT COUNT(*) AS n FROM runs WHERE task_id = ?", ("kernel-task",))
     assert int(rows[0]["n"]) == 0  # nothing left QUEUED
+
+
+async def test_a_server_that_executes_tasks_runs_it_on_its_own_queue(make_engine: Any, registry: TaskRegistry) -> None:
+    engine = await make_engine(role="server")
+    engine.register(TaskDef(id="kernel-task", fn=_noop))
+    handle = await engine.trigger("kernel-task", {"x": 1})
+    run = await engine.wait_for(handle.id, timeout_s=30)
+    assert run.status is RunStatus.COMPLETED and run.output == "ran here"
+    assert engine.dispatcher.queue_of(run) == f"polaris.local.{engine.executor_id}"
 
 
 @pytest.mark.slow
