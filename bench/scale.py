@@ -4,9 +4,12 @@ process enqueueing and executing), procrastinate when installed, and the embedde
 
 Everything runs on a throwaway loopback cluster (``polaris_jupyter.testing.pg_cluster``), so on
 a small machine PostgreSQL shares the CPU with the workers: CPU ms per run (workers + the
-PostgreSQL server) is printed next to each rate. The last line is one JSON object.
+PostgreSQL server) is printed next to each rate. ``--repeats N`` runs every measurement N
+times, interleaved (1 worker, 2 workers, raw DBOS, procrastinate, then again), and reports the
+median of each: on a shared machine the load moves between repeats, and interleaving exposes
+every engine to the same moments. The last line is one JSON object.
 
-    python bench/scale.py --runs 5000
+    python bench/scale.py --runs 5000 --repeats 3
 """
 
 from __future__ import annotations
@@ -44,14 +47,20 @@ def _cpu_s(pids: list[int]) -> float:
 
 
 def _postgres_pids(cluster: PgCluster) -> list[int]:
-    out = []
+    """The cluster's postmaster and its children (not the machine's other PostgreSQL servers)."""
+    try:
+        postmaster = int((cluster.root / "data" / "postmaster.pid").read_text().split()[0])
+    except (OSError, IndexError, ValueError):
+        return []
+    out = [postmaster]
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if b"postgres" in (entry / "cmdline").read_bytes()[:64] and (entry / "status").read_text().find("postgres") >= 0:
-                    out.append(int(entry.name))
+                status = (entry / "status").read_text()
             except OSError:
                 continue
+            if f"\nPPid:\t{postmaster}\n" in status:
+                out.append(int(entry.name))
     return out
 
 
@@ -87,10 +96,10 @@ def _start_workers(url: str, schema: str, n: int) -> list[subprocess.Popen[bytes
     return procs
 
 
-async def pg_engine(cluster: PgCluster, runs: int, workers: int, latency_samples: int) -> dict[str, Any]:
+async def pg_engine(cluster: PgCluster, runs: int, workers: int, latency_samples: int, tag: str = "") -> dict[str, Any]:
     from polaris_jupyter.jobs.pg import PgEngine
 
-    schema = f"bench_{workers}w_{os.getpid()}"
+    schema = f"bench_{workers}w_{os.getpid()}{tag and '_' + tag}"
     procs = _start_workers(cluster.url, schema, workers)
     client = PgEngine(cluster.url, _client_registry(), schema=schema, execute_tasks=False, role="bench")
     await client.start()
@@ -106,7 +115,7 @@ async def pg_engine(cluster: PgCluster, runs: int, workers: int, latency_samples
                 break
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - t0
-        cpu = _cpu_s(pids + _postgres_pids(cluster)) - cpu0
+        cpu = _cpu_s(sorted(set(pids) | set(_postgres_pids(cluster)))) - cpu0  # each process once
         after = await _latencies(client, latency_samples)  # DBOS may still poll slower after a burst
         return {"runs_per_s": runs / elapsed, "cpu_ms_per_run": cpu * 1000 / runs,
                 "trigger_to_start_p50_ms": statistics.median(idle) if idle else None,
@@ -163,9 +172,12 @@ asyncio.run(main())
 
 _PROCRASTINATE = r'''
 import asyncio, sys, time
-import procrastinate
-url, runs, conc = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=url))
+import procrastinate, psycopg
+url, runs, conc, schema = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+with psycopg.connect(url, autocommit=True) as conn:  # a schema of its own per repeat
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+app = procrastinate.App(connector=procrastinate.PsycopgConnector(
+    conninfo=url + ("&" if "?" in url else "?") + f"options=-csearch_path%3D{schema}"))
 done = 0
 
 @app.task(name="noop")
@@ -213,31 +225,56 @@ async def sqlite_engine(runs: int) -> float:
             return runs / (time.perf_counter() - t0)
 
 
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over the repeats (figures of one repeat may come from different ones)."""
+    return {key: _median([r[key] for r in results if r.get(key) is not None]) for key in results[0]}
+
+
 def main() -> None:
     global POLL_S
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5000)
     parser.add_argument("--latency-samples", type=int, default=60)
     parser.add_argument("--poll", type=float, default=POLL_S, help="DBOS queue polling interval, s (default 0.1)")
+    parser.add_argument("--repeats", type=int, default=1, help="measure everything N times, report medians (default 1)")
     args = parser.parse_args()
     POLL_S = args.poll
-    result: dict[str, Any] = {"runs": args.runs, "poll_s": POLL_S}
+    result: dict[str, Any] = {"runs": args.runs, "poll_s": POLL_S, "repeats": args.repeats}
+    ones: list[dict[str, Any]] = []
+    twos: list[dict[str, Any]] = []
+    raws: list[float] = []
+    procs: list[float] = []
     with PgCluster.start() as cluster:
-        one = asyncio.run(pg_engine(cluster, args.runs, 1, args.latency_samples))
-        print(f"polaris on PostgreSQL, 1 worker : {one['runs_per_s']:8.1f} runs/s  {one['cpu_ms_per_run']:.2f} CPU ms/run  "
-              f"idle trigger->start p50 {one['trigger_to_start_p50_ms']:.1f} ms "
-              f"(right after the burst: {one['after_burst_p50_ms']:.1f} ms)")
-        two = asyncio.run(pg_engine(cluster, args.runs, 2, 0))
-        print(f"polaris on PostgreSQL, 2 workers: {two['runs_per_s']:8.1f} runs/s  {two['cpu_ms_per_run']:.2f} CPU ms/run")
-        raw = _subprocess_rate(_RAW_DBOS, cluster.url, "raw_dbos", str(args.runs), str(CONCURRENCY), str(POLL_S))
-        print(f"raw DBOS (1 process, same queue settings): {raw and round(raw, 1)} runs/s")
-        try:
-            import procrastinate  # noqa: F401
+        for repeat in range(1, args.repeats + 1):
+            print(f"-- repeat {repeat} (load {os.getloadavg()[0]:.1f})", flush=True)
+            one = asyncio.run(pg_engine(cluster, args.runs, 1, args.latency_samples, tag=str(repeat)))
+            ones.append(one)
+            print(f"polaris on PostgreSQL, 1 worker : {one['runs_per_s']:8.1f} runs/s  {one['cpu_ms_per_run']:.2f} CPU ms/run  "
+                  f"idle trigger->start p50 {one['trigger_to_start_p50_ms']:.1f} ms "
+                  f"(right after the burst: {one['after_burst_p50_ms']:.1f} ms)", flush=True)
+            two = asyncio.run(pg_engine(cluster, args.runs, 2, 0, tag=str(repeat)))
+            twos.append(two)
+            print(f"polaris on PostgreSQL, 2 workers: {two['runs_per_s']:8.1f} runs/s  {two['cpu_ms_per_run']:.2f} CPU ms/run",
+                  flush=True)
+            raw = _subprocess_rate(_RAW_DBOS, cluster.url, f"raw_dbos_{repeat}", str(args.runs), str(CONCURRENCY),
+                                   str(POLL_S))
+            raws += [raw] if raw is not None else []
+            print(f"raw DBOS (1 process, same queue settings): {raw and round(raw, 1)} runs/s", flush=True)
+            try:
+                import procrastinate  # noqa: F401
 
-            proc_rate = _subprocess_rate(_PROCRASTINATE, cluster.url, str(args.runs), str(CONCURRENCY))
-        except ImportError:
-            proc_rate = None
-        print(f"procrastinate (1 worker): {proc_rate and round(proc_rate, 1)} runs/s")
+                proc_rate = _subprocess_rate(_PROCRASTINATE, cluster.url, str(args.runs), str(CONCURRENCY),
+                                             f"procrastinate_{repeat}")
+            except ImportError:
+                proc_rate = None
+            procs += [proc_rate] if proc_rate is not None else []
+            print(f"procrastinate (1 worker): {proc_rate and round(proc_rate, 1)} runs/s", flush=True)
+    one, two = _median_of(ones), _median_of(twos)
+    raw, proc_rate = _median(raws), _median(procs)
     sqlite = asyncio.run(sqlite_engine(args.runs))
     print(f"polaris embedded (SQLite)      : {sqlite:8.1f} runs/s")
     result.update({
