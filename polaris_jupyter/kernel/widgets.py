@@ -1,4 +1,5 @@
-"""The notebook widgets: :class:`ChatPanel` and :class:`GenerationProgress` (anywidget).
+"""The notebook chat widget :class:`ChatPanel` (anywidget; :class:`GenerationProgress` lives in
+``progress_widget.py``, the plumbing both share in ``_widget_base.py``).
 
 The JavaScript (built from ``labextension/src/widget``) renders the same chat view as the lab
 sidebar. Protocol, over anywidget custom messages: the kernel sends ``{"kind": "snapshot"}``,
@@ -18,164 +19,28 @@ with the message. Typing ``@`` asks the ``files`` action for workspace files to 
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import contextlib
-import logging
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import anywidget
-from traitlets import Bool, Dict, Int, List, Unicode
+from traitlets import Bool, Dict, List, Unicode
 
 from polaris_jupyter.kernel._base import PolarisError
 from polaris_jupyter.kernel._context import KernelContext, kernel_context
-from polaris_jupyter.kernel._progress import ProgressState
+from polaris_jupyter.kernel._widget_base import BATCH_WINDOW_S, PolarisWidget, batched, bundle, error_text
 from polaris_jupyter.kernel.paths import _server_root
+from polaris_jupyter.kernel.progress_widget import GenerationProgress
 
 if TYPE_CHECKING:
     from polaris_jupyter.kernel.client import Polaris
 
 __all__ = ["BATCH_WINDOW_S", "ChatPanel", "GenerationProgress"]
 
-log = logging.getLogger("polaris_jupyter.kernel")
-STATIC = Path(__file__).parent / "static"
-#: Custom messages of one widget are at least this far apart (<= 20 per second).
-BATCH_WINDOW_S = 0.05
-#: Until the browser asked for its first snapshot, the progress widget pushes whole snapshots
-#: (a view that rendered while the kernel was busy must not miss the start), at most this often.
-UNSYNCED_SNAPSHOT_INTERVAL_S = 0.5
 CHAT_EVENT_TYPES = frozenset(
     {"message.created", "message.delta", "message.status", "toolcall.started", "toolcall.finished", "run.reverted",
      "approval.decided", "proposal.updated"}
 )
 #: Workspace files one @-mention lists at most.
 MAX_MENTION_FILES = 50
-
-
-def _bundle(name: str) -> Any:
-    path = STATIC / name
-    if path.is_file():
-        return path
-    if name.endswith(".css"):
-        return ""
-    return (
-        "export default { render({ el }) { el.textContent = 'The Polaris widget bundle is missing: "
-        "run `cd labextension && npm run build:widget` (or install a released wheel).'; } };"
-    )
-
-
-def _error_text(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, PolarisError) else f"{type(exc).__name__}: {exc}"
-
-
-class _PolarisWidget(anywidget.AnyWidget):
-    """Request/response plumbing shared by both widgets; all work runs on the Polaris loop."""
-
-    def __init__(self, client: Polaris, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._client = client
-        self._pump: concurrent.futures.Future[None] | None = None
-        self._closed = False
-        self.on_msg(self._on_custom)
-
-    def _on_custom(self, _widget: Any, content: Any, _buffers: Any) -> None:
-        if not isinstance(content, dict) or content.get("kind") != "request":
-            return
-        request_id = str(content.get("id") or "")
-        action = str(content.get("action") or "")
-        raw_args = content.get("args")
-        args: dict[str, Any] = raw_args if isinstance(raw_args, dict) else {}
-        try:
-            self._client.loop.submit(self._answer(request_id, action, args))
-        except RuntimeError as exc:  # the client was closed (disconnect()): say so, do not raise in the comm
-            self._push({"kind": "response", "id": request_id, "ok": False, "error": f"Polaris is disconnected: {exc}"})
-
-    async def _answer(self, request_id: str, action: str, args: dict[str, Any]) -> None:
-        handler = getattr(self, f"_do_{action}", None)
-        try:
-            if handler is None:
-                raise PolarisError(f"unknown widget action {action!r}")
-            data = await handler(args)
-        except Exception as exc:
-            status = exc.status if isinstance(exc, PolarisError) else None  # 409: the UI offers to force
-            self._push({"kind": "response", "id": request_id, "ok": False, "error": _error_text(exc), "status": status})
-            return
-        self._push({"kind": "response", "id": request_id, "ok": True, "data": data})
-
-    def _push(self, content: dict[str, Any]) -> None:
-        if not self._closed:
-            self.send(content)
-
-    def _start_pump(self, coro: Any) -> None:
-        self._stop_pump()
-        self._pump = self._client.loop.submit(coro)
-        self._pump.add_done_callback(self._pump_done)
-
-    def _pump_done(self, future: concurrent.futures.Future[None]) -> None:
-        if future.cancelled():
-            return
-        exc = future.exception()
-        if exc is not None:
-            log.warning("polaris widget stream stopped: %s", exc)
-            self._on_pump_error(exc)
-
-    def _on_pump_error(self, exc: BaseException) -> None:
-        pass
-
-    def _stop_pump(self) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
-            self._pump = None
-
-    def close(self) -> None:
-        self._closed = True
-        self._stop_pump()
-        super().close()
-
-
-async def _batched(stream: Any, window_s: float) -> Any:
-    """Yield lists of items from ``stream``, at most one list per ``window_s``."""
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-    done = object()
-
-    async def read() -> None:
-        try:
-            async for item in stream:
-                queue.put_nowait(item)
-        except Exception as exc:
-            queue.put_nowait(exc)
-        else:
-            queue.put_nowait(done)
-
-    reader = asyncio.create_task(read())
-    loop = asyncio.get_running_loop()
-    sent_at = -1e9
-    try:
-        while True:
-            first = await queue.get()
-            wait_s = sent_at + window_s - loop.time()
-            if wait_s > 0:
-                await asyncio.sleep(wait_s)
-            batch = [first]
-            while not queue.empty():
-                batch.append(queue.get_nowait())
-            tail = next((x for x in batch if x is done or isinstance(x, Exception)), None)
-            items = [x for x in batch if x is not done and not isinstance(x, Exception)]
-            if items:
-                sent_at = loop.time()
-                yield items
-            if isinstance(tail, Exception):
-                raise tail
-            if tail is done:
-                return
-    finally:
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await reader
-        with contextlib.suppress(Exception):
-            await stream.aclose()
 
 
 SNAPSHOT_MESSAGES = 50
@@ -189,11 +54,11 @@ def _kernel_context(client: Polaris) -> KernelContext | None:
     return kernel_context(root=str(root), offer_variables=remote)
 
 
-class ChatPanel(_PolarisWidget):
+class ChatPanel(PolarisWidget):
     """The chat panel: conversation picker, streamed messages, tool cards, Stop/Retry/Revert."""
 
-    _esm = _bundle("chat-widget.js")
-    _css = _bundle("chat-widget.css")
+    _esm = bundle("chat-widget.js")
+    _css = bundle("chat-widget.css")
 
     conversation_id = Unicode("").tag(sync=True)
     conversations = List(Dict()).tag(sync=True)
@@ -269,7 +134,7 @@ class ChatPanel(_PolarisWidget):
 
     async def _pump_events(self, conversation_id: str, since: int) -> None:
         stream = self._client.backend.events(conversation_id=conversation_id, since=since)
-        async for batch in _batched(stream, BATCH_WINDOW_S):
+        async for batch in batched(stream, BATCH_WINDOW_S):
             events = [e for e in batch if e.get("type") in CHAT_EVENT_TYPES]
             if events:
                 self._push({"kind": "events", "events": events})
@@ -281,7 +146,7 @@ class ChatPanel(_PolarisWidget):
                     await self._load_conversations()  # the first message names the conversation
 
     def _on_pump_error(self, exc: BaseException) -> None:
-        self.status_text = f"live updates stopped: {_error_text(exc)}"
+        self.status_text = f"live updates stopped: {error_text(exc)}"
 
     # -- requests from the browser ---------------------------------------------------------------
     async def _do_refresh(self, args: dict[str, Any]) -> None:
@@ -366,58 +231,3 @@ class ChatPanel(_PolarisWidget):
         conversation = await self._switch(created["id"])
         await self._snapshot()
         return conversation
-
-
-class GenerationProgress(_PolarisWidget):
-    """Live progress of a project generation: steps, a progress bar, files as they are written."""
-
-    _esm = _bundle("progress-widget.js")
-    _css = _bundle("progress-widget.css")
-
-    run_id = Unicode("").tag(sync=True)
-    status = Unicode("QUEUED").tag(sync=True)
-    done = Int(0).tag(sync=True)
-    total = Int(0).tag(sync=True)
-
-    def __init__(self, client: Polaris, run_id: str, **kwargs: Any) -> None:
-        super().__init__(client, run_id=run_id, **kwargs)
-        self.state = ProgressState(run_id)
-        self._synced = False
-        self._loaded = asyncio.Event()
-        self._start_pump(self._pump_events())
-
-    def __repr__(self) -> str:
-        s = self.state
-        return f"GenerationProgress({self.run_id}: {s.status}, {s.done}/{s.total} steps, {len(s.files)} files)"
-
-    def _publish_traits(self) -> None:
-        self.status, self.done, self.total = self.state.status, self.state.done, self.state.total
-
-    async def _pump_events(self) -> None:
-        backend = self._client.backend
-        since = await backend.last_event_seq()
-        await self.state.load(backend)
-        self._loaded.set()
-        self._publish_traits()
-        self._push(self.state.snapshot())
-        if self.state.final:
-            return
-        loop = asyncio.get_running_loop()
-        pushed_at = loop.time()
-        stream = backend.events(run_id=self.run_id, since=max(since, self.state.last_seq))
-        async for batch in _batched(stream, BATCH_WINDOW_S):
-            fresh = [e for e in batch if self.state.apply(e)]
-            self._publish_traits()
-            if not self._synced:
-                if self.state.final or loop.time() - pushed_at >= UNSYNCED_SNAPSHOT_INTERVAL_S:
-                    self._push(self.state.snapshot())
-                    pushed_at = loop.time()
-            elif fresh:
-                self._push({"kind": "events", "events": fresh})
-            if self.state.final:
-                return
-
-    async def _do_refresh(self, args: dict[str, Any]) -> None:
-        await asyncio.wait_for(self._loaded.wait(), 30)
-        self._synced = True
-        self._push(self.state.snapshot())
