@@ -15,10 +15,16 @@ from tests.helpers import async_wait_until
 pytestmark = pytest.mark.asyncio
 
 
-def gated(registry: TaskRegistry, log: list[tuple[str, int]], *, timeout_s: float | None = None) -> None:
-    """A task that waits once, then finishes with what its checkpoint says."""
+def gated(registry: TaskRegistry, log: list[tuple[str, int]], *, timeout_s: float | None = None,
+          cancelled: list[str] | None = None) -> None:
+    """A task that waits once, then finishes with what its checkpoint says (``cancelled`` collects
+    the runs its on_cancel hook saw). The PostgreSQL wait-point tests use it too."""
 
-    @task(id="gated", registry=registry)
+    def on_cancel(payload: Any, ctx: RunContext) -> None:
+        if cancelled is not None:
+            cancelled.append(ctx.run_id)
+
+    @task(id="gated", registry=registry, on_cancel=on_cancel)
     async def run(payload: Any, ctx: RunContext) -> Any:
         log.append(("start", ctx.attempt))
         if ctx.checkpoint("asked") is None:

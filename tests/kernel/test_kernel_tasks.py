@@ -32,26 +32,30 @@ TASKS = "--PolarisConfig.task_modules=tests.server.sample_tasks"
 FAST_RETRY = RetryPolicy(max_attempts=3, min_timeout_s=0.05, max_timeout_s=0.1, randomize=False)
 
 
-@pytest.fixture
-def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServer]:
+def start_live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db: Path, *extra_args: str) -> LiveServer:
+    """A real ``jupyter server`` with the sample tasks and fast retries (SQLite at ``db``, or
+    what ``extra_args`` configure: tests/pg runs this suite on PostgreSQL)."""
     for name in FOREIGN_ENV:
         monkeypatch.delenv(name, raising=False)
     (tmp_path / "root").mkdir()
     (tmp_path / "runtime").mkdir()
-    server = LiveServer(
+    return LiveServer(
         tmp_path / "root",
-        tmp_path / "polaris.db",
-        extra_args=[ENABLE, TASKS],
+        db,
+        extra_args=[ENABLE, TASKS, *extra_args],
         env={
             "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
             "POLARIS_LOCAL_BASE_URL": "http://127.0.0.1:9/v1",
             "POLARIS_DEFAULT_RETRY": '{"maxAttempts": 3, "minTimeoutInMs": 50, "maxTimeoutInMs": 100, "randomize": false}',
         },
-    ).start()
+    ).start(timeout_s=90)
+
+
+@pytest.fixture
+def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServer]:
+    server = start_live(tmp_path, monkeypatch, tmp_path / "polaris.db")
     yield server
     server.stop()
-
-
 
 
 def rest_trigger(live: LiveServer, task_id: str, payload: Any, options: dict[str, Any] | None = None) -> str:

@@ -14,13 +14,11 @@ import psycopg
 import pytest
 
 from polaris_jupyter.kernel import disconnect
-from tests.kernel.conftest import FOREIGN_ENV
 from tests.kernel.test_kernel_tasks import (
-    ENABLE,
-    TASKS,
     KernelTasks,
     attach,
     rest_trigger,
+    start_live,
     test_a_kernel_task_triggers_children_like_a_server_task,  # noqa: F401  (collected here, on this live server)
     test_kernel_tasks_run_in_the_kernel,  # noqa: F401
     test_runs_wait_while_no_kernel_defines_the_task,  # noqa: F401
@@ -33,20 +31,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 @pytest.fixture
 def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str, pg_schema: str) -> Iterator[LiveServer]:
-    for name in FOREIGN_ENV:
-        monkeypatch.delenv(name, raising=False)
-    (tmp_path / "root").mkdir()
-    (tmp_path / "runtime").mkdir()
-    server = LiveServer(
-        tmp_path / "root",
-        tmp_path / "unused.db",
-        extra_args=[ENABLE, TASKS, f"--PolarisConfig.database_url={pg_url}", f"--PolarisConfig.database_schema={pg_schema}"],
-        env={
-            "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-            "POLARIS_LOCAL_BASE_URL": "http://127.0.0.1:9/v1",
-            "POLARIS_DEFAULT_RETRY": '{"maxAttempts": 3, "minTimeoutInMs": 50, "maxTimeoutInMs": 100, "randomize": false}',
-        },
-    ).start(timeout_s=90)
+    server = start_live(tmp_path, monkeypatch, tmp_path / "unused.db", f"--PolarisConfig.database_url={pg_url}",
+                        f"--PolarisConfig.database_schema={pg_schema}")
     yield server
     server.stop()
 

@@ -22,31 +22,11 @@ from polaris_jupyter.jobs import FakeClock, RunContext, RunStatus, Suspend, Task
 from polaris_jupyter.runtime import PolarisRuntime
 from polaris_jupyter.testing import Response, ScriptedModelServer
 from tests.helpers import async_wait_until
+from tests.jobs.test_waitpoints import gated
 from tests.pg.processes import Workers
 from tests.pg.test_chat_on_workers import _isolated_env
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(300)]
-
-
-def gated(registry: TaskRegistry, log: list[tuple[str, int]], *, timeout_s: float | None = None,
-          cancelled: list[str] | None = None) -> None:
-    """A task that waits once, then finishes with what its checkpoint says."""
-
-    def on_cancel(payload: Any, ctx: RunContext) -> None:
-        if cancelled is not None:
-            cancelled.append(ctx.run_id)
-
-    @task(id="gated", registry=registry, on_cancel=on_cancel)
-    async def run(payload: Any, ctx: RunContext) -> Any:
-        log.append(("start", ctx.attempt))
-        if ctx.checkpoint("asked") is None:
-            await ctx.save_checkpoint("asked", {"question": payload})
-            raise Suspend("waiting for a yes", timeout_s=timeout_s)
-        return {"answered": ctx.checkpoint("asked")["question"], "attempt": ctx.attempt}
-
-    @task(id="quick", registry=registry)
-    async def quick(payload: Any, ctx: RunContext) -> str:
-        return "ok"
 
 
 async def row_of(engine: Any, run_id: str) -> Any:
