@@ -135,3 +135,59 @@ async def test_a_message_posted_to_the_server_is_answered_by_a_worker_and_stream
     finally:
         await asyncio.to_thread(workers.stop)
         await asyncio.to_thread(server.stop)
+
+
+@pytest.mark.asyncio
+async def test_stop_on_the_server_stops_the_answer_on_the_worker(
+    pg_url: str, pg_schema: str, tmp_path: Path, model: ScriptedModelServer
+) -> None:
+    """Stop pressed on the server cancels the worker's turn: the message ends cancelled once, the
+    run CANCELED, and the worker closes the model's stream (no tokens paid for nobody)."""
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    model.enqueue(Response(text=" ".join(f"word{i}" for i in range(2000)), tokens_per_s=40))
+    worker_env = _isolated_env(
+        tmp_path / "worker", OPENAI_BASE_URL=model.base_url, OPENAI_API_KEY="sk-worker", OPENAI_MODEL="scripted-1",
+        POLARIS_PROVIDER="openai", POLARIS_STREAM_WINDOW_MS="20",
+    )
+    server_dirs = {k: v for k, v in _isolated_env(tmp_path / "server").items() if k.startswith("JUPYTER_")}
+    server = LiveServer(
+        workspace, tmp_path / "unused.db", env=server_dirs,
+        extra_args=[f"--PolarisConfig.database_url={pg_url}", f"--PolarisConfig.database_schema={pg_schema}",
+                    "--PolarisConfig.execute_tasks=False"],
+    )
+    workers = Workers(pg_url, pg_schema, markers)
+    try:
+        await asyncio.to_thread(server.start, 90)
+        await asyncio.to_thread(workers.start, 1, args=("--workspace", str(workspace)), env=worker_env)
+        ws = await _ws(server, "")
+        _, conv = await asyncio.to_thread(server.request, "POST", f"{API}/conversations", {})
+        status, accepted = await asyncio.to_thread(
+            server.request, "POST", f"{API}/conversations/{conv['id']}/messages", {"content": "Write for ever."}
+        )
+        assert status == 202, accepted
+        message_id, run_id = accepted["messageId"], accepted["runId"]
+        while True:  # the worker is streaming the answer
+            event = json.loads(await asyncio.wait_for(ws.read_message(), 90) or "{}")
+            if event.get("type") == "message.delta" and event["data"].get("messageId") == message_id:
+                break
+        status, cancelled = await asyncio.to_thread(server.request, "POST", f"{API}/messages/{message_id}/cancel", {})
+        assert status == 200, cancelled
+        live = await _read_until_final(ws, message_id)
+        ws.close()
+        finals = [e["data"]["status"] for e in live
+                  if e["type"] == "message.status" and e["data"].get("messageId") == message_id and e["data"]["final"]]
+        assert finals == ["cancelled"]
+        run = await asyncio.to_thread(server.wait_run, run_id, {"CANCELED", "COMPLETED", "FAILED"}, 60)
+        assert run["status"] == "CANCELED"
+        [request] = model.chat_requests
+        deadline = asyncio.get_running_loop().time() + 30
+        while not request.client_disconnected:  # the worker closed the model stream
+            assert asyncio.get_running_loop().time() < deadline, "the worker kept reading the model's stream"
+            await asyncio.sleep(0.1)
+        assert len(request.token_times) < 2000
+    finally:
+        await asyncio.to_thread(workers.stop)
+        await asyncio.to_thread(server.stop)
