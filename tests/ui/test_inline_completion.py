@@ -120,3 +120,35 @@ def test_typing_on_aborts_the_suggestion_in_flight(page: Any, lab_server: LabSer
     # "cancelled": the provider aborted its fetch at the keystroke, before the next request (sent
     # after the debounce) could supersede it on the server.
     assert "cancelled" in metrics["cancelReasons"]
+
+
+def test_ghost_text_in_a_file_editor(page: Any, lab_server: LabServer, scripted_model: Any,
+                                     artifacts_dir: Path) -> None:
+    """The same provider serves JupyterLab's file editor: a .py file gets the suggestion, with the
+    file's own text before the cursor as the prompt, and Tab accepts it."""
+    from polaris_jupyter.testing._completion_handler import completion_requests
+
+    (lab_server.root / "geometry.py").write_text("import math\n\n\n")
+    open_lab(page, lab_server)
+    page.goto(lab_server.lab_url("lab/tree/geometry.py"), wait_until="domcontentloaded")
+    editor = page.locator(".jp-FileEditor .cm-content")
+    editor.wait_for(timeout=60_000)
+    editor.click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("def area(r):")
+    page.keyboard.press("Enter")
+    page.keyboard.type("return")
+    page.wait_for_function(
+        "(want) => (document.querySelector('.jp-FileEditor .jp-GhostText')?.textContent || '').includes(want)",
+        arg=SUGGESTION.strip(), timeout=30_000,
+    )
+    page.screenshot(path=str(artifacts_dir / "inline-completion-file-editor.png"))
+    page.keyboard.press("Tab")
+    page.wait_for_function(
+        "(want) => (document.querySelector('.jp-FileEditor .cm-content')?.textContent || '').includes(want)",
+        arg="return" + SUGGESTION, timeout=10_000,
+    )
+    asked = [r for r in completion_requests(scripted_model)
+             if str((r.body or {}).get("prompt", "")).startswith("import math\n\n\ndef area")]
+    assert asked, "the file's text was not the prompt"
+    assert page.polaris_log.unexpected(allow=(r"favicon", r"404")) == []
