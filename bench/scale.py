@@ -235,15 +235,17 @@ def _median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def main() -> None:
-    global POLL_S
+    global POLL_S, CONCURRENCY
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5000)
     parser.add_argument("--latency-samples", type=int, default=60)
     parser.add_argument("--poll", type=float, default=POLL_S, help="DBOS queue polling interval, s (default 0.1)")
     parser.add_argument("--repeats", type=int, default=1, help="measure everything N times, report medians (default 1)")
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY,
+                        help=f"slots of every worker, raw DBOS and procrastinate alike (default {CONCURRENCY})")
     args = parser.parse_args()
-    POLL_S = args.poll
-    result: dict[str, Any] = {"runs": args.runs, "poll_s": POLL_S, "repeats": args.repeats}
+    POLL_S, CONCURRENCY = args.poll, args.concurrency
+    result: dict[str, Any] = {"runs": args.runs, "poll_s": POLL_S, "concurrency": CONCURRENCY, "repeats": args.repeats}
     ones: list[dict[str, Any]] = []
     twos: list[dict[str, Any]] = []
     raws: list[float] = []
