@@ -7,7 +7,10 @@ a small machine PostgreSQL shares the CPU with the workers: CPU ms per run (work
 PostgreSQL server) is printed next to each rate. ``--repeats N`` runs every measurement N
 times, interleaved (1 worker, 2 workers, raw DBOS, procrastinate, then again), and reports the
 median of each: on a shared machine the load moves between repeats, and interleaving exposes
-every engine to the same moments. The last line is one JSON object.
+every engine to the same moments. Every system gets the same number of slots (``--concurrency``,
+default 128): a DBOS worker dequeues at most its slots per poll of its queue, so the slot count,
+not a run's cost, sets its ceiling (the README's table sweeps 32, 64, 128). The last line is one
+JSON object.
 
     python bench/scale.py --runs 5000 --repeats 3
 """
@@ -31,7 +34,7 @@ from polaris_jupyter.jobs import Engine, RunContext, TaskRegistry, task
 from polaris_jupyter.testing.pg_cluster import PgCluster
 
 ROOT = Path(__file__).resolve().parents[1]
-CONCURRENCY = 32
+CONCURRENCY = 128  # slots of every system (--concurrency); a DBOS worker dequeues at most this many per poll
 POLL_S = 0.1  # DBOS queue polling of the workers and of raw DBOS (--poll)
 
 
