@@ -60,28 +60,34 @@ async def _read_until_final(ws: WebSocketClientConnection, message_id: str, time
             return seen
 
 
-@pytest.mark.asyncio
-async def test_a_message_posted_to_the_server_is_answered_by_a_worker_and_streamed_by_the_server(
-    pg_url: str, pg_schema: str, tmp_path: Path, model: ScriptedModelServer
-) -> None:
+def _server_and_worker_env(tmp_path: Path, pg_url: str, pg_schema: str,
+                           model: ScriptedModelServer) -> tuple[Path, LiveServer, Workers, dict[str, str]]:
+    """A workspace, a server that executes nothing and has no model settings (it could not
+    answer), the worker processes of the schema and the worker's environment (its model)."""
     workspace = tmp_path / "ws"
     workspace.mkdir()
-    (workspace / "notes.txt").write_text("2 + 2\n")
     markers = tmp_path / "markers"
     markers.mkdir()
-    model.enqueue(Response(text=ANSWER, tokens_per_s=60), Response(text="Second answer."))
     worker_env = _isolated_env(
         tmp_path / "worker", OPENAI_BASE_URL=model.base_url, OPENAI_API_KEY="sk-worker", OPENAI_MODEL="scripted-1",
         POLARIS_PROVIDER="openai", POLARIS_STREAM_WINDOW_MS="20",
     )
-    # No model settings on the server (the autouse fixture cleared them): it could not answer.
     server_dirs = {k: v for k, v in _isolated_env(tmp_path / "server").items() if k.startswith("JUPYTER_")}
     server = LiveServer(
         workspace, tmp_path / "unused.db", env=server_dirs,
         extra_args=[f"--PolarisConfig.database_url={pg_url}", f"--PolarisConfig.database_schema={pg_schema}",
                     "--PolarisConfig.execute_tasks=False"],
     )
-    workers = Workers(pg_url, pg_schema, markers)
+    return workspace, server, Workers(pg_url, pg_schema, markers), worker_env
+
+
+@pytest.mark.asyncio
+async def test_a_message_posted_to_the_server_is_answered_by_a_worker_and_streamed_by_the_server(
+    pg_url: str, pg_schema: str, tmp_path: Path, model: ScriptedModelServer
+) -> None:
+    workspace, server, workers, worker_env = _server_and_worker_env(tmp_path, pg_url, pg_schema, model)
+    (workspace / "notes.txt").write_text("2 + 2\n")
+    model.enqueue(Response(text=ANSWER, tokens_per_s=60), Response(text="Second answer."))
     try:
         await asyncio.to_thread(server.start, 90)
         await asyncio.to_thread(workers.start, 1, args=("--workspace", str(workspace)), env=worker_env)
@@ -143,22 +149,8 @@ async def test_stop_on_the_server_stops_the_answer_on_the_worker(
 ) -> None:
     """Stop pressed on the server cancels the worker's turn: the message ends cancelled once, the
     run CANCELED, and the worker closes the model's stream (no tokens paid for nobody)."""
-    workspace = tmp_path / "ws"
-    workspace.mkdir()
-    markers = tmp_path / "markers"
-    markers.mkdir()
+    workspace, server, workers, worker_env = _server_and_worker_env(tmp_path, pg_url, pg_schema, model)
     model.enqueue(Response(text=" ".join(f"word{i}" for i in range(2000)), tokens_per_s=40))
-    worker_env = _isolated_env(
-        tmp_path / "worker", OPENAI_BASE_URL=model.base_url, OPENAI_API_KEY="sk-worker", OPENAI_MODEL="scripted-1",
-        POLARIS_PROVIDER="openai", POLARIS_STREAM_WINDOW_MS="20",
-    )
-    server_dirs = {k: v for k, v in _isolated_env(tmp_path / "server").items() if k.startswith("JUPYTER_")}
-    server = LiveServer(
-        workspace, tmp_path / "unused.db", env=server_dirs,
-        extra_args=[f"--PolarisConfig.database_url={pg_url}", f"--PolarisConfig.database_schema={pg_schema}",
-                    "--PolarisConfig.execute_tasks=False"],
-    )
-    workers = Workers(pg_url, pg_schema, markers)
     try:
         await asyncio.to_thread(server.start, 90)
         await asyncio.to_thread(workers.start, 1, args=("--workspace", str(workspace)), env=worker_env)
