@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ import pytest_asyncio
 
 from polaris_jupyter.jobs import Clock, RetryPolicy, TaskRegistry
 from polaris_jupyter.testing.pg_cluster import PgCluster, PgUnavailable
+from tests.pg.processes import Workers
 
 EngineFactory = Callable[..., Awaitable[Any]]
 
@@ -73,3 +75,29 @@ async def make_engine(pg_url: str, pg_schema: str, registry: TaskRegistry) -> As
     yield factory
     for engine in engines:
         await engine.stop()
+
+
+@pytest.fixture
+def workers(pg_url: str, pg_schema: str, tmp_path: Path) -> Iterator[Workers]:
+    """Worker processes on the test's schema (started by the test), stopped at its end."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    group = Workers(pg_url, pg_schema, markers)
+    yield group
+    group.stop()
+
+
+def client_engine(pg_url: str, pg_schema: str, task_ids: tuple[str, ...], **kwargs: Any) -> Any:
+    """An engine that only triggers (``execute_tasks=False``): it knows the workers' task ids,
+    and a stub that would fail loudly if this process ever executed one. An async context."""
+    from polaris_jupyter.jobs import RunContext, task
+    from polaris_jupyter.jobs.pg import PgEngine
+
+    registry = TaskRegistry()
+    for task_id in task_ids:
+
+        async def never(payload: Any, ctx: RunContext) -> None:
+            raise AssertionError("the client process must not execute tasks")
+
+        task(id=task_id, registry=registry)(never)
+    return PgEngine(pg_url, registry, schema=pg_schema, execute_tasks=False, role="client", **kwargs)

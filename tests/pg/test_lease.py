@@ -6,44 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from polaris_jupyter.jobs import RunContext, RunStatus, TaskRegistry, task
+from polaris_jupyter.jobs import RunStatus
 from tests.helpers import async_wait_until
+from tests.pg.conftest import client_engine
 from tests.pg.processes import Workers
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 TASKS = ("--task-modules", "tests.pg.worker_tasks")
 
 
-@pytest.fixture
-def workers(pg_url: str, pg_schema: str, tmp_path: Path) -> Iterator[Workers]:
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    group = Workers(pg_url, pg_schema, markers)
-    yield group
-    group.stop()
-
-
 @pytest_asyncio.fixture
 async def client(pg_url: str, pg_schema: str) -> AsyncIterator[Any]:
-    from polaris_jupyter.jobs.pg import PgEngine
-
-    registry = TaskRegistry()
-
-    @task(id="hold", registry=registry)
-    async def never(payload: Any, ctx: RunContext) -> None:
-        raise AssertionError("the client process must not execute tasks")
-
-    engine = PgEngine(pg_url, registry, schema=pg_schema, execute_tasks=False, role="client", dead_after_s=60)
-    await engine.start()
-    yield engine
-    await engine.stop()
+    async with client_engine(pg_url, pg_schema, ("hold",), dead_after_s=60) as engine:
+        yield engine
 
 
 def _marker(workers: Workers, pattern: str) -> list[str]:

@@ -11,43 +11,23 @@ import functools
 import json
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from polaris_jupyter.jobs import RunContext, TaskRegistry, task
 from tests.helpers import async_wait_until
+from tests.pg.conftest import client_engine
 from tests.pg.processes import Workers
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
-@pytest.fixture
-def workers(pg_url: str, pg_schema: str, tmp_path: Path) -> Iterator[Workers]:
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    group = Workers(pg_url, pg_schema, markers)
-    yield group
-    group.stop()
-
-
 @pytest_asyncio.fixture
 async def client(pg_url: str, pg_schema: str) -> AsyncIterator[Any]:
-    from polaris_jupyter.jobs.pg import PgEngine
-
-    registry = TaskRegistry()
-
-    @task(id="tick-fail", registry=registry)
-    async def never(payload: Any, ctx: RunContext) -> None:
-        raise AssertionError("the client process must not execute tasks")
-
-    engine = PgEngine(pg_url, registry, schema=pg_schema, execute_tasks=False, role="client")
-    await engine.start()
-    yield engine
-    await engine.stop()
+    async with client_engine(pg_url, pg_schema, ("tick-fail",)) as engine:
+        yield engine
 
 
 async def _firings(client: Any, schedule_id: str) -> dict[str, list[str]]:

@@ -6,48 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from polaris_jupyter.jobs import EventFilter, RunContext, RunStatus, TaskRegistry, TriggerOptions, task
+from polaris_jupyter.jobs import EventFilter, RunStatus, TriggerOptions
+from tests.pg.conftest import client_engine
 from tests.pg.processes import Workers
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
-def _client_registry() -> TaskRegistry:
-    """The tasks' ids as this process knows them: it triggers, the workers execute."""
-    registry = TaskRegistry()
-    for task_id in ("mark-once", "hold", "chatty"):
-
-        async def never(payload: Any, ctx: RunContext) -> None:
-            raise AssertionError("the client process must not execute tasks")
-
-        task(id=task_id, registry=registry)(never)
-    return registry
-
-
-@pytest.fixture
-def workers(pg_url: str, pg_schema: str, tmp_path: Path) -> Iterator[Workers]:
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    group = Workers(pg_url, pg_schema, markers)
-    yield group
-    group.stop()
-
-
 @pytest_asyncio.fixture
 async def client(pg_url: str, pg_schema: str) -> AsyncIterator[Any]:
-    from polaris_jupyter.jobs.pg import PgEngine
-
-    engine = PgEngine(pg_url, _client_registry(), schema=pg_schema, execute_tasks=False, role="client")
-    await engine.start()
-    yield engine
-    await engine.stop()
+    async with client_engine(pg_url, pg_schema, ("mark-once", "hold", "chatty")) as engine:
+        yield engine
 
 
 async def _wait(predicate: Any, timeout_s: float, what: str) -> None:
