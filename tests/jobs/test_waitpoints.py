@@ -37,6 +37,21 @@ def gated(registry: TaskRegistry, log: list[tuple[str, int]], *, timeout_s: floa
         return "ok"
 
 
+def racy(registry: TaskRegistry, gate: asyncio.Event, starts: list[int] | None = None) -> None:
+    """A task whose decision arrives before it suspends: it waits on ``gate`` between saving its
+    checkpoint and raising Suspend (``starts`` collects the attempt of every start)."""
+
+    @task(id="racy", registry=registry)
+    async def run(payload: Any, ctx: RunContext) -> str:
+        if starts is not None:
+            starts.append(ctx.attempt)
+        if ctx.checkpoint("asked") is None:
+            await ctx.save_checkpoint("asked", True)
+            await gate.wait()  # the decision arrives here, before the Suspend
+            raise Suspend("waiting")
+        return "continued"
+
+
 async def status_of(engine: Any, run_id: str) -> RunStatus:
     return (await engine.get_run(run_id)).status  # type: ignore[no-any-return]
 
@@ -65,15 +80,7 @@ async def test_waiting_holds_no_slot_and_resume_continues_the_same_attempt(make_
 
 async def test_resume_before_the_attempt_reaches_its_suspension_is_not_lost(make_engine: Any, registry: TaskRegistry) -> None:
     gate = asyncio.Event()
-
-    @task(id="racy", registry=registry)
-    async def racy(payload: Any, ctx: RunContext) -> str:
-        if ctx.checkpoint("asked") is None:
-            await ctx.save_checkpoint("asked", True)
-            await gate.wait()  # the decision arrives here, before the Suspend
-            raise Suspend("waiting")
-        return "continued"
-
+    racy(registry, gate)
     engine = await make_engine()
     handle = await engine.trigger("racy")
     await async_wait_until(lambda: engine._active[handle.id].status is RunStatus.EXECUTING, what="executing")

@@ -18,11 +18,11 @@ import pytest_asyncio
 
 from polaris_jupyter.chat.approvals import ApprovalStatus
 from polaris_jupyter.config import PolarisConfig
-from polaris_jupyter.jobs import FakeClock, RunContext, RunStatus, Suspend, TaskRegistry, task
+from polaris_jupyter.jobs import FakeClock, RunStatus, TaskRegistry
 from polaris_jupyter.runtime import PolarisRuntime
 from polaris_jupyter.testing import Response, ScriptedModelServer
 from tests.helpers import async_wait_until
-from tests.jobs.test_waitpoints import gated
+from tests.jobs.test_waitpoints import gated, racy
 from tests.pg.processes import Workers
 from tests.pg.test_chat_on_workers import _isolated_env
 
@@ -66,16 +66,7 @@ async def test_a_waiting_run_holds_no_slot_and_two_resumes_continue_it_once(make
 async def test_a_resume_that_arrives_before_the_suspension_is_kept_on_the_row(make_engine: Any, registry: TaskRegistry) -> None:
     gate = asyncio.Event()
     starts: list[int] = []
-
-    @task(id="racy", registry=registry)
-    async def racy(payload: Any, ctx: RunContext) -> str:
-        starts.append(ctx.attempt)
-        if ctx.checkpoint("asked") is None:
-            await ctx.save_checkpoint("asked", True)
-            await gate.wait()  # the decision arrives here, before the Suspend
-            raise Suspend("waiting")
-        return "continued"
-
+    racy(registry, gate, starts)
     engine = await make_engine()
     handle = await engine.trigger("racy")
     await async_wait_until(lambda: len(starts) == 1, what="executing")
