@@ -5,8 +5,6 @@ button; saved and reopened, the notebook draws it again. Screenshots go to test-
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.ui.conftest import LabServer
-from tests.ui.test_notebook_panel import make_notebook, wait_kernel_idle
+from tests.ui.test_notebook_panel import make_notebook, saved_output, wait_kernel_idle
 from tests.ui.test_sidebar_smoke import open_lab, open_sidebar
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -121,15 +119,4 @@ def test_ask_output_is_drawn_by_the_chat_renderer(page: Any, lab_server: LabServ
 
 def wait_for_saved_answer(path: Path, timeout_s: float = 30) -> dict[str, Any]:
     """The answer output's data once the notebook on disk holds it."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            notebook = json.loads(path.read_text())
-        except (OSError, ValueError):
-            notebook = {"cells": []}
-        for cell in notebook["cells"]:
-            for out in cell.get("outputs", []):
-                if MIME in out.get("data", {}):
-                    return dict(out["data"])
-        time.sleep(0.25)
-    raise AssertionError(f"{path.name} was not saved with the answer output")
+    return saved_output(path, MIME, "the answer output", timeout_s)

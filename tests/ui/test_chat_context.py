@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,18 +50,21 @@ def write_notebook(root: Path, name: str) -> str:
     return f"lab/workspaces/{Path(name).stem}/tree/{name}"
 
 
-def user_message(lab_server: LabServer, timeout_s: float = 30) -> dict[str, Any]:
-    """The first user message of the only conversation, once its context block is stored."""
+def user_message(lab_server: LabServer, timeout_s: float = 30,
+                 where: Callable[[dict[str, Any]], bool] = lambda context: bool(context.get("block")),
+                 what: str = "a context block") -> dict[str, Any]:
+    """The first stored user message (of any conversation) whose context passes ``where``; by
+    default the first one whose context block is stored."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         _, conversations = lab_server.get("/polaris/api/v1/conversations")
         for conversation in (conversations or {}).get("data", []):
             _, messages = lab_server.get(f"/polaris/api/v1/conversations/{conversation['id']}/messages")
             for message in (messages or {}).get("data", []):
-                if message["role"] == "user" and (message.get("context") or {}).get("block"):
+                if message["role"] == "user" and where(message.get("context") or {}):
                     return message
         time.sleep(0.25)
-    raise AssertionError("no user message with a context block was stored")
+    raise AssertionError(f"no user message with {what} was stored")
 
 
 def test_chips_name_the_notebook_cell_and_outputs_and_are_sent(page: Any, lab_server: LabServer, artifacts_dir: Path) -> None:

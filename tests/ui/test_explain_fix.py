@@ -6,14 +6,13 @@ with Apply / Discard, and Apply writes the cell into the notebook (then shown in
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.ui.conftest import LabServer
-from tests.ui.test_chat_context import write_notebook
+from tests.ui.test_chat_context import user_message, write_notebook
 from tests.ui.test_notebook_panel import wait_kernel_idle
 from tests.ui.test_sidebar_smoke import ALLOWED_ERRORS, open_lab
 
@@ -30,16 +29,8 @@ MODEL_SCRIPT: list[dict[str, Any]] = [
 
 
 def messages_with_intent(lab_server: LabServer, intent: str, timeout_s: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        _, conversations = lab_server.get("/polaris/api/v1/conversations")
-        for conversation in (conversations or {}).get("data", []):
-            _, messages = lab_server.get(f"/polaris/api/v1/conversations/{conversation['id']}/messages")
-            for message in (messages or {}).get("data", []):
-                if message["role"] == "user" and (message.get("context") or {}).get("intent") == intent:
-                    return message
-        time.sleep(0.25)
-    raise AssertionError(f"no user message with intent {intent}")
+    return user_message(lab_server, timeout_s, where=lambda context: context.get("intent") == intent,
+                        what=f"intent {intent}")
 
 
 def test_explain_and_fix_a_failed_cell(page: Any, lab_server: LabServer, artifacts_dir: Path) -> None:

@@ -188,8 +188,8 @@ def test_a_saved_panel_says_to_rerun_its_cell(page: Any, lab_server: LabServer, 
     page.screenshot(path=str(artifacts_dir / "notebook-chat-panel-saved.png"))
 
 
-def wait_for_saved_panel(path: Path, timeout_s: float = 30) -> str:
-    """The text/plain fallback of the chat panel's output once the notebook on disk holds it."""
+def saved_output(path: Path, has: str, what: str, timeout_s: float = 30) -> dict[str, Any]:
+    """The data of the first output holding mime type ``has`` once the notebook on disk holds one."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -198,12 +198,16 @@ def wait_for_saved_panel(path: Path, timeout_s: float = 30) -> str:
             notebook = {"cells": []}
         for cell in notebook["cells"]:
             for out in cell.get("outputs", []):
-                data = out.get("data", {})
-                if "application/vnd.jupyter.widget-view+json" in data:
-                    text = data.get("text/plain", "")
-                    return "".join(text) if isinstance(text, list) else str(text)
+                if has in out.get("data", {}):
+                    return dict(out["data"])
         time.sleep(0.25)
-    raise AssertionError(f"{path.name} was not saved with the panel's output")
+    raise AssertionError(f"{path.name} was not saved with {what}")
+
+
+def wait_for_saved_panel(path: Path, timeout_s: float = 30) -> str:
+    """The text/plain fallback of the chat panel's output once the notebook on disk holds it."""
+    text = saved_output(path, "application/vnd.jupyter.widget-view+json", "the panel's output", timeout_s).get("text/plain", "")
+    return "".join(text) if isinstance(text, list) else str(text)
 
 
 def test_ask_and_generate_from_cells(page: Any, lab_server: LabServer, artifacts_dir: Path) -> None:
