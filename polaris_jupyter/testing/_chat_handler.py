@@ -118,6 +118,21 @@ class ChatCompletionsHandler(tornado.web.RequestHandler):
             self._gone = True
             raise _Gone from None
 
+    async def _send_last(self, rec: RecordedRequest, data: bytes) -> None:
+        """Send a response's final bytes, recording it completed *before* they leave.
+
+        A client may read the last event and look at the record at once, from another thread
+        (thread mode) or another task, while this handler is still returning from the flush; so
+        the mark goes first and is taken back if the client turned out to be gone.
+        """
+        rec.completed = True
+        try:
+            await self._send(data)
+        except _Gone:
+            rec.completed = False
+            raise
+        self._done = True
+
     # -- request ------------------------------------------------------------------------------
     async def post(self) -> None:
         try:
@@ -161,11 +176,12 @@ class ChatCompletionsHandler(tornado.web.RequestHandler):
             self.set_header("x-should-retry", "false")  # the openai client would retry 429/5xx otherwise
             if response.error_text is not None:
                 self.set_header("Content-Type", "text/plain")
+                rec.completed = True  # before the bytes leave: see _send_last
                 self.finish(response.error_text)
             else:
                 self.set_header("Content-Type", "application/json")
+                rec.completed = True
                 self.finish(json.dumps(response.error_body()))
-            rec.completed = True
             return
         if rec.stream:
             await self._stream(rec, response, body)
@@ -179,9 +195,9 @@ class ChatCompletionsHandler(tornado.web.RequestHandler):
             self._drop_connection(rec)
             return
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(completion_body(response, body, self.server.model)))
         rec.tokens_sent = n_tokens
-        rec.completed = True
+        rec.completed = True  # before the bytes leave: see _send_last
+        self.finish(json.dumps(completion_body(response, body, self.server.model)))
 
     def _drop_connection(self, rec: RecordedRequest) -> None:
         """Close the TCP connection without ending the HTTP response (a crashed upstream)."""
@@ -246,20 +262,23 @@ class ChatCompletionsHandler(tornado.web.RequestHandler):
         tail = writer.event({}, response.resolved_finish_reason())
         if writer.include_usage:
             tail += writer.usage(compute_usage(response, body))
-        await self._send(tail + writer.done())
-        self._done = True
-        rec.completed = True
+        await self._send_last(rec, tail + writer.done())
         self.finish()
 
     async def _stream_raw(self, rec: RecordedRequest, response: Response) -> None:
         """Send ``raw_events`` verbatim, one per interval (for servers' quirks: comments, bad JSON...)."""
         await self._pause(response.ttft_s)
-        for i, event in enumerate(response.raw_events or ()):
+        events = [event.encode() for event in response.raw_events or ()]
+        cut = response.disconnect_after_tokens is not None
+        for i, event in enumerate(events):
             if i:
                 await self._pause(response.token_interval_s())
-            await self._send(event.encode())
-        if response.disconnect_after_tokens is not None:
+            if i == len(events) - 1 and not cut:
+                await self._send_last(rec, event)
+            else:
+                await self._send(event)
+        if cut:
             self._drop_connection(rec)
+        rec.completed = True  # also with no events at all: an empty answer, as scripted
         self._done = True
-        rec.completed = True
         self.finish()

@@ -148,9 +148,9 @@ class TextCompletionsHandler(ChatCompletionsHandler):
             answer = {**chunks.head, "choices": [choice]}
             if response.send_usage:
                 answer["usage"] = _usage(response, body, len(tokens))
-            self.finish(json.dumps(answer))
             rec.tokens_sent = len(tokens)
-            rec.completed = True
+            rec.completed = True  # before the bytes leave: see _send_last
+            self.finish(json.dumps(answer))
             return
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")
@@ -184,7 +184,5 @@ class TextCompletionsHandler(ChatCompletionsHandler):
         options = body.get("stream_options") or {}
         if options.get("include_usage") and response.send_usage:
             tail += chunks.usage(_usage(response, body, len(tokens)))
-        await self._send(tail + b"data: [DONE]\n\n")
-        self._done = True
-        rec.completed = True
+        await self._send_last(rec, tail + b"data: [DONE]\n\n")
         self.finish()
