@@ -2,63 +2,41 @@
 
 The route table (``routes.py``) points at these for request bodies and answers; the OpenAPI
 document, request validation and the TypeScript types (generated from the document by
-``openapi-typescript``) all come from them.
+``openapi-typescript``) all come from them. This module holds the core (runs, chat, generation,
+health) and assembles the one table with the families of ``schemas_steering.py`` and
+``schemas_notebook.py``; a name defined twice is an error at import.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from polaris_jupyter.agent.completions import COMPLETION_REQUEST_SCHEMA, CancelReason, CompletionMode
-from polaris_jupyter.chat.approvals import ApprovalScope, ApprovalStatus
+from polaris_jupyter.api._schema_kit import (
+    ANY,
+    BOOL,
+    DURATION,
+    INT,
+    NON_EMPTY,
+    NULL_NUM,
+    NULL_STR,
+    NUM,
+    STR,
+    Schema,
+    array_of,
+    nullable,
+    obj,
+    ref,
+)
+from polaris_jupyter.api.schemas_notebook import NOTEBOOK_COMPONENTS
+from polaris_jupyter.api.schemas_steering import STEERING_COMPONENTS
 from polaris_jupyter.chat.store import MessageStatus
 from polaris_jupyter.jobs import MAX_BATCH_ITEMS, RunStatus
 from polaris_jupyter.tasks.project_kinds import StepAction
-from polaris_jupyter.tools.mcp_config import McpStatus, McpTransport
-from polaris_jupyter.tools.permissions import PermissionMode, ToolAccess
 
-__all__ = ["COMPONENTS", "MAX_MESSAGE_CHARS", "array_of", "nullable", "obj", "ref"]
-
-Schema = dict[str, Any]
+__all__ = ["BATCH_REQUEST", "BOOL", "COMPONENTS", "MAX_MESSAGE_CHARS", "NON_EMPTY", "STR", "array_of", "nullable", "obj",
+           "ref"]
 
 #: The longest user message (characters) a conversation accepts.
 MAX_MESSAGE_CHARS = 100_000
 
-
-def ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def nullable(schema: Schema, **extra: Any) -> Schema:
-    """``schema`` or JSON null (``extra``: e.g. a description)."""
-    if set(schema) == {"type"} and isinstance(schema["type"], str):
-        return {"type": [schema["type"], "null"], **extra}
-    return {"anyOf": [schema, {"type": "null"}], **extra}
-
-
-def obj(properties: dict[str, Schema], required: tuple[str, ...] = (), *, closed: bool = False, **extra: Any) -> Schema:
-    schema: Schema = {"type": "object", "properties": properties, **extra}
-    if required:
-        schema["required"] = list(required)
-    if closed:
-        schema["additionalProperties"] = False
-    return schema
-
-
-def array_of(items: Schema, **extra: Any) -> Schema:
-    return {"type": "array", "items": items, **extra}
-
-
-STR: Schema = {"type": "string"}
-NON_EMPTY: Schema = {"type": "string", "minLength": 1}
-BOOL: Schema = {"type": "boolean"}
-INT: Schema = {"type": "integer"}
-NUM: Schema = {"type": "number"}
-ANY: Schema = {}
-NULL_STR = nullable(STR)
-NULL_NUM = nullable(NUM)
-#: A duration: seconds as a number, or a text such as "10s", "5m", "2h".
-DURATION: Schema = {"type": ["number", "string"], "minimum": 0}
 
 _RUN_STATUS: Schema = {"type": "string", "enum": [s.value for s in RunStatus]}
 _MESSAGE_STATUS: Schema = {"type": "string", "enum": [s.value for s in MessageStatus]}
@@ -280,223 +258,11 @@ COMPONENTS: dict[str, Schema] = {
     ),
 }
 
-# -- steering the model (issue 14): model lists, keys, rules, usage and cost ------------------------
-COMPONENTS.update({
-    "ProviderModels": obj(
-        {"name": STR, "baseUrl": STR, "defaultModel": NULL_STR,
-         "models": array_of(obj({"id": STR}, ("id",))),
-         "error": nullable(STR, description="why the provider could not list its models (never a key)"),
-         "fetchedAt": nullable(NUM, description="epoch seconds of the provider's answer"),
-         "truncated": BOOL},
-        ("name", "models", "error"),
-    ),
-    "ModelList": obj(
-        {"providers": array_of(ref("ProviderModels")),
-         "default": obj({"provider": NULL_STR, "model": NULL_STR, "error": NULL_STR}, ("provider", "model"),
-                        description="what a conversation without its own choice is answered with")},
-        ("providers", "default"),
-    ),
-    "ProviderKey": obj(
-        {
-            "provider": STR,
-            "apiKey": obj({"set": BOOL, "last4": NULL_STR, "source": nullable({"type": "string", "enum": ["env", "stored"]})},
-                          ("set", "last4", "source"), description="the key in use: never the key itself"),
-            "baseUrl": NULL_STR,
-            "baseUrlSource": {"type": "string", "enum": ["env", "stored", "default"]},
-            "stored": obj({"apiKey": BOOL, "last4": NULL_STR, "baseUrl": NULL_STR}, ("apiKey",),
-                          description="what the settings hold (the environment may win over it)"),
-            "envKey": STR,
-            "envBaseUrl": STR,
-            "envWins": array_of(STR, description="environment variables that are set and win over a stored value"),
-            "updatedAt": NULL_NUM,
-        },
-        ("provider", "apiKey", "baseUrlSource", "stored", "envKey", "envBaseUrl", "envWins"),
-    ),
-    "KeyStatus": obj(
-        {"providers": array_of(ref("ProviderKey")), "storage": {"type": "string", "enum": ["file", "keyring"]},
-         "note": NULL_STR},
-        ("providers", "storage"),
-    ),
-    "RuleFile": obj(
-        {"path": STR, "chars": INT, "includedChars": INT, "truncated": BOOL, "note": NULL_STR},
-        ("path", "chars", "includedChars", "truncated"),
-    ),
-    "Rules": obj(
-        {"files": array_of(ref("RuleFile")), "maxChars": INT, "includedChars": INT, "truncated": BOOL},
-        ("files", "maxChars", "includedChars", "truncated"),
-        description="AGENTS.md and .polaris/rules/*.md as the next message's system prompt gets them",
-    ),
-    "TaskUsage": obj(
-        {"runs": INT, "promptTokens": INT, "completionTokens": INT,
-         "costUsd": nullable(NUM, description="estimated, summed over the runs with a known price; null: none known"),
-         "unpricedRuns": INT},
-        ("runs", "promptTokens", "completionTokens", "costUsd", "unpricedRuns"),
-        description="model usage the task's runs reported in their output (output.usage)",
-    ),
-})
-
-# -- notebooks in the chat (issue 13): attached context, kernel variables, proposed cell edits -------
-_CONTEXT_KIND: Schema = {"type": "string", "enum": ["file", "selection", "cell", "outputs", "notebook", "variables"]}
-_INDEX: Schema = {"type": "integer", "minimum": 0}
-COMPONENTS.update({
-    "ContextItem": obj(
-        {
-            "kind": _CONTEXT_KIND,
-            "path": {"type": "string", "minLength": 1, "maxLength": 4096, "description": "workspace path"},
-            "cellIndex": _INDEX,
-            "cellId": {"type": "string", "minLength": 1, "maxLength": 256},
-            "source": {"type": "string", "maxLength": 1_000_000,
-                       "description": "selection text; a cell's or file's live (unsaved) source; else read on the server"},
-            "outputs": array_of({"type": "object"}, maxItems=200,
-                                description="nbformat outputs of the cell as shown; else read from the file"),
-            "language": {"type": "string", "maxLength": 64},
-            "startLine": {"type": "integer", "minimum": 1},
-            "endLine": {"type": "integer", "minimum": 1},
-            "kernelId": {"type": "string", "minLength": 1, "maxLength": 256},
-            "names": array_of({"type": "string", "minLength": 1, "maxLength": 200}, maxItems=100),
-            "label": {"type": "string", "maxLength": 200},
-        },
-        ("kind",), closed=True,
-        description="file: path (source = unsaved contents); selection: source (+ path, lines); cell / outputs: "
-        "notebook path + cellIndex or cellId; notebook: path; variables: path or kernelId (+ names).",
-    ),
-    "Attachment": obj(
-        {"item": INT, "kind": _CONTEXT_KIND, "label": STR, "path": STR, "cellIndex": INT, "cellId": STR,
-         "kernelId": STR, "startLine": INT, "endLine": INT,
-         "tokens": {"type": "integer", "description": "what it cost in the context block"},
-         "truncated": BOOL, "omitted": {"type": "boolean", "description": "not sent at all (note says why)"},
-         "note": STR},
-        ("item", "kind", "label", "tokens", "truncated", "omitted"),
-        description="One chip of a sent message: what was attached and whether it was cut to the budget.",
-    ),
-    "AttachedContext": obj(
-        {"currentFile": STR, "intent": {"type": "string", "enum": ["explain", "fix"]},
-         "attachments": array_of(ref("Attachment")),
-         "block": {"type": "string", "description": "the context block the model received with this message"},
-         "blockTokens": INT},
-        description="The context stored on a user message.",
-    ),
-    "Variable": obj(
-        {"name": STR, "type": STR, "module": STR, "shape": array_of(INT), "length": INT, "dtype": STR, "repr": STR,
-         "columns": array_of(obj({"name": STR, "dtype": STR}, ("name", "dtype"))), "columnCount": INT,
-         "head": {"type": "string", "description": "the first rows as text"}, "error": STR},
-        ("name", "type"),
-    ),
-    "Variables": obj(
-        {"kernelId": STR, "path": NULL_STR, "variables": array_of(ref("Variable")), "total": INT,
-         "missing": array_of(STR, description="names asked for that the kernel does not define"),
-         "truncated": BOOL, "elapsedMs": NUM},
-        ("kernelId", "variables", "missing", "truncated"),
-    ),
-    "Proposal": obj(
-        {"id": STR, "runId": STR, "toolCallId": NULL_STR, "path": STR, "cellIndex": INT, "cellId": NULL_STR,
-         "cellType": STR, "beforeSource": STR, "source": STR, "diff": STR, "explanation": STR,
-         "status": {"type": "string", "enum": ["pending", "applied", "discarded"]},
-         "createdAt": STR, "decidedAt": NULL_STR},
-        ("id", "runId", "path", "cellIndex", "source", "diff", "status"),
-        description="A cell edit the model proposed; Apply writes it (revertible with its run), Discard drops it.",
-    ),
-})
-
-# -- approvals (issue 14): permission modes, tool calls held for the user's consent ---------------
-_APPROVAL_STATUS: Schema = {"type": "string", "enum": [s.value for s in ApprovalStatus]}
-_APPROVAL_SCOPE: Schema = {"type": "string", "enum": [s.value for s in ApprovalScope]}
-COMPONENTS.update({
-    "PermissionMode": {"type": "string", "enum": [m.value for m in PermissionMode],
-                       "description": "ask: edits and commands wait for approval; auto-edit: only commands do; "
-                       "auto: nothing asks; plan: edit and command tools are not offered"},
-    "Approval": obj(
-        {"id": STR, "runId": STR, "messageId": NULL_STR, "conversationId": NULL_STR, "toolCallId": STR,
-         "toolName": STR, "arguments": {"type": "object"},
-         "diff": nullable(STR, description="what an edit would change (unified diff)"),
-         "access": {"type": "string", "enum": [a.value for a in ToolAccess]},
-         "status": _APPROVAL_STATUS, "scope": nullable(_APPROVAL_SCOPE),
-         "reason": nullable(STR, description="why it expired"),
-         "createdAt": STR, "expiresAt": NULL_STR, "decidedAt": NULL_STR},
-        ("id", "runId", "toolCallId", "toolName", "arguments", "status", "createdAt"),
-        description="A tool call held for the user's consent; its run waits (WAITING) holding no worker.",
-    ),
-    "ApprovalRef": obj(
-        {"id": STR, "status": _APPROVAL_STATUS, "scope": nullable(_APPROVAL_SCOPE), "expiresAt": NULL_STR,
-         "reason": NULL_STR},
-        ("id", "status"),
-        description="The approval of a tool call, as its card carries it.",
-    ),
-})
-
-# -- tools and MCP servers (issue 14 item 5): tools/mcp.py ---------------------------------------
-COMPONENTS.update({
-    "McpTool": obj(
-        {"name": {"type": "string", "description": "as the model sees it: server__tool"},
-         "tool": {"type": "string", "description": "the server's own name of the tool"},
-         "server": STR, "description": STR,
-         "readOnly": {"type": "boolean", "description": "the server marks it read-only (readOnlyHint): it never asks"}},
-        ("name", "tool", "server", "description", "readOnly"),
-    ),
-    "McpServer": obj(
-        {"name": STR,
-         "transport": {"type": "string", "enum": [t.value for t in McpTransport]},
-         "target": {"type": "string", "description": "the command line or the URL (env and header values are never shown)"},
-         "source": {"type": "string", "description": "the mcp.json the entry comes from"},
-         "status": {"type": "string", "enum": [s.value for s in McpStatus]},
-         "error": nullable(STR, description="why it failed (a bad entry, the program's stderr, the connection)"),
-         "serverInfo": nullable(STR, description="name and version the server reported"),
-         "connections": {"type": "integer", "description": "sessions opened so far (more than 1: it was restarted)"},
-         "connectMs": nullable(NUM, description="how long the last connect took, start to tools listed"),
-         "retryAt": nullable(NUM, description="epoch seconds of the next restart of a failed server"),
-         "tools": array_of(ref("McpTool"))},
-        ("name", "transport", "target", "source", "status", "error", "tools"),
-    ),
-    "McpServers": obj(
-        {"servers": array_of(ref("McpServer")),
-         "problems": array_of(obj({"path": STR, "error": STR, "server": NULL_STR}, ("path", "error")),
-                              description="config files (or entries, with server) that could not be used"),
-         "configPaths": array_of(STR, description="the files read, in order; later entries of a name win")},
-        ("servers", "problems", "configPaths"),
-    ),
-    "ToolInfo": obj(
-        {"name": STR, "description": STR, "group": STR,
-         "access": {"type": "string", "enum": [a.value for a in ToolAccess],
-                    "description": "read tools never ask; edit and execute tools ask as the permission mode says"},
-         "server": nullable(STR, description="the MCP server it comes from; null for a built-in tool")},
-        ("name", "description", "group", "access", "server"),
-    ),
-})
-
-# -- inline completions (issue 15): agent/completions*.py ---------------------------------------
-_COMPLETION_STATUS = {"type": "string", "enum": [RunStatus.EXECUTING.value, RunStatus.COMPLETED.value,
-                                                 RunStatus.CANCELED.value, RunStatus.FAILED.value,
-                                                 RunStatus.TIMED_OUT.value]}
-COMPONENTS.update({
-    "CompletionRequest": COMPLETION_REQUEST_SCHEMA,
-    "CompletionLine": obj(
-        {"type": {"type": "string", "enum": ["start", "delta", "end", "error"]},
-         "id": STR,
-         "text": {"type": "string", "description": "delta: the next piece; end: the whole suggestion"},
-         "status": {"anyOf": [_COMPLETION_STATUS, INT],
-                    "description": "end: the completion's final status; error: the HTTP-style status of the failure"},
-         "provider": NULL_STR, "model": NULL_STR,
-         "mode": nullable({"type": "string", "enum": [m.value for m in CompletionMode]},
-                          description="fim: /completions with suffix; prefix: without; chat: a chat prompt"),
-         "cached": BOOL, "editorId": STR,
-         "cancelReason": nullable({"type": "string", "enum": [r.value for r in CancelReason]}),
-         "error": NULL_STR, "message": STR,
-         "firstSuggestionMs": NULL_NUM, "durationMs": NUM},
-        ("type",),
-        description="One line of the completion stream: start (id, provider, model, mode, cached), delta (text), "
-        "end (the completion: status, text, cancelReason, timings) or error (status, message).",
-    ),
-    "CompletionMetrics": obj(
-        {"taskId": STR, "persisted": BOOL, "since": NUM, "counts": {"type": "object"}, "total": INT,
-         "successRate": NULL_NUM, "durationP50Ms": NULL_NUM, "durationP95Ms": NULL_NUM,
-         "firstSuggestionP50Ms": NULL_NUM, "firstSuggestionP95Ms": NULL_NUM, "latencyWindow": INT,
-         "cacheHits": INT, "modes": {"type": "object"}, "cancelReasons": {"type": "object"},
-         "feedback": {"type": "object"}, "acceptRate": NULL_NUM, "running": INT, "cacheEntries": INT,
-         "fimSupport": array_of({"type": "object"})},
-        ("taskId", "counts", "total"),
-        description="The in-memory operation record of inline completions, in the shape of a task of GET /metrics.",
-    ),
-})
+for _family in (STEERING_COMPONENTS, NOTEBOOK_COMPONENTS):
+    _twice = sorted(set(_family) & set(COMPONENTS))
+    if _twice:
+        raise RuntimeError(f"wire schemas defined twice: {', '.join(_twice)}")
+    COMPONENTS.update(_family)
 
 BATCH_REQUEST: Schema = obj(
     {"items": array_of(ref("TriggerRequest"), minItems=1, maxItems=MAX_BATCH_ITEMS)}, ("items",)

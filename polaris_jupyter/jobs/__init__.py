@@ -17,17 +17,10 @@ from __future__ import annotations
 
 from polaris_jupyter.jobs._clock import Clock, FakeClock, SystemClock
 from polaris_jupyter.jobs._context import RunContext
-from polaris_jupyter.jobs._engine import (
-    MAX_BATCH_ITEMS,
-    BatchHandle,
-    Engine,
-    RunHandle,
-    RunResult,
-    call_hook,
-    is_retryable,
-    retry_delay_s,
-)
+from polaris_jupyter.jobs._engine import MAX_BATCH_ITEMS, Engine
 from polaris_jupyter.jobs._events import EventBus, EventFilter, SubscriberLagging
+from polaris_jupyter.jobs._failures import call_hook, is_retryable, retry_delay_s
+from polaris_jupyter.jobs._handles import BatchHandle, RunHandle, RunResult
 from polaris_jupyter.jobs._models import (
     FINAL_STATUSES,
     AbortTaskError,

@@ -25,7 +25,8 @@ from polaris_jupyter.jobs.context import (
 )
 
 if TYPE_CHECKING:
-    from polaris_jupyter.jobs._engine import Engine, RunHandle, RunResult
+    from polaris_jupyter.jobs._engine import Engine
+    from polaris_jupyter.jobs._handles import RunHandle, RunResult
 
 __all__ = ["RunContext"]
 

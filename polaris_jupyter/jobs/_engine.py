@@ -19,24 +19,22 @@ whoever owns the wait point resumes them (the approvals service does, for decide
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import heapq
-import inspect
 import json
 import logging
-import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from polaris_jupyter.jobs._admission import new_run, scoped_key
 from polaris_jupyter.jobs._clock import Clock, SystemClock
 from polaris_jupyter.jobs._context import RunContext
 from polaris_jupyter.jobs._events import EventBus
+from polaris_jupyter.jobs._failures import call_hook, error_dict, is_retryable, retry_delay_s
+from polaris_jupyter.jobs._handles import BatchHandle, RunHandle, RunResult
 from polaris_jupyter.jobs._models import (
     KEY_RELEASING_STATUSES,
-    AbortTaskError,
     Attempt,
     InvalidInput,
     RetryPolicy,
@@ -51,9 +49,9 @@ from polaris_jupyter.jobs._models import (
 from polaris_jupyter.jobs._options import MAX_PAYLOAD_BYTES, check_json_size, validate_tags
 from polaris_jupyter.jobs._registry import TaskDef, TaskRegistry, default_registry
 from polaris_jupyter.jobs._store import SqliteStore
+from polaris_jupyter.jobs._timers import TimerHeap
 
-__all__ = ["MAX_BATCH_ITEMS", "BatchHandle", "Engine", "RunHandle", "RunResult", "call_hook", "is_retryable",
-           "retry_delay_s"]
+__all__ = ["MAX_BATCH_ITEMS", "Engine"]
 
 MAX_BATCH_ITEMS = 1000
 DAY_S = 86400.0
@@ -66,69 +64,10 @@ ReplayHandler = Callable[[Run, bool], Awaitable["RunHandle"]]
 
 
 @dataclass
-class RunResult:
-    """What ``trigger_and_wait`` returns: ``ok`` with ``output``, or the ``error``."""
-
-    ok: bool
-    output: Any
-    error: dict[str, Any] | None
-    run: Run
-
-
-class RunHandle:
-    """A triggered run: its id plus ``status()``, ``result()`` and ``cancel()``."""
-
-    def __init__(self, engine: Engine, run_id: str, *, is_cached: bool = False) -> None:
-        self.engine = engine
-        self.id = run_id
-        self.is_cached = is_cached
-
-    async def status(self) -> RunStatus:
-        return (await self.engine.get_run(self.id)).status
-
-    async def result(self, timeout_s: float | None = None) -> RunResult:
-        run = await self.engine.wait_for(self.id, timeout_s=timeout_s)
-        return RunResult(run.status is RunStatus.COMPLETED, run.output, run.error, run)
-
-    async def cancel(self) -> Run:
-        return await self.engine.cancel(self.id)
-
-    def __repr__(self) -> str:
-        return f"RunHandle({self.id!r})"
-
-
-@dataclass
-class BatchHandle:
-    batch_id: str
-    runs: list[RunHandle]
-
-
-@dataclass
 class _Lane:
     limit: int | None
     running: int = 0
     waiting: deque[str] = field(default_factory=deque)
-
-
-def error_dict(exc: BaseException) -> dict[str, Any]:
-    stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return {"name": type(exc).__name__, "message": str(exc) or type(exc).__name__, "stack": stack[-4000:]}
-
-
-def is_retryable(exc: BaseException) -> bool:
-    """Whether a failed attempt may be retried (attempts left permitting): not after
-    AbortTaskError or InvalidInput, nor after an error whose ``retryable`` attribute is False
-    (a model provider's 401: asking again cannot help)."""
-    return not isinstance(exc, (AbortTaskError, InvalidInput)) and getattr(exc, "retryable", True) is not False
-
-
-def retry_delay_s(exc: BaseException, policy_delay_s: float) -> float:
-    """The wait before the next attempt: the policy's, or longer when the error carries
-    ``retry_after_s`` (seconds, e.g. a server's ``Retry-After``): never sooner than asked."""
-    after = getattr(exc, "retry_after_s", None)
-    if isinstance(after, (int, float)) and not isinstance(after, bool) and after == after and after > policy_delay_s:
-        return float(after)
-    return policy_delay_s
 
 
 class Engine:
@@ -166,10 +105,7 @@ class Engine:
         self._idem: dict[tuple[str, str], str] = {}
         #: Tasks whose host went away (a kernel): id → (why runs wait, last definition seen).
         self._absent: dict[str, tuple[str, TaskDef | None]] = {}
-        self._timers: list[tuple[float, int, str, str]] = []
-        self._timer_counter = 0
-        self._timer_wake = asyncio.Event()
-        self._timer_task: asyncio.Task[None] | None = None
+        self.timers = TimerHeap(self.clock, self._fire)
         self._started = False
         self._stopping = False
         self._replay_handlers: dict[str, ReplayHandler] = {}
@@ -185,7 +121,7 @@ class Engine:
         await self.bus.start()
         self._started = True
         await self._recover()
-        self._timer_task = asyncio.create_task(self._timer_loop(), name="polaris-timers")
+        self.timers.start()
         await self.schedules.start()
 
     @property
@@ -199,10 +135,7 @@ class Engine:
         if not self._started:
             return
         self._stopping = True
-        if self._timer_task is not None:
-            self._timer_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._timer_task
+        await self.timers.stop()
         tasks = list(self._tasks.values())
         for t in tasks:
             t.cancel()
@@ -344,39 +277,14 @@ class Engine:
         tags = validate_tags(opts.tags)
         key = opts.idempotency_key
         if key is not None:
-            if parent is not None and opts.idempotency_scope in ("run", "attempt"):
-                key = f"{parent.run_id}:{parent.attempt if opts.idempotency_scope == 'attempt' else ''}:{key}"
+            key = scoped_key(key, opts.idempotency_scope, parent.run_id if parent else None,
+                             parent.attempt if parent else None)
             cached = await self._find_idempotent(task_id, key)
             if cached is not None:
                 return None, cached
-        now = self.clock.now()
-        delay_until = opts.delay_until
-        if opts.delay_s:
-            delay_until = now + opts.delay_s
-        if delay_until is not None and delay_until <= now:
-            delay_until = None
-        policy = self.retry_policy(task_id)
-        run = Run(
-            id=new_id("run"),
-            task_id=task_id,
-            status=RunStatus.DELAYED if delay_until else RunStatus.QUEUED,
-            payload=payload,
-            created_at=now,
-            updated_at=now,
-            queue=opts.queue or definition.queue.name,
-            max_attempts=opts.max_attempts or policy.max_attempts,
-            delay_until=delay_until,
-            ttl_s=opts.ttl_s if opts.ttl_s is not None else definition.ttl_s,
-            idempotency_key=key,
-            idempotency_expires_at=None
-            if key is None
-            else now + (opts.idempotency_key_ttl_s or self.idempotency_key_ttl_s),
-            tags=tags,
-            metadata=dict(opts.metadata),
-            concurrency_key=opts.concurrency_key,
-            parent_run_id=parent.run_id if parent else None,
-            conversation_id=opts.conversation_id,
-            max_duration_s=opts.max_duration_s or definition.max_duration_s,
+        run = new_run(
+            definition, payload, opts, now=self.clock.now(), policy=self.retry_policy(task_id), tags=tags, key=key,
+            key_ttl_s=self.idempotency_key_ttl_s, parent_run_id=parent.run_id if parent else None,
             waiting_reason=waiting_reason,
         )
         if key is not None:
@@ -407,11 +315,11 @@ class Engine:
 
     def _admit(self, run: Run) -> None:
         if run.status is RunStatus.DELAYED and run.delay_until is not None:
-            self._add_timer(run.delay_until, run.id, "delay")
+            self.timers.add(run.delay_until, run.id, "delay")
         else:
             self._ready.append(run.id)
         if run.expires_at is not None:
-            self._add_timer(run.expires_at, run.id, "ttl")
+            self.timers.add(run.expires_at, run.id, "ttl")
         self._pump()
 
     # -- dispatch ----------------------------------------------------------------------------
@@ -528,7 +436,7 @@ class Engine:
             run.next_attempt_at = now + delay_s
             run.updated_at = now
             self._put_status(run, extra={"nextAttemptAt": run.next_attempt_at, "delayS": delay_s})
-            self._add_timer(run.next_attempt_at, run.id, "retry")
+            self.timers.add(run.next_attempt_at, run.id, "retry")
             return
         await call_hook(definition.on_failure, run.payload, exc, ctx)
         self._finish(run, RunStatus.FAILED, error=error)
@@ -546,7 +454,7 @@ class Engine:
             self._resume_early.discard(run.id)
             self._release_waiting(run)
         elif run.next_attempt_at is not None:
-            self._add_timer(run.next_attempt_at, run.id, "wait")
+            self.timers.add(run.next_attempt_at, run.id, "wait")
 
     def _release_waiting(self, run: Run) -> None:
         if run.id not in self._resumed:
@@ -751,24 +659,6 @@ class Engine:
         return list(self._active.values())
 
     # -- timers ------------------------------------------------------------------------------
-    def _add_timer(self, due_at: float, ref: str, kind: str) -> None:
-        self._timer_counter += 1
-        heapq.heappush(self._timers, (due_at, self._timer_counter, ref, kind))
-        self._timer_wake.set()
-
-    async def _timer_loop(self) -> None:
-        while True:
-            now = self.clock.now()
-            while self._timers and self._timers[0][0] <= now:
-                _, _, ref, kind = heapq.heappop(self._timers)
-                try:
-                    await self._fire(ref, kind)
-                except Exception:
-                    log.exception("timer %s for %s failed", kind, ref)
-            self._timer_wake.clear()
-            timeout_s = self._timers[0][0] - self.clock.now() if self._timers else None
-            await self.clock.wait(self._timer_wake, timeout_s)
-
     async def _fire(self, ref: str, kind: str) -> None:
         if kind == "cron":
             await self.schedules.fire(ref)
@@ -824,19 +714,19 @@ class Engine:
                     self._finish(run, RunStatus.CRASHED, error=error)
                     continue
             elif run.status is RunStatus.DELAYED and run.delay_until is not None:
-                self._add_timer(run.delay_until, run.id, "delay")
+                self.timers.add(run.delay_until, run.id, "delay")
             elif run.status is RunStatus.REATTEMPTING:
-                self._add_timer(run.next_attempt_at or now, run.id, "retry")
+                self.timers.add(run.next_attempt_at or now, run.id, "retry")
             elif run.status is RunStatus.WAITING:  # its owner resumes it; a timeout re-arms here
                 if run.next_attempt_at is not None:
-                    self._add_timer(run.next_attempt_at, run.id, "wait")
+                    self.timers.add(run.next_attempt_at, run.id, "wait")
             else:
                 if run.waiting_reason and run.waiting_reason.startswith("interrupted"):
                     run.waiting_reason = None
                     self.store.put_run(run)
                 self._ready.append(run.id)
             if run.expires_at is not None and run.attempt_count == 0:
-                self._add_timer(run.expires_at, run.id, "ttl")
+                self.timers.add(run.expires_at, run.id, "ttl")
         await self.store.commit()
         if rows:
             log.info("recovered %d unfinished runs", len(rows))
@@ -846,16 +736,3 @@ class Engine:
         if not self._started or self._stopping:
             raise RuntimeError("the engine is not running; call `await engine.start()` first")
 
-
-async def call_hook(hook: Any, *args: Any) -> None:
-    """Run a lifecycle hook (sync or async); a failing hook is logged, never fails the run."""
-    if hook is None:
-        return
-    try:
-        result = hook(*args)
-        if inspect.isawaitable(result):
-            await result
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("hook %r failed", getattr(hook, "__name__", hook))

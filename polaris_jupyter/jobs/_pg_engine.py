@@ -40,7 +40,9 @@ from typing import Any
 from polaris_jupyter._version import __version__
 from polaris_jupyter.jobs._clock import Clock
 from polaris_jupyter.jobs._context import RunContext
-from polaris_jupyter.jobs._engine import DAY_S, BatchHandle, Engine, RunHandle, _Lane, call_hook
+from polaris_jupyter.jobs._engine import DAY_S, Engine, _Lane
+from polaris_jupyter.jobs._failures import call_hook
+from polaris_jupyter.jobs._handles import BatchHandle, RunHandle
 from polaris_jupyter.jobs._models import Attempt, RetryPolicy, Run, RunNotFound, RunStatus, TriggerOptions
 from polaris_jupyter.jobs._pg_claims import ClaimBatcher
 from polaris_jupyter.jobs._pg_dbos import DbosDispatcher
@@ -135,7 +137,7 @@ class PgEngine(Engine):
         self._started = True
         await self._recover()
         self._accepting.set()
-        self._timer_task = asyncio.create_task(self._timer_loop(), name="polaris-timers")
+        self.timers.start()
         self.keeper.start()
         await self.schedules.start()
 
@@ -145,10 +147,7 @@ class PgEngine(Engine):
         if not self._started:
             return
         self._stopping = True
-        if self._timer_task is not None:
-            self._timer_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._timer_task
+        await self.timers.stop()
         await self.keeper.stop()
         tasks = list(self._tasks.values())
         for t in tasks:
@@ -430,15 +429,15 @@ class PgEngine(Engine):
         for row in rows:
             run = row_to_run(row)
             if run.expires_at is not None and run.attempt_count == 0:
-                self._add_timer(run.expires_at, run.id, "ttl")
+                self.timers.add(run.expires_at, run.id, "ttl")
             if self.registry.get(run.task_id) is None:
                 continue  # dispatched by the processes that have its task (a kernel's: when it claims it)
             if run.status is RunStatus.WAITING and run.next_attempt_at is not None:
-                self._add_timer(run.next_attempt_at, run.id, "wait")
+                self.timers.add(run.next_attempt_at, run.id, "wait")
             elif run.status is RunStatus.DELAYED and run.delay_until is not None:
-                self._add_timer(run.delay_until, run.id, "delay")
+                self.timers.add(run.delay_until, run.id, "delay")
             elif run.status is RunStatus.REATTEMPTING:
-                self._add_timer(run.next_attempt_at or now, run.id, "retry")
+                self.timers.add(run.next_attempt_at or now, run.id, "retry")
             elif row["dispatched_at"] is None and not run.waiting_reason:
                 self._pending_dispatch.append(run)
         await self._flush_dispatch()

@@ -109,7 +109,7 @@ class LocalTasks:
             if run.status is RunStatus.QUEUED:
                 engine.dispatcher.dispatch(run, handback=True)
             elif run.status is RunStatus.DELAYED:
-                engine._add_timer(run.delay_until or now, run.id, "delay")
+                engine.timers.add(run.delay_until or now, run.id, "delay")
             else:
-                engine._add_timer(run.next_attempt_at or now, run.id, "retry")
+                engine.timers.add(run.next_attempt_at or now, run.id, "retry")
         await engine.store.commit()

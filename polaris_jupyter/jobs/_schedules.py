@@ -179,7 +179,7 @@ class ScheduleManager:
         await self.engine.store.commit()
         schedule = Schedule(row)
         self._schedules[sid] = schedule
-        if self.engine._timer_task is not None:
+        if self.engine.timers.started:
             self._arm(schedule, now, startup=False)
         return schedule
 
@@ -206,7 +206,7 @@ class ScheduleManager:
             # Missed (server down, laptop asleep): fire the most recent slot once, skip older ones.
             slot = prev_slot(schedule.cron, schedule.timezone, now + 1e-6)
         schedule.next_slot = slot
-        self.engine._add_timer(slot, schedule.id, "cron")
+        self.engine.timers.add(slot, schedule.id, "cron")
 
     async def fire(self, schedule_id: str) -> None:
         schedule = self._schedules.get(schedule_id)
