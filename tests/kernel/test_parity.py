@@ -13,6 +13,7 @@ import pytest
 
 from polaris_jupyter.kernel import Polaris, PolarisError, connect, disconnect
 from polaris_jupyter.testing import ScriptedModelServer
+from tests.helpers import wait_until
 from tests.kernel.conftest import FOREIGN_ENV
 from tests.kernel.test_client import live, remote_model, server_env  # noqa: F401  (fixtures)
 from tests.live_server import LiveServer
@@ -82,6 +83,11 @@ def _shape(value: Any) -> Any:
     return type(value).__name__
 
 
+def wait_finished(client: Polaris, run_id: str) -> None:
+    wait_until(lambda: client.call(client.backend.call("get_run", path={"runId": run_id}))["finishedAt"],
+               30, f"run {run_id} finished")
+
+
 def answers(client: Polaris) -> list[Any]:
     conversation_id = client.new_conversation("parity")["id"]
     out: list[Any] = []
@@ -94,6 +100,8 @@ def answers(client: Polaris) -> list[Any]:
             out.append(("error", exc.status, message))
         else:
             out.append(("ok", _shape(result)))
+            if op == "trigger":  # the listing that follows must see it finished in both modes
+                wait_finished(client, result["id"])
     return out
 
 
