@@ -82,6 +82,11 @@ class DbosDispatcher:
         self._launched = False
         self._client: DBOSClient | None = None
 
+    @property
+    def can_enqueue(self) -> bool:
+        """The client is there (launched and not destroyed): runs can be enqueued from here."""
+        return self._client is not None
+
     def _limit(self, queue: str) -> int | None:
         return self.engine.registry.queue(queue).concurrency_limit
 
@@ -139,10 +144,10 @@ class DbosDispatcher:
                                             polling_interval_sec=self.poll_s, on_conflict="always_update")
             self._queues.add(self.engine.local.queue)
 
-    async def destroy(self) -> None:
+    async def stop_dequeuing(self) -> None:
+        """Destroy this process's DBOS (no more workflows are dequeued here), keeping the
+        client: runs can still be enqueued (the hand-back of a graceful stop) until :meth:`destroy`."""
         global _engine
-        self.engine.store.enqueuer = None
-        self._client = None  # its engine is the store's: nothing of its own to close
         if self._launched:
             loop = asyncio.get_running_loop()
             with concurrent.futures.ThreadPoolExecutor(1) as pool:
@@ -152,6 +157,12 @@ class DbosDispatcher:
             self._launched = False
         if _engine is self.engine:
             _engine = None
+
+    async def destroy(self) -> None:
+        """Stop dequeuing and drop the client: nothing is enqueued from this process any more."""
+        await self.stop_dequeuing()
+        self.engine.store.enqueuer = None
+        self._client = None  # its engine is the store's: nothing of its own to close
 
     async def ensure_queue(self, queue: str, task_id: str, *, executing: bool = False) -> str:
         """Register the DBOS queue of ``queue``/``task_id`` once; executing processes set its

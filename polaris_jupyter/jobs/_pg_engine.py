@@ -113,6 +113,7 @@ class PgEngine(Engine):
         self._accepting = asyncio.Event()
         self._pending_dispatch: list[Run] = []
         self._handback: list[Run] = []
+        self._handed_back = False  # stop() has re-enqueued what was handed back (see execute_dispatched)
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self.local = LocalTasks(self)
         self.claims = ClaimBatcher(self)
@@ -123,6 +124,7 @@ class PgEngine(Engine):
         if self._started:
             return
         self.loop = asyncio.get_running_loop()
+        self._handed_back = False
         self._slots = asyncio.Semaphore(self.pool_size)
         self._accepting = asyncio.Event()
         await self.store.open()
@@ -157,10 +159,18 @@ class PgEngine(Engine):
         if self._side_tasks:
             await asyncio.wait(list(self._side_tasks), timeout=timeout_s)
         await self.store.commit()
-        for run in self._handback:
+        # DBOS stops dequeuing before the hand-back: a workflow dequeued while stopping is handed
+        # back too (execute_dispatched), and re-enqueued runs must not come straight back here
+        # (that cycled 5,000 queued runs through a stopping worker, which never exited).
+        await self.dispatcher.stop_dequeuing()
+        await asyncio.sleep(0)  # the workflows DBOS cancelled while stopping settle first
+        handback, self._handback = self._handback, []
+        self._handed_back = True
+        for run in handback:
             with contextlib.suppress(Exception):
-                await self.dispatcher.enqueue(run, handback=True)
-        self._handback.clear()
+                self.dispatcher.dispatch(run, handback=True)
+        with contextlib.suppress(Exception):
+            await self.store.commit()  # one transaction for the whole hand-back
         await self.dispatcher.destroy()
         self.store.execute("DELETE FROM workers WHERE executor_id = ?", (self.executor_id,))
         await self.bus.stop()
@@ -318,7 +328,14 @@ class PgEngine(Engine):
                 stored = await self.store.get_run(run_id)
                 if stored is not None and (stored.status in (RunStatus.QUEUED, RunStatus.REATTEMPTING)
                                            or (stored.status is RunStatus.WAITING and not stored.waiting_reason)):
-                    self._handback.append(stored)
+                    if not self._handed_back:
+                        self._handback.append(stored)
+                    elif self.dispatcher.can_enqueue:  # after the hand-back went out: follow it at once
+                        self.dispatcher.dispatch(stored, handback=True)
+                        await self.store.commit()
+                    else:
+                        log.warning("run %s reached this stopping process after it stopped enqueuing: it stays "
+                                    "QUEUED until a process recovers this executor's workflows", run_id)
                 return "handed back"
             outcome, row = await self.claims.claim(run_id)
             if row is None:

@@ -1,11 +1,13 @@
 """Real worker processes (``python -m polaris_jupyter.worker``) on one PostgreSQL schema:
 200 runs executed exactly once across two workers, a worker SIGKILLed mid-run whose run is
-retried on the other, and events of a worker's run seen live and resumed in this process."""
+retried on the other, events of a worker's run seen live and resumed in this process, and a
+worker stopped during a backlog that hands it back and exits."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -106,3 +108,41 @@ async def test_events_of_a_workers_run_reach_another_process_and_resume(workers:
         if event.type == "run.status" and event.data.get("final"):
             break
     assert [e.seq for e in resumed] == [e.seq for e in mine if e.seq > middle]
+
+
+@pytest.mark.asyncio
+async def test_a_worker_stopped_during_a_backlog_hands_it_back_and_exits(workers: Workers, client: Any) -> None:
+    """SIGTERM while a thousand runs or more wait: the worker exits (it used to re-enqueue what it
+    handed back onto the queue it was still dequeuing from, and never got out), and every run
+    completes exactly once on the next worker."""
+    fast = ("--task-modules", "tests.pg.worker_tasks", "--poll-interval", "0.1")  # DBOS keeps dequeuing while it stops
+    first = workers.start(1, concurrency=128, args=fast)[0]
+    ids = []
+    for _ in range(2):  # a batch holds 1,000
+        batch = await client.batch_trigger("chatty", [({"steps": 1}, None) for _ in range(1000)])
+        ids += [h.id for h in batch.runs]
+
+    async def completed() -> int:
+        rows = await client.store.query("SELECT COUNT(*) AS n FROM runs WHERE status = 'COMPLETED'")
+        return int(rows[0]["n"])
+
+    done = 0
+    for _ in range(1200):
+        if (done := await completed()) >= 20:
+            break
+        await asyncio.sleep(0.05)
+    assert 20 <= done < 2000, f"the stop must come during the backlog ({done} done)"
+    first.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.to_thread(first.wait, 60)  # a hang, not a speed: a graceful stop takes < 1 s to ~10 s
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"the stopped worker did not exit:\n{workers.log(first)}") from None
+    assert first.returncode == 0, workers.log(first)
+    left = await client.store.query("SELECT status, COUNT(*) AS n FROM runs GROUP BY status")
+    assert {r["status"] for r in left} <= {"COMPLETED", "QUEUED"}, left  # nothing left EXECUTING
+    workers.start(1, concurrency=128)
+    runs = [await client.wait_for(run_id, timeout_s=120) for run_id in ids]
+    assert [r.status for r in runs] == [RunStatus.COMPLETED] * 2000
+    assert all(r.attempt_count == 1 for r in runs), "a handed-back attempt does not count"
+    rows = await client.store.query("SELECT COUNT(*) AS n FROM attempts WHERE status = 'COMPLETED'")
+    assert int(rows[0]["n"]) == 2000, "each run completed once"
