@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from polaris_jupyter.config import PolarisConfig
+from polaris_jupyter.errors import Conflict, PolarisError
 from polaris_jupyter.runtime import PolarisRuntime
 
 __all__ = ["main"]
@@ -130,7 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     workspace = Path(args.workspace).resolve()
     workspace.mkdir(parents=True, exist_ok=True)
-    return asyncio.run(_generate(args, workspace))
+    try:
+        return asyncio.run(_generate(args, workspace))
+    except PolarisError as exc:  # a refused request (a non-empty folder, an unknown kind): one line, no traceback
+        hint = " (here: --overwrite, or another --path)" if isinstance(exc, Conflict) and "overwrite" in str(exc) else ""
+        print(f"{parser.prog}: {exc}{hint}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -36,7 +36,8 @@ def test_demo_with_the_scripted_model(tmp_path: Path) -> None:
     assert_project_written(done, tmp_path / "ws")
     assert "step script: finished" in done.stdout and "step readme: finished" in done.stdout
     again = run_demo(tmp_path / "ws", "--scripted", timeout_s=180)
-    assert again.returncode != 0 and "not empty" in again.stdout + again.stderr  # no silent overwrite
+    assert again.returncode == 2 and "not empty" in again.stderr  # no silent overwrite
+    assert "--overwrite" in again.stderr and "Traceback" not in again.stderr  # one line saying what to do
 
 
 @pytest.mark.local_model
